@@ -1,0 +1,42 @@
+// Shared pieces of the `flatface` subcommands: global flags and helpers to open an experiment.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "experiment.hpp"
+#include "registry.hpp"
+
+namespace flatface::cli {
+
+struct Globals {
+  std::vector<std::string> plugin_paths;  // --plugin-path (repeatable)
+  std::string log_level = "info";
+  int threads = 0;  // --threads; 0: the experiment's setting, else all cores
+};
+
+// An experiment file plus its --set overrides, as taken by run/validate/plan.
+struct ExperimentArgs {
+  std::string file;
+  std::vector<std::string> overrides;
+  void add_to(CLI::App& cmd);
+  Experiment load() const { return load_experiment(file, overrides); }
+};
+
+std::unique_ptr<Registry> open_registry(const Globals& g, const Experiment* e = nullptr);
+// Sets torch's intra-op thread count: --threads, else the experiment's, else all cores.
+int apply_threads(const Globals& g, const Experiment* e = nullptr);
+
+// Each subcommand registers itself; the callback runs after parsing and returns the exit code.
+using Command = std::function<int()>;
+void add_info_commands(CLI::App& app, Globals& g, Command& chosen);
+
+}  // namespace flatface::cli
+
+namespace flatface::cli {
+std::string version_text();
+}

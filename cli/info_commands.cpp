@@ -1,0 +1,132 @@
+// flatface plugins | validate | plan, and the shared helpers of common.hpp.
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "common.hpp"
+#include "factory.hpp"
+#include "flatface/torch_compat.hpp"
+#include "flatface/version.hpp"
+
+namespace flatface::cli {
+
+void ExperimentArgs::add_to(CLI::App& cmd) {
+  cmd.add_option("experiment", file, "Experiment TOML file")->required()->check(CLI::ExistingFile);
+  cmd.add_option("--set", overrides, "Override KEY=VALUE (dotted path, TOML value), repeatable");
+}
+
+std::unique_ptr<Registry> open_registry(const Globals& g, const Experiment* e) {
+  std::vector<std::string> extra = g.plugin_paths;
+  if (e) extra.insert(extra.end(), e->plugin_paths.begin(), e->plugin_paths.end());
+  return flatface::open_registry(extra);
+}
+
+int apply_threads(const Globals& g, const Experiment* e) {
+  int n = g.threads;
+  if (n == 0 && e) n = static_cast<int>(e->threads);
+  if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+  return n;
+}
+
+std::string version_text() {
+  std::string cuda = torch::cuda::is_available()
+                         ? "available (" + std::to_string(torch::cuda::device_count()) + " devices)"
+                         : "not available";
+  return std::string("flatface ") + FLATFACE_VERSION_STRING + " (plugin ABI " +
+         std::to_string(FLATFACE_ABI_VERSION) + ")\nlibtorch " + torch_version_string() +
+         "\nCUDA " + cuda;
+}
+
+namespace {
+
+void print_plugins(const Registry& reg, const std::string& kind) {
+  std::vector<const LoadedEntry*> rows;
+  for (const auto* e : reg.all())
+    if (kind.empty() || kind == to_string(e->entry.kind)) rows.push_back(e);
+  std::size_t wk = 4, wn = 4, wd = 11;
+  for (const auto* e : rows) {
+    wk = std::max(wk, std::string(to_string(e->entry.kind)).size());
+    wn = std::max(wn, e->entry.name.size());
+    wd = std::max(wd, e->entry.description.size());
+  }
+  auto line = [&](const std::string& a, const std::string& b, const std::string& c,
+                  const std::string& d) {
+    std::cout << std::left << std::setw(static_cast<int>(wk)) << a << "  "
+              << std::setw(static_cast<int>(wn)) << b << "  " << std::setw(static_cast<int>(wd))
+              << c << "  " << d << '\n';
+  };
+  line("kind", "name", "description", "library");
+  for (const auto* e : rows)
+    line(to_string(e->entry.kind), e->entry.name, e->entry.description, e->library);
+  if (rows.empty()) {
+    std::cout << "(no plugins found; searched:";
+    for (const auto& f : reg.folders_scanned()) std::cout << ' ' << f;
+    std::cout << ")\n";
+  }
+}
+
+std::string run_label(const Experiment& e, const RunSpec& r) {
+  std::string rho = r.rho ? format_rho(*r.rho) : "-";
+  return r.id + "  " + e.setups[r.setup].name + "  seed=" + std::to_string(r.seed) + "  rho=" + rho;
+}
+
+// Constructs every object of every run (each distinct one once) without training.
+int validate(const Globals& g, const ExperimentArgs& args) {
+  Experiment e = args.load();
+  apply_threads(g, &e);
+  auto reg = open_registry(g, &e);
+  auto runs = expand_grid(e);
+  auto backbone = make_backbone(*reg, e.backbone);
+  std::int64_t input = backbone->input_size();
+  std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;
+  for (auto seed : e.seeds) train_sets[seed] = make_train_set(*reg, e.train_data, input, seed);
+  for (const auto& ev : e.eval) make_verification_set(*reg, ev.data, input, 0);
+  for (const auto& r : runs) {
+    const auto& s = e.setups[r.setup];
+    make_head(*reg, s.head, backbone->embedding_dim(), train_sets[r.seed]->num_classes());
+    make_perturbation(*reg, s.perturbation.plugin, perturbation_options(e, r));
+  }
+  std::cout << e.file << ": ok (" << runs.size() << " runs, " << e.setups.size() << " setups, "
+            << e.seeds.size() << " seeds, " << e.eval.size() << " verification sets)\n";
+  return 0;
+}
+
+}  // namespace
+
+int plan(const ExperimentArgs& args) {
+  Experiment e = args.load();
+  auto runs = expand_grid(e);
+  std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
+  for (const auto& r : runs) std::cout << run_label(e, r) << '\n';
+  return 0;
+}
+
+void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
+  static std::string kind;
+  auto* plugins = app.add_subcommand("plugins", "List the plugins found, as a table");
+  plugins->add_option("--kind", kind, "Only this kind")
+      ->check(CLI::IsMember({"backbone", "head", "perturbation", "dataset"}));
+  plugins->callback([&g, &chosen] {
+    chosen = [&g] {
+      auto reg = open_registry(g);
+      print_plugins(*reg, kind);
+      return 0;
+    };
+  });
+
+  static ExperimentArgs validate_args, plan_args;
+  auto* val = app.add_subcommand("validate", "Load plugins and construct every run's objects");
+  validate_args.add_to(*val);
+  val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
+
+  auto* pl = app.add_subcommand("plan", "List the runs of an experiment grid");
+  plan_args.add_to(*pl);
+  pl->callback([&chosen] { chosen = [] { return plan(plan_args); }; });
+}
+
+}  // namespace flatface::cli

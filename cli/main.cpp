@@ -1,0 +1,49 @@
+// `flatface`: a table of subcommands, each a short function over the runtime.
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "common.hpp"
+
+int main(int argc, char** argv) {
+  using namespace flatface;
+  CLI::App app{"flatface: margin-based face recognition with sharpness-aware training"};
+  app.require_subcommand(0, 1);
+  cli::Globals globals;
+  app.add_option("--plugin-path", globals.plugin_paths, "Extra plugin folder (repeatable)");
+  app.add_option("--log-level", globals.log_level, "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--threads", globals.threads, "Compute threads (default: the experiment's, else all cores)")
+      ->check(CLI::NonNegativeNumber);
+  bool version = false;
+  app.add_flag("--version", version, "Print flatface, libtorch and CUDA versions");
+
+  cli::Command chosen;
+  cli::add_info_commands(app, globals, chosen);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(globals.log_level));
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  try {
+    if (version) {
+      std::cout << cli::version_text() << '\n';
+      return 0;
+    }
+    if (!chosen) {
+      std::cout << app.help() << '\n';
+      return 2;
+    }
+    return chosen();
+  } catch (const ConfigError& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,27 @@
+# flatface_add_plugin(NAME SOURCES src...) builds a plugin library NAME.so that the host loads.
+# In the flatface build tree it links the runtime target; out of tree, flatface::flatface.
+function(flatface_add_plugin name)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;LIBRARIES" ${ARGN})
+  add_library(${name} MODULE ${ARG_SOURCES})
+  if(TARGET flatface)
+    target_link_libraries(${name} PRIVATE flatface)
+    set(out ${FLATFACE_PLUGIN_OUTPUT_DIR})
+  else()
+    target_link_libraries(${name} PRIVATE flatface::flatface)
+    set(out ${CMAKE_CURRENT_BINARY_DIR})
+  endif()
+  if(ARG_OUTPUT_DIRECTORY)
+    set(out ${ARG_OUTPUT_DIRECTORY})
+  endif()
+  target_link_libraries(${name} PRIVATE ${ARG_LIBRARIES})
+  set_target_properties(${name} PROPERTIES PREFIX "" LIBRARY_OUTPUT_DIRECTORY ${out})
+  if(COMMAND flatface_warnings)
+    flatface_warnings(${name})
+  endif()
+endfunction()
+
+# In-tree plugins are installed next to the host.
+function(flatface_install_plugin name)
+  install(TARGETS ${name} LIBRARY DESTINATION ${FLATFACE_INSTALL_PLUGIN_DIR})
+  set_target_properties(${name} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
+endfunction()

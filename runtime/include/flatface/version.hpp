@@ -1,0 +1,6 @@
+// The plugin ABI version, in one place. Bump it whenever a public SDK header changes in a way that
+// breaks binary compatibility (a virtual function, a struct layout, a factory signature).
+#pragma once
+
+#define FLATFACE_ABI_VERSION 1
+#define FLATFACE_VERSION_STRING "0.1.0"
