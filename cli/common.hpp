@@ -33,7 +33,14 @@ int apply_threads(const Globals& g, const Experiment* e = nullptr);
 
 // Each subcommand registers itself; the callback runs after parsing and returns the exit code.
 using Command = std::function<int()>;
-void add_info_commands(CLI::App& app, Globals& g, Command& chosen);
+using AddCommands = void (*)(CLI::App& app, Globals& g, Command& chosen);
+
+// Each cli/*_commands.cpp registers its subcommands with a static CommandRegistrar; main.cpp adds
+// them all in a fixed order (by `order`, then name).
+struct CommandRegistrar {
+  CommandRegistrar(int order, const char* name, AddCommands add);
+};
+void add_all_commands(CLI::App& app, Globals& g, Command& chosen);
 
 }  // namespace flatface::cli
 

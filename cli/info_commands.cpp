@@ -4,7 +4,9 @@
 
 #include <iomanip>
 #include <iostream>
+#include <algorithm>
 #include <map>
+#include <tuple>
 #include <thread>
 
 #include "common.hpp"
@@ -98,13 +100,41 @@ int validate(const Globals& g, const ExperimentArgs& args) {
 
 }  // namespace
 
-int plan(const ExperimentArgs& args) {
+static int plan(const ExperimentArgs& args) {
   Experiment e = args.load();
   auto runs = expand_grid(e);
   std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
   for (const auto& r : runs) std::cout << run_label(e, r) << '\n';
   return 0;
 }
+
+namespace {
+
+struct Registered {
+  int order;
+  std::string name;
+  AddCommands add;
+};
+std::vector<Registered>& registered() {
+  static std::vector<Registered> list;
+  return list;
+}
+
+}  // namespace
+
+CommandRegistrar::CommandRegistrar(int order, const char* name, AddCommands add) {
+  registered().push_back({order, name, add});
+}
+
+void add_all_commands(CLI::App& app, Globals& g, Command& chosen) {
+  auto list = registered();
+  std::sort(list.begin(), list.end(), [](const Registered& a, const Registered& b) {
+    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
+  });
+  for (const auto& r : list) r.add(app, g, chosen);
+}
+
+namespace {
 
 void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
   static std::string kind;
@@ -128,5 +158,9 @@ void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
   plan_args.add_to(*pl);
   pl->callback([&chosen] { chosen = [] { return plan(plan_args); }; });
 }
+
+const CommandRegistrar info_registrar(10, "info", &add_info_commands);
+
+}  // namespace
 
 }  // namespace flatface::cli

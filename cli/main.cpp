@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   app.add_flag("--version", version, "Print flatface, libtorch and CUDA versions");
 
   cli::Command chosen;
-  cli::add_info_commands(app, globals, chosen);
+  cli::add_all_commands(app, globals, chosen);
 
   try {
     app.parse(argc, argv);
