@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   using namespace flatface;
   CLI::App app{"flatface: margin-based face recognition with sharpness-aware training"};
   app.require_subcommand(0, 1);
+  // Global options may also follow the subcommand: `flatface validate x.toml --plugin-path p`.
+  app.fallthrough();
   cli::Globals globals;
   app.add_option("--plugin-path", globals.plugin_paths, "Extra plugin folder (repeatable)");
   app.add_option("--log-level", globals.log_level, "trace|debug|info|warn|error|off")

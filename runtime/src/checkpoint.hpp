@@ -8,11 +8,35 @@
 #include <memory>
 #include <string>
 
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <vector>
+
 #include "experiment.hpp"
 #include "flatface/backbone.hpp"
 #include "registry.hpp"
 
 namespace flatface {
+
+// Where a run stands: everything besides the modules' and optimizer's tensors.
+struct TrainingState {
+  std::string experiment_toml;  // resolved TOML of the experiment
+  std::string run_id;
+  std::int64_t epoch = 0;          // completed epochs
+  std::int64_t step_in_epoch = 0;  // batches done in the current epoch (non-zero after Ctrl-C)
+  std::int64_t global_step = 0;
+  double elapsed_seconds = 0;      // training wall time so far
+  std::vector<double> accumulators;  // the current epoch's partial sums
+};
+
+// Writes atomically (temporary name + rename). The optimizer's momentum buffers and the CPU (and
+// CUDA) random generator states are included.
+void save_checkpoint(const std::string& path, const TrainingState& state, torch::nn::Module& backbone,
+                     torch::nn::Module& head, torch::optim::Optimizer& optimizer);
+// Restores modules, optimizer and generators in place; returns the state.
+TrainingState load_checkpoint(const std::string& path, torch::nn::Module& backbone,
+                              torch::nn::Module& head, torch::optim::Optimizer& optimizer);
 
 // A backbone rebuilt from a checkpoint: the experiment it came from and its trained weights.
 struct CheckpointModel {

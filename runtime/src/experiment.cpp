@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -14,6 +15,8 @@ SourcePos pos_of(const toml::node& node, const std::string& fallback_file) {
   const auto& src = node.source();
   SourcePos p;
   p.file = src.path ? std::string(*src.path) : fallback_file;
+  // A value from `--set KEY=VALUE` is named by its --set, not by a position in a one-line text.
+  if (p.file.rfind("--set ", 0) == 0) return p;
   p.line = static_cast<int>(src.begin.line);
   p.column = static_cast<int>(src.begin.column);
   return p;
@@ -45,7 +48,7 @@ Options to_options(const toml::table& table, const std::string& what, const std:
   for (auto&& [key, node] : table) {
     Options::Value value;
     value.pos = pos_of(node, file);
-    if (key.source().begin.line > 0) {
+    if (value.pos.line > 0 && key.source().begin.line > 0) {
       value.pos.line = static_cast<int>(key.source().begin.line);
       value.pos.column = static_cast<int>(key.source().begin.column);
     }
@@ -253,6 +256,13 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     o.check_all_used();
     if (e.name.empty()) throw ConfigError(path + ": [experiment] needs a 'name'");
     if (e.seeds.empty()) throw ConfigError(o.pos_of("seeds").str() + ": seeds must not be empty");
+    // Each seed is a run; a repeated one would map two runs to one id (one results file).
+    for (std::size_t i = 0; i < e.seeds.size(); ++i) {
+      if (std::count(e.seeds.begin(), e.seeds.begin() + i, e.seeds[i])) {
+        throw ConfigError(o.pos_of("seeds").str() + ": seed " + std::to_string(e.seeds[i]) +
+                          " is listed twice in [experiment] seeds");
+      }
+    }
     if (e.threads < 0) throw ConfigError(o.pos_of("threads").str() + ": threads must be >= 0");
   }
   // [plugins]
@@ -350,9 +360,12 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
       s.perturbation.options = Options("perturbation 'none'", s.pos);
     }
     s.rhos = s.perturbation.options.get_doubles("rho", {});
-    for (double r : s.rhos) {
-      if (!(r >= 0)) {
-        throw ConfigError(s.perturbation.options.pos_of("rho").str() + ": rho must be >= 0");
+    for (std::size_t i = 0; i < s.rhos.size(); ++i) {
+      const auto where = s.perturbation.options.pos_of("rho").str();
+      if (!(s.rhos[i] >= 0)) throw ConfigError(where + ": rho must be >= 0");
+      if (std::count(s.rhos.begin(), s.rhos.begin() + i, s.rhos[i])) {
+        throw ConfigError(where + ": rho " + format_rho(s.rhos[i]) + " is listed twice for " +
+                          s.perturbation.options.what());
       }
     }
     s.bn_second_pass =

@@ -17,6 +17,9 @@ auto construct(const Options& source, const std::string& plugin, const std::stri
       return make(options);
     } catch (const ConfigError&) {
       throw;
+    } catch (const RuntimeError& err) {
+      // Bad data stays a runtime failure (exit 1), now naming the plugin.
+      throw RuntimeError(kind + " '" + plugin + "': " + err.what());
     } catch (const std::exception& err) {
       throw ConfigError(source.pos().str() + ": " + kind + " '" + plugin + "': " + err.what());
     }

@@ -39,10 +39,38 @@ Registry::~Registry() {
   for (auto& l : libraries_) (void)new boost::dll::shared_library(std::move(l->lib));
 }
 
+namespace {
+
+// The folder holding this libflatface.so, as the loader found it ("" if unknown).
+fs::path host_library_dir() {
+  Dl_info info{};
+  if (!::dladdr(reinterpret_cast<void*>(&default_plugin_folders), &info) || !info.dli_fname)
+    return {};
+  std::error_code ec;
+  auto dir = fs::weakly_canonical(fs::path(info.dli_fname), ec).parent_path();
+  return ec ? fs::path() : dir;
+}
+
+bool same_folder(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::equivalent(a, b, ec);
+}
+
+}  // namespace
+
 std::vector<std::string> default_plugin_folders() {
   std::vector<std::string> out;
-  out.push_back(FLATFACE_BUILD_PLUGIN_DIR);
-  out.push_back(FLATFACE_INSTALL_PLUGIN_DIR);
+  // The build tree's plugins for a host that runs from the build tree; otherwise the installed
+  // ones next to the library, wherever the install was moved. Never both: the same plugins in
+  // two folders would be duplicates.
+  fs::path lib = host_library_dir();
+  if (lib.empty()) {
+    out.push_back(FLATFACE_INSTALL_PLUGIN_DIR);
+  } else if (same_folder(lib, FLATFACE_BUILD_LIB_DIR)) {
+    out.push_back(FLATFACE_BUILD_PLUGIN_DIR);
+  } else {
+    out.push_back((lib / FLATFACE_PLUGIN_DIR_FROM_LIB).string());
+  }
   if (const char* env = std::getenv("FLATFACE_PLUGIN_PATH")) {
     std::string s = env;
     std::size_t start = 0;
@@ -101,16 +129,18 @@ void Registry::load_library(const std::string& path) {
     }
     throw ConfigError(path + ": cannot load plugin library: " + why);
   }
-  if (!library->lib.has("flatface_plugin")) {
+  if (!library->lib.has("flatface_plugin") || !library->lib.has("flatface_plugin_abi_version")) {
     throw ConfigError(path + ": not a flatface plugin (no exported 'flatface_plugin' manifest; " +
                       "declare one with FLATFACE_PLUGIN)");
   }
-  Manifest manifest = library->lib.get_alias<ManifestFunction>("flatface_plugin")();
-  if (manifest.abi_version != FLATFACE_ABI_VERSION) {
-    throw ConfigError(path + ": plugin ABI version " + std::to_string(manifest.abi_version) +
+  // The version is a plain int, read before calling into code whose types may have changed.
+  int abi = library->lib.get<const int>("flatface_plugin_abi_version");
+  if (abi != FLATFACE_ABI_VERSION) {
+    throw ConfigError(path + ": plugin ABI version " + std::to_string(abi) +
                       " does not match the host's " + std::to_string(FLATFACE_ABI_VERSION) +
                       "; rebuild the plugin against this flatface");
   }
+  Manifest manifest = library->lib.get_alias<ManifestFunction>("flatface_plugin")();
   if (manifest.torch_version != torch_version_string()) {
     throw ConfigError(path + ": plugin was built with libtorch " + manifest.torch_version +
                       " but the host uses libtorch " + torch_version_string() +

@@ -72,7 +72,11 @@ inline PluginEntry dataset_entry(std::string name, std::string description, Trai
 #define FLATFACE_PLUGIN_ABI_VERSION FLATFACE_ABI_VERSION
 #endif
 
+// The ABI version is also exported as a plain int so the host can check it before calling
+// anything in the library.
 #define FLATFACE_PLUGIN(...)                                                         \
+  extern "C" BOOST_SYMBOL_EXPORT const int flatface_plugin_abi_version;              \
+  const int flatface_plugin_abi_version = FLATFACE_PLUGIN_ABI_VERSION;               \
   namespace {                                                                        \
   flatface::Manifest flatface_plugin_manifest() {                                    \
     return flatface::Manifest{FLATFACE_PLUGIN_ABI_VERSION,                           \

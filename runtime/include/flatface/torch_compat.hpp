@@ -4,7 +4,9 @@
 
 #include <torch/version.h>
 
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 #define FLATFACE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||           \
@@ -15,6 +17,20 @@ namespace flatface {
 inline std::string torch_version_string() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
          std::to_string(TORCH_VERSION_PATCH);
+}
+
+// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl: as its address printed to
+// a string in libtorch 1.x, as the pointer itself in later versions.
+template <typename StateMap, typename TensorLike>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const TensorLike& parameter) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << parameter.unsafeGetTensorImpl();
+    return os.str();
+  } else {
+    return static_cast<Key>(parameter.unsafeGetTensorImpl());
+  }
 }
 
 }  // namespace flatface

@@ -1,0 +1,171 @@
+// flatface eval | embed: a trained checkpoint on verification sets.
+#include <c10/core/Device.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "checkpoint.hpp"
+#include "common.hpp"
+#include "embedding_file.hpp"
+#include "evaluation.hpp"
+#include "factory.hpp"
+#include "trainer.hpp"
+
+namespace flatface::cli {
+
+namespace {
+
+// A file given on the command line is read by the dataset plugin for its extension.
+const std::map<std::string, std::string>& plugin_by_extension() {
+  static const std::map<std::string, std::string> table{{".bin", "insightface-bin"}};
+  return table;
+}
+
+struct NamedSet {
+  std::string name;
+  std::shared_ptr<VerificationSet> set;
+};
+
+// SET is a file with a known extension, or the name of one of the experiment's [data] eval sets.
+NamedSet open_set(const Registry& reg, const Experiment& e, const std::string& arg,
+                  std::int64_t input_size) {
+  for (const auto& ev : e.eval)
+    if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
+  std::filesystem::path file(arg);
+  auto plugin = plugin_by_extension().find(file.extension().string());
+  if (std::filesystem::is_regular_file(file) && plugin != plugin_by_extension().end()) {
+    SourcePos where{"<command line>"};
+    PluginRef ref{plugin->second, Options("verification set '" + arg + "'", where)};
+    ref.options.set("path", {std::filesystem::absolute(file).string(), where});
+    return {file.stem().string(), make_verification_set(reg, ref, input_size, 0)};
+  }
+  std::string known;
+  for (const auto& ev : e.eval) known += (known.empty() ? "" : ", ") + ev.name;
+  std::string extensions;
+  for (const auto& [ext, name] : plugin_by_extension())
+    extensions += (extensions.empty() ? "" : ", ") + ext;
+  throw ConfigError("'" + arg + "' is neither an existing file (" + extensions +
+                    ") nor a verification set of the checkpoint's experiment (" +
+                    (known.empty() ? "it declares none" : known) + ")");
+}
+
+struct EvalArgs {
+  std::string checkpoint;
+  std::vector<std::string> sets;
+  std::string out;
+  std::int64_t batch_size = 256;
+  std::string device;  // empty: the experiment's
+
+  void add_common(CLI::App& cmd) {
+    cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
+        ->required()
+        ->check(CLI::ExistingFile);
+    cmd.add_option("--batch-size", batch_size, "Images per forward pass")
+        ->check(CLI::PositiveNumber);
+    cmd.add_option("--device", device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
+  }
+};
+
+struct Loaded {
+  std::unique_ptr<Registry> registry;
+  CheckpointModel model;
+  c10::Device device{c10::kCPU};
+};
+
+Loaded load(const Globals& g, const EvalArgs& args) {
+  Loaded l;
+  l.registry = open_registry(g);
+  l.model = load_checkpoint_model(*l.registry, args.checkpoint);
+  apply_threads(g, &l.model.experiment);
+  l.device = c10::Device(
+      resolve_device(args.device.empty() ? l.model.experiment.device : args.device));
+  l.model.backbone->to(l.device);
+  return l;
+}
+
+std::string format(const char* pattern, double a, double b = 0) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, pattern, a, b);
+  return buf;
+}
+
+int run_eval(const Globals& g, const EvalArgs& args) {
+  Loaded l = load(g, args);
+  auto& backbone = *l.model.backbone;
+  std::cout << "# " << args.checkpoint << ": run " << l.model.run_id << ", epoch "
+            << l.model.epoch << ", device " << l.device.str() << "\n";
+  struct Row {
+    std::string name, pairs, accuracy, threshold, tar;
+  };
+  std::vector<Row> rows{{"benchmark", "pairs", "accuracy (%)", "threshold", "TAR@FAR=1e-3 (%)"}};
+  for (const auto& arg : args.sets) {
+    NamedSet s = open_set(*l.registry, l.model.experiment, arg, backbone.input_size());
+    VerificationResult r = evaluate(backbone, *s.set, args.batch_size, l.device);
+    rows.push_back({s.name, std::to_string(s.set->num_pairs()),
+                    format("%.2f ± %.2f", 100 * r.accuracy, 100 * r.accuracy_std),
+                    format("%.3f", r.threshold), format("%.2f", 100 * r.tar_at_far)});
+  }
+  // Column widths in characters ("±" is two bytes in UTF-8).
+  auto width = [](const std::string& s) {
+    std::size_t w = 0;
+    for (unsigned char c : s) w += (c & 0xC0) != 0x80;
+    return w;
+  };
+  std::vector<std::size_t> w(5, 0);
+  for (const auto& r : rows) {
+    const std::string* cells[] = {&r.name, &r.pairs, &r.accuracy, &r.threshold, &r.tar};
+    for (std::size_t c = 0; c < 5; ++c) w[c] = std::max(w[c], width(*cells[c]));
+  }
+  for (const auto& r : rows) {
+    const std::string* cells[] = {&r.name, &r.pairs, &r.accuracy, &r.threshold, &r.tar};
+    for (std::size_t c = 0; c < 5; ++c) {
+      const std::string pad(w[c] - width(*cells[c]), ' ');
+      std::cout << (c == 0 ? *cells[c] + pad : "  " + pad + *cells[c]);  // names left, numbers right
+    }
+    std::cout << '\n';
+  }
+  return 0;
+}
+
+int run_embed(const Globals& g, const EvalArgs& args) {
+  Loaded l = load(g, args);
+  auto& backbone = *l.model.backbone;
+  NamedSet s = open_set(*l.registry, l.model.experiment, args.sets.at(0), backbone.input_size());
+  at::Tensor embeddings = embed_pairs(backbone, *s.set, args.batch_size, l.device);
+  write_embedding_file(args.out, embeddings, s.set->issame(),
+                       {{"checkpoint", args.checkpoint},
+                        {"run_id", l.model.run_id},
+                        {"epoch", std::to_string(l.model.epoch)},
+                        {"set", s.name},
+                        {"source", s.set->describe()}});
+  std::cout << args.out << ": " << embeddings.size(0) << " x " << embeddings.size(1)
+            << " embeddings of " << s.name << "\n";
+  return 0;
+}
+
+void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
+  static EvalArgs eval_args, embed_args;
+  auto* ev = app.add_subcommand("eval", "Verification accuracy (10-fold) of a checkpoint");
+  eval_args.add_common(*ev);
+  ev->add_option("sets", eval_args.sets,
+                 "Verification sets: .bin files, or names from the experiment's [data] eval")
+      ->required();
+  ev->callback([&g, &chosen] { chosen = [&g] { return run_eval(g, eval_args); }; });
+
+  auto* em = app.add_subcommand("embed", "Write a verification set's embeddings to HDF5");
+  embed_args.add_common(*em);
+  em->add_option("set", embed_args.sets, "A .bin file, or a name from the experiment's [data] eval")
+      ->required()
+      ->expected(1);
+  em->add_option("--out", embed_args.out, "Output .h5 file (datasets embeddings, issame)")
+      ->required();
+  em->callback([&g, &chosen] { chosen = [&g] { return run_embed(g, embed_args); }; });
+}
+
+const CommandRegistrar eval_registrar(40, "eval", &add_eval_commands);
+
+}  // namespace
+
+}  // namespace flatface::cli

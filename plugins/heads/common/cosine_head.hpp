@@ -1,0 +1,72 @@
+// What every cosine-based margin head shares: the class-weight matrix W [C,D] and the cosines
+// cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2), plus reading and writing the target column.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <string>
+
+#include "flatface/head.hpp"
+
+namespace flatface::heads {
+
+// Rows scaled to unit L2 norm.
+inline at::Tensor l2_normalize(const at::Tensor& x) {
+  return x / x.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+// cos θ_{i,y_i} as [N,1].
+inline at::Tensor target_column(const at::Tensor& cos, const at::Tensor& labels) {
+  return cos.gather(1, labels.view({-1, 1}));
+}
+
+// `cos` with column y_i of row i replaced by target[i] ([N,1]); out of place, so autograd sees it.
+inline at::Tensor with_target(const at::Tensor& cos, const at::Tensor& labels,
+                              const at::Tensor& target) {
+  return cos.scatter(1, labels.view({-1, 1}), target);
+}
+
+class CosineHead : public MarginHead {
+ public:
+  explicit CosineHead(const HeadArgs& args, const std::string& name) {
+    if (args.num_classes <= 0 || args.embedding_dim <= 0) {
+      throw ConfigError(args.options.pos().str() + ": head '" + name +
+                        "' needs num_classes > 0 and embedding_dim > 0 (got " +
+                        std::to_string(args.num_classes) + " and " +
+                        std::to_string(args.embedding_dim) + ")");
+    }
+    // N(0, 0.01) as in insightface's class centres.
+    weight_ = register_parameter(
+        "weight", at::empty({args.num_classes, args.embedding_dim}).normal_(0.0, 0.01));
+  }
+
+  // Plain cosines, clamped to [-1, 1] against rounding.
+  at::Tensor cosine(const at::Tensor& embeddings) override {
+    return l2_normalize(embeddings).mm(l2_normalize(weight_).t()).clamp(-1.0, 1.0);
+  }
+
+ protected:
+  at::Tensor weight_;
+};
+
+// Reads a positive double option, naming the key's position when it is not.
+inline double positive_option(const Options& options, const std::string& key, double fallback) {
+  double v = options.get_double(key, fallback);
+  if (!(v > 0)) {
+    throw ConfigError(options.pos_of(key).str() + ": " + key + " must be > 0 for " +
+                      options.what() + " (got " + std::to_string(v) + ")");
+  }
+  return v;
+}
+
+inline double nonnegative_option(const Options& options, const std::string& key, double fallback) {
+  double v = options.get_double(key, fallback);
+  if (!(v >= 0)) {
+    throw ConfigError(options.pos_of(key).str() + ": " + key + " must be >= 0 for " +
+                      options.what() + " (got " + std::to_string(v) + ")");
+  }
+  return v;
+}
+
+}  // namespace flatface::heads

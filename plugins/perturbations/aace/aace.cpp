@@ -1,0 +1,72 @@
+// FlatFace-AACE: ε = −ρ ∇L_AACE(w), not normalised, so the step grows as the model converges
+// (paper eqs. 20-21); then w ← SGD(w, ∇L_margin(w + ε)) (eq. 19).
+#include <ATen/ops/_foreach_mul.h>
+
+#include "aace_loss.hpp"
+#include "flatface/plugin.hpp"
+#include "step_ops.hpp"
+
+namespace flatface::perturbations {
+namespace {
+
+class Aace final : public Perturbation {
+ public:
+  Aace(double rho, bool normalize_target) : rho_(rho), normalize_target_(normalize_target) {}
+
+  StepStats step(StepContext& ctx) override {
+    const auto& w = ctx.parameters();
+    ctx.zero_grad();
+    at::Tensor z = ctx.forward(Pass::first);
+    at::Tensor loss;
+    {
+      at::NoGradGuard no_grad;
+      loss = margin_loss(z, ctx.labels());  // logged only; ε does not use ∇L_margin(w)
+    }
+    at::Tensor loss_aace = aace_loss(z, ctx.labels(), normalize_target_);  // eq. 21
+    loss_aace.backward();
+
+    auto g = gradients(w);
+    auto& eps = ctx.epsilon();
+    {
+      at::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < w.size(); ++i) eps[i].copy_(g[i]);
+      at::_foreach_mul_(eps, -rho_);  // eq. 20
+    }
+    at::Tensor epsilon_norm = global_norm(eps);
+    move_to_perturbed(ctx);
+
+    ctx.zero_grad();
+    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
+    loss_perturbed.backward();
+    restore_weights(ctx);
+    ctx.optimizer_step();  // eq. 19
+
+    auto v = to_host({loss, loss_aace, loss_perturbed, epsilon_norm});
+    StepStats stats;
+    stats.loss = v[0];
+    stats.perturbation_loss = v[1];
+    stats.loss_perturbed = v[2];
+    // ∇L_margin(w) is never formed (it would cost another backward pass); ‖∇L_AACE‖ = ‖ε‖/ρ.
+    stats.grad_norm = kNaN;
+    stats.epsilon_norm = v[3];
+    return stats;
+  }
+  bool two_pass() const override { return true; }
+
+ private:
+  double rho_;
+  bool normalize_target_;
+};
+
+std::unique_ptr<Perturbation> make_aace(const PerturbationArgs& args) {
+  double rho = rho_option(args.options, 0.05);
+  bool normalize_target = args.options.get_bool("normalize_target", true);
+  return std::make_unique<Aace>(rho, normalize_target);
+}
+
+}  // namespace
+}  // namespace flatface::perturbations
+
+FLATFACE_PLUGIN(flatface::perturbation_entry(
+    "aace", "adaptive adversarial cross-entropy: eps = -rho grad L_AACE, not normalised",
+    &flatface::perturbations::make_aace))

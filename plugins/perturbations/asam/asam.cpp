@@ -1,0 +1,85 @@
+// Adaptive SAM (Kwon et al. 2021): the neighbourhood is scaled per weight by
+// T_w = |w| + η on weight tensors (identity on biases, BN and other 1-d parameters);
+// ε = ρ T² g / ‖T g‖₂, then w ← SGD(w, ∇L_margin(w + ε)) as in eq. 18.
+#include <ATen/ops/abs.h>
+#include <ATen/ops/mul.h>
+
+#include "flatface/plugin.hpp"
+#include "step_ops.hpp"
+
+namespace flatface::perturbations {
+namespace {
+
+class Asam final : public Perturbation {
+ public:
+  Asam(double rho, double eta) : rho_(rho), eta_(eta) {}
+
+  StepStats step(StepContext& ctx) override {
+    const auto& w = ctx.parameters();
+    ctx.zero_grad();
+    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+    loss.backward();
+
+    auto g = gradients(w);
+    at::Tensor grad_norm = global_norm(g);
+    auto& eps = ctx.epsilon();
+    auto& t = ctx.saved_weights();  // scratch for T until the weights are saved below
+    {
+      at::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        if (scaled(w[i])) {
+          at::abs_out(t[i], w[i]).add_(eta_);  // T = |w| + η
+          at::mul_out(eps[i], t[i], g[i]);     // T g
+        } else {
+          eps[i].copy_(g[i]);  // T = 1
+        }
+      }
+      at::Tensor scale = rho_ / (global_norm(eps) + 1e-12);  // ρ / ‖T g‖
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        if (scaled(w[i])) eps[i].mul_(t[i]);  // T² g
+        eps[i].mul_(scale);
+      }
+    }
+    at::Tensor epsilon_norm = global_norm(eps);
+    move_to_perturbed(ctx);
+
+    ctx.zero_grad();
+    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
+    loss_perturbed.backward();
+    restore_weights(ctx);
+    ctx.optimizer_step();
+
+    auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
+    StepStats stats;
+    stats.loss = v[0];
+    stats.perturbation_loss = v[0];
+    stats.loss_perturbed = v[1];
+    stats.grad_norm = v[2];
+    stats.epsilon_norm = v[3];
+    return stats;
+  }
+  bool two_pass() const override { return true; }
+
+ private:
+  static bool scaled(const at::Tensor& p) { return p.dim() > 1; }
+
+  double rho_;
+  double eta_;
+};
+
+std::unique_ptr<Perturbation> make_asam(const PerturbationArgs& args) {
+  double rho = rho_option(args.options, 0.5);
+  double eta = args.options.get_double("eta", 0.01);
+  if (!(eta >= 0)) {
+    throw ConfigError(args.options.pos_of("eta").str() + ": eta must be >= 0 for " +
+                      args.options.what());
+  }
+  return std::make_unique<Asam>(rho, eta);
+}
+
+}  // namespace
+}  // namespace flatface::perturbations
+
+FLATFACE_PLUGIN(flatface::perturbation_entry(
+    "asam", "adaptive SAM: eps = rho T^2 g/||T g||, T = |w| + eta on weight tensors",
+    &flatface::perturbations::make_asam))

@@ -1,0 +1,79 @@
+// Tensor-list operations the perturbation strategies share: the margin loss, gradients, one
+// global norm, and moving weights to w + ε and back.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "flatface/perturbation.hpp"
+
+namespace flatface::perturbations {
+
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// L_margin = CE(f(x, u), y), the batch mean (paper eq. 16).
+inline at::Tensor margin_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  return at::cross_entropy_loss(logits, labels);
+}
+
+// The gradients left by the last backward; a parameter the loss did not reach counts as zero.
+inline std::vector<at::Tensor> gradients(const std::vector<at::Tensor>& parameters) {
+  std::vector<at::Tensor> g;
+  g.reserve(parameters.size());
+  for (const auto& p : parameters) g.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+  return g;
+}
+
+// ‖(t_1, …, t_n)‖₂ over the whole list, as one 0-dim tensor on the device (no host sync).
+inline at::Tensor global_norm(const std::vector<at::Tensor>& tensors) {
+  return at::stack(at::_foreach_norm(tensors)).norm();
+}
+
+// w_saved ← w, then w ← w + ε (eq. 18 and 19 evaluate the gradient there).
+inline void move_to_perturbed(StepContext& ctx) {
+  at::NoGradGuard no_grad;
+  const auto& w = ctx.parameters();
+  auto& saved = ctx.saved_weights();
+  for (std::size_t i = 0; i < w.size(); ++i) saved[i].copy_(w[i]);
+  at::_foreach_add_(w, ctx.epsilon());
+}
+
+// w ← w_saved, copied back rather than subtracting ε, so w returns bit-exactly.
+inline void restore_weights(StepContext& ctx) {
+  at::NoGradGuard no_grad;
+  const auto& w = ctx.parameters();
+  const auto& saved = ctx.saved_weights();
+  for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(saved[i]);
+}
+
+// Several 0-dim tensors read to the host with a single synchronisation.
+inline std::vector<double> to_host(const std::vector<at::Tensor>& scalars) {
+  std::vector<at::Tensor> as_double;
+  as_double.reserve(scalars.size());
+  for (const auto& s : scalars) as_double.push_back(s.detach().to(at::kDouble).reshape({}));
+  at::Tensor host = at::stack(as_double).cpu();
+  const double* v = host.data_ptr<double>();
+  return std::vector<double>(v, v + host.numel());
+}
+
+// rho from the options: `fallback` when absent, never negative.
+inline double rho_option(const Options& options, double fallback) {
+  double rho = options.get_double("rho", fallback);
+  if (!(rho >= 0)) {
+    throw ConfigError(options.pos_of("rho").str() + ": rho must be >= 0 for " + options.what() +
+                      " (got " + std::to_string(rho) + ")");
+  }
+  return rho;
+}
+
+}  // namespace flatface::perturbations

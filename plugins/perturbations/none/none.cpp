@@ -1,0 +1,37 @@
+// No perturbation: g = ∇L_margin(w), w ← SGD(w, g) (paper eq. 15).
+#include "flatface/plugin.hpp"
+#include "step_ops.hpp"
+
+namespace flatface::perturbations {
+namespace {
+
+class NoPerturbation final : public Perturbation {
+ public:
+  StepStats step(StepContext& ctx) override {
+    ctx.zero_grad();
+    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+    loss.backward();
+    at::Tensor grad_norm = global_norm(gradients(ctx.parameters()));
+    ctx.optimizer_step();  // eq. 15
+
+    auto v = to_host({loss, grad_norm});
+    StepStats stats;
+    stats.loss = v[0];
+    stats.perturbation_loss = kNaN;
+    stats.loss_perturbed = kNaN;
+    stats.grad_norm = v[1];
+    stats.epsilon_norm = kNaN;
+    return stats;
+  }
+  bool two_pass() const override { return false; }
+};
+
+std::unique_ptr<Perturbation> make_none(const PerturbationArgs&) {
+  return std::make_unique<NoPerturbation>();
+}
+
+}  // namespace
+}  // namespace flatface::perturbations
+
+FLATFACE_PLUGIN(flatface::perturbation_entry("none", "plain SGD step, no weight perturbation",
+                                             &flatface::perturbations::make_none))

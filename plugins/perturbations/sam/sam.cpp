@@ -1,0 +1,62 @@
+// FlatFace-SAM: ε = ρ g / ‖g‖₂ with g = ∇L_margin(w) over all parameters (paper eq. 17), then
+// w ← SGD(w, ∇L_margin(w + ε)) (eq. 18).
+#include <ATen/ops/mul.h>
+
+#include "flatface/plugin.hpp"
+#include "step_ops.hpp"
+
+namespace flatface::perturbations {
+namespace {
+
+class Sam final : public Perturbation {
+ public:
+  explicit Sam(double rho) : rho_(rho) {}
+
+  StepStats step(StepContext& ctx) override {
+    const auto& w = ctx.parameters();
+    ctx.zero_grad();
+    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+    loss.backward();
+
+    auto g = gradients(w);
+    at::Tensor grad_norm = global_norm(g);
+    auto& eps = ctx.epsilon();
+    {
+      at::NoGradGuard no_grad;
+      at::Tensor scale = rho_ / (grad_norm + 1e-12);
+      for (std::size_t i = 0; i < w.size(); ++i) at::mul_out(eps[i], g[i], scale);  // eq. 17
+    }
+    at::Tensor epsilon_norm = global_norm(eps);
+    move_to_perturbed(ctx);
+
+    ctx.zero_grad();
+    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
+    loss_perturbed.backward();
+    restore_weights(ctx);
+    ctx.optimizer_step();  // eq. 18
+
+    auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
+    StepStats stats;
+    stats.loss = v[0];
+    stats.perturbation_loss = v[0];  // ε follows the gradient of L_margin itself
+    stats.loss_perturbed = v[1];
+    stats.grad_norm = v[2];
+    stats.epsilon_norm = v[3];
+    return stats;
+  }
+  bool two_pass() const override { return true; }
+
+ private:
+  double rho_;
+};
+
+std::unique_ptr<Perturbation> make_sam(const PerturbationArgs& args) {
+  return std::make_unique<Sam>(rho_option(args.options, 0.05));
+}
+
+}  // namespace
+}  // namespace flatface::perturbations
+
+FLATFACE_PLUGIN(flatface::perturbation_entry(
+    "sam", "sharpness-aware minimisation: eps = rho g/||g|| over all parameters",
+    &flatface::perturbations::make_sam))

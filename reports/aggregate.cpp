@@ -1,0 +1,259 @@
+#include "aggregate.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <regex>
+#include <sstream>
+#include <tuple>
+
+#include "flatface/options.hpp"
+#include "welch.hpp"
+
+namespace flatface::reports {
+namespace {
+
+std::string attribute(const RunRecord& r, const std::string& key) {
+  auto it = r.attributes.find(key);
+  return it == r.attributes.end() ? std::string() : it->second;
+}
+
+double parse_number(const std::string& text) {
+  if (text.empty()) return NAN;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  return (end && *end == '\0') ? v : NAN;
+}
+
+// Average accuracy over `names` at one epoch; NaN unless every benchmark was evaluated.
+double average_accuracy(const EpochMetrics& e, const std::vector<std::string>& names) {
+  if (names.empty()) return NAN;
+  double sum = 0;
+  for (const auto& n : names) {
+    auto it = e.benchmarks.find(n);
+    if (it == e.benchmarks.end() || std::isnan(it->second.accuracy)) return NAN;
+    sum += it->second.accuracy;
+  }
+  return sum / static_cast<double>(names.size());
+}
+
+// Setup names in the order of the experiment's [[setup]] tables, from the stored TOML.
+void collect_setup_order(const std::string& toml, std::vector<std::string>& order) {
+  static const std::regex header(R"(^\s*\[\[\s*setup\s*\]\])");
+  static const std::regex any_table(R"(^\s*\[)");
+  static const std::regex name_line(R"(^\s*name\s*=\s*"([^"]*)\")");
+  std::istringstream in(toml);
+  std::string line;
+  bool in_setup = false;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_search(line, header)) {
+      in_setup = true;
+    } else if (std::regex_search(line, any_table)) {
+      in_setup = false;
+    } else if (in_setup && std::regex_search(line, m, name_line)) {
+      if (std::find(order.begin(), order.end(), m[1].str()) == order.end())
+        order.push_back(m[1].str());
+      in_setup = false;
+    }
+  }
+}
+
+bool is_baseline(const std::string& perturbation) { return plugin_name(perturbation) == "none"; }
+
+}  // namespace
+
+Selection parse_selection(const std::string& text) {
+  if (text == "final") return Selection::final_epoch;
+  if (text == "best") return Selection::best_epoch;
+  throw ConfigError("--select: expected 'final' or 'best', got '" + text + "'");
+}
+
+const char* to_string(Selection s) { return s == Selection::best_epoch ? "best" : "final"; }
+
+MeanStd mean_std(const std::vector<double>& values) {
+  MeanStd r;
+  double sum = 0;
+  for (double v : values)
+    if (!std::isnan(v)) {
+      sum += v;
+      ++r.n;
+    }
+  if (r.n == 0) return r;
+  r.mean = sum / static_cast<double>(r.n);
+  if (r.n < 2) return r;
+  double ss = 0;
+  for (double v : values)
+    if (!std::isnan(v)) ss += (v - r.mean) * (v - r.mean);
+  r.std = std::sqrt(ss / static_cast<double>(r.n - 1));  // sample std, n - 1
+  return r;
+}
+
+std::vector<double> Group::averages() const {
+  std::vector<double> v;
+  for (const auto& r : runs) v.push_back(r.average);
+  return v;
+}
+
+bool Aggregate::same_seed_count() const {
+  for (const auto& g : groups)
+    if (g.runs.size() != groups.front().runs.size()) return false;
+  return true;
+}
+
+bool Aggregate::has_rho() const {
+  for (const auto& g : groups)
+    if (!std::isnan(g.rho_value)) return true;
+  return false;
+}
+
+std::string plugin_name(const std::string& attribute) {
+  static const std::regex quoted(R"(plugin\s*=\s*"([^"]*)\")");
+  std::smatch m;
+  if (std::regex_search(attribute, m, quoted)) return m[1].str();
+  auto begin = attribute.find_first_not_of(" \t{");
+  if (begin == std::string::npos) return "";
+  auto end = attribute.find_first_of(" \t{(,;", begin);
+  return attribute.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
+std::vector<std::pair<std::string, RunRecord>> load_results(const std::vector<std::string>& paths) {
+  std::vector<std::pair<std::string, RunRecord>> out;
+  for (const auto& p : paths) {
+    std::vector<std::string> files;
+    if (std::filesystem::is_regular_file(p))
+      files.push_back(p);
+    else
+      files = list_run_files(p);
+    for (const auto& f : files) out.emplace_back(f, read_run_record(f));
+  }
+  return out;
+}
+
+RunResult summarize_run(const std::string& file, const RunRecord& record, Selection selection) {
+  RunResult r;
+  r.file = file;
+  r.run_id = attribute(record, "run_id");
+  if (r.run_id.empty()) r.run_id = std::filesystem::path(file).stem().string();
+  r.setup = attribute(record, "setup");
+  r.head = attribute(record, "head");
+  r.perturbation = attribute(record, "perturbation");
+  r.rho = attribute(record, "rho");
+  r.rho_value = parse_number(r.rho);
+  r.seed = attribute(record, "seed");
+  r.status = record.status;
+  r.failure_reason = record.failure_reason;
+  r.failed_step = record.failed_step;
+  r.epochs_done = static_cast<std::int64_t>(record.epochs.size());
+
+  // The epoch to report: the last (or best) one with every benchmark evaluated.
+  std::ptrdiff_t chosen = -1;
+  double best = -std::numeric_limits<double>::infinity();
+  for (std::size_t i = 0; i < record.epochs.size(); ++i) {
+    double avg = average_accuracy(record.epochs[i], record.benchmark_names);
+    if (std::isnan(avg)) continue;
+    if (selection == Selection::final_epoch || avg > best) {
+      chosen = static_cast<std::ptrdiff_t>(i);
+      best = avg;
+    }
+  }
+  if (chosen >= 0) {
+    const auto& e = record.epochs[static_cast<std::size_t>(chosen)];
+    r.selected_epoch = e.epoch;
+    for (const auto& n : record.benchmark_names) r.accuracy[n] = e.benchmarks.at(n).accuracy;
+    r.average = average_accuracy(e, record.benchmark_names);  // mean over benchmarks, this run
+    r.train_accuracy = e.train_accuracy;
+    r.gap = r.train_accuracy - r.average;  // generalization gap (paper, Fig. 2-3)
+  }
+  r.usable = r.status == "complete" && chosen >= 0;
+  if (r.status == "complete" && chosen < 0) r.failure_reason = "no epoch with every benchmark evaluated";
+  return r;
+}
+
+Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& records,
+                         Selection selection) {
+  Aggregate agg;
+  agg.selection = selection;
+  std::vector<std::string> setup_order;
+  for (const auto& [file, rec] : records) {
+    collect_setup_order(attribute(rec, "config_toml"), setup_order);
+    for (const auto& b : rec.benchmark_names)
+      if (std::find(agg.benchmarks.begin(), agg.benchmarks.end(), b) == agg.benchmarks.end())
+        agg.benchmarks.push_back(b);
+  }
+
+  // Group by (setup, rho); numeric rhos compare by value so that "0.1" and "0.10" meet.
+  std::map<std::pair<std::string, std::string>, Group> by_key;
+  for (const auto& [file, rec] : records) {
+    RunResult run = summarize_run(file, rec, selection);
+    if (!run.usable) {
+      agg.not_averaged.push_back(run);
+      continue;
+    }
+    char key_rho[64];
+    std::snprintf(key_rho, sizeof key_rho, "%.17g", run.rho_value);
+    auto key = std::make_pair(run.setup, std::isnan(run.rho_value) ? run.rho : key_rho);
+    Group& g = by_key[key];
+    if (g.runs.empty()) {
+      g.setup = run.setup;
+      g.rho = run.rho;
+      g.rho_value = run.rho_value;
+      g.head = run.head;
+      g.perturbation = run.perturbation;
+    }
+    g.runs.push_back(run);
+  }
+
+  for (auto& [key, g] : by_key) {
+    std::sort(g.runs.begin(), g.runs.end(), [](const RunResult& a, const RunResult& b) {
+      return std::make_tuple(parse_number(a.seed), a.seed, a.run_id) <
+             std::make_tuple(parse_number(b.seed), b.seed, b.run_id);
+    });
+    for (const auto& b : agg.benchmarks) {
+      std::vector<double> v;
+      for (const auto& r : g.runs) v.push_back(r.accuracy.count(b) ? r.accuracy.at(b) : NAN);
+      g.accuracy[b] = mean_std(v);
+    }
+    std::vector<double> train, gap;
+    for (const auto& r : g.runs) {
+      train.push_back(r.train_accuracy);
+      gap.push_back(r.gap);
+    }
+    g.average = mean_std(g.averages());
+    g.train_accuracy = mean_std(train);
+    g.gap = mean_std(gap);
+    agg.groups.push_back(std::move(g));
+  }
+
+  auto order_of = [&](const Group& g) {
+    auto it = std::find(setup_order.begin(), setup_order.end(), g.setup);
+    return it == setup_order.end() ? setup_order.size() : static_cast<std::size_t>(it - setup_order.begin());
+  };
+  std::sort(agg.groups.begin(), agg.groups.end(), [&](const Group& a, const Group& b) {
+    // Experiment order; setups it does not name: baselines first, then by name. Then by rho.
+    auto ka = std::make_tuple(order_of(a), !is_baseline(a.perturbation), a.setup,
+                              std::isnan(a.rho_value) ? -1.0 : a.rho_value, a.rho);
+    auto kb = std::make_tuple(order_of(b), !is_baseline(b.perturbation), b.setup,
+                              std::isnan(b.rho_value) ? -1.0 : b.rho_value, b.rho);
+    return ka < kb;
+  });
+
+  for (auto& g : agg.groups) {
+    if (is_baseline(g.perturbation)) continue;
+    for (const auto& base : agg.groups) {
+      if (!is_baseline(base.perturbation) || base.head != g.head) continue;
+      g.baseline = base.setup;
+      g.p_vs_baseline = welch_t_test(g.averages(), base.averages()).p;
+      break;
+    }
+  }
+  std::sort(agg.not_averaged.begin(), agg.not_averaged.end(),
+            [](const RunResult& a, const RunResult& b) {
+              return std::tie(a.setup, a.rho, a.seed, a.run_id) <
+                     std::tie(b.setup, b.rho, b.seed, b.run_id);
+            });
+  return agg;
+}
+
+}  // namespace flatface::reports

@@ -1,0 +1,81 @@
+// Result files -> one row per (setup, rho): mean and sample std over seeds at a selected epoch.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "result_store.hpp"
+
+namespace flatface::reports {
+
+// Which epoch of each run is reported.
+enum class Selection {
+  final_epoch,  // the last epoch with every benchmark evaluated (default)
+  best_epoch,   // per run, the epoch with the best average benchmark accuracy (selects on test sets)
+};
+Selection parse_selection(const std::string& text);  // "final" | "best"; throws ConfigError
+const char* to_string(Selection s);
+
+// One run as found on disk. Fractions (0..1), as stored.
+struct RunResult {
+  std::string file;
+  std::string run_id, setup, head, perturbation, rho;  // attributes, as written
+  double rho_value = NAN;                              // NaN: the setup has no rho
+  std::string seed;
+  std::string status, failure_reason;  // failure_reason also says why a complete run is unusable
+  std::int64_t failed_step = -1;
+  std::int64_t epochs_done = 0;
+  bool usable = false;  // complete and has an evaluated epoch: enters the averages
+  std::int64_t selected_epoch = 0;
+  std::map<std::string, double> accuracy;  // benchmark -> accuracy at the selected epoch
+  double average = NAN;                    // mean over the benchmarks at that epoch
+  double train_accuracy = NAN;
+  double gap = NAN;  // generalization gap = train accuracy - average benchmark accuracy (Fig. 2-3)
+};
+
+struct MeanStd {
+  double mean = NAN;
+  double std = NAN;  // sample standard deviation (n - 1); NaN when n < 2
+  std::size_t n = 0;
+};
+MeanStd mean_std(const std::vector<double>& values);  // NaN values are skipped
+
+struct Group {
+  std::string setup, rho, head, perturbation;
+  double rho_value = NAN;
+  std::vector<RunResult> runs;          // the usable runs, by seed
+  std::map<std::string, MeanStd> accuracy;  // per benchmark
+  MeanStd average, train_accuracy, gap;
+  // Welch's t-test of this group's per-seed averages against its baseline (same head, no
+  // perturbation); NaN when there is none or either side has fewer than two seeds.
+  std::string baseline;  // the baseline's setup name, empty when none
+  double p_vs_baseline = NAN;
+
+  std::vector<double> averages() const;  // per run
+};
+
+struct Aggregate {
+  Selection selection = Selection::final_epoch;
+  std::vector<std::string> benchmarks;  // column order
+  std::vector<Group> groups;            // in the experiment's setup order, then by rho
+  std::vector<RunResult> not_averaged;  // running, failed, or without an evaluated epoch
+  bool same_seed_count() const;
+  bool has_rho() const;  // some group has a numeric rho
+};
+
+// Reads every *.h5 of the folders (a file path is taken as is). Throws ConfigError for a missing
+// folder, RuntimeError (naming the file) for an unreadable file.
+std::vector<std::pair<std::string, RunRecord>> load_results(const std::vector<std::string>& paths);
+
+RunResult summarize_run(const std::string& file, const RunRecord& record, Selection selection);
+
+Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& records,
+                         Selection selection);
+
+// The plugin name of a head/perturbation attribute: `plugin = "x"` inside it, else its first word.
+std::string plugin_name(const std::string& attribute);
+
+}  // namespace flatface::reports

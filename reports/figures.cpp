@@ -1,0 +1,264 @@
+#include "figures.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "flatface/options.hpp"
+#include "report_tables.hpp"
+
+extern char** environ;
+
+namespace flatface::reports {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string gnuplot_binary() {
+  const char* env = std::getenv("FLATFACE_GNUPLOT");
+  return env && *env ? env : "gnuplot";
+}
+
+// Runs gnuplot with `args`, stdout and stderr to `log` (or /dev/null); returns its exit status.
+int run_gnuplot(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> all{gnuplot_binary()};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const char* target = log.empty() ? "/dev/null" : log.c_str();
+  posix_spawn_file_actions_addopen(&actions, 1, target, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0)
+    throw RuntimeError("cannot run " + all[0] + " (" + std::strerror(rc) +
+                       "): --figures needs gnuplot on PATH, or set FLATFACE_GNUPLOT");
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// pngcairo draws anti-aliased figures; the libgd `png` terminal is the fallback.
+const std::string& png_terminal() {
+  static const std::string terminal =
+      run_gnuplot({"-e", "set terminal pngcairo"}, "") == 0 ? "pngcairo" : "png";
+  return terminal;
+}
+
+// A double-quoted gnuplot string (its escapes are backslash sequences).
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// A single-quoted gnuplot string: no escapes except '' for a quote. Used for file names.
+std::string path_literal(const fs::path& p) {
+  std::string out = "'";
+  for (char c : p.string()) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string number(double v) {
+  if (std::isnan(v)) return "?";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// The script once per terminal: PNG, then SVG, with the same plot.
+std::string script(const fs::path& stem, const std::string& setup, const std::string& plot) {
+  std::ostringstream gp;
+  fs::path png = stem, svg = stem;
+  png += ".png";
+  svg += ".svg";
+  gp << "# Written by flatface report; run `gnuplot " << stem.filename().string()
+     << ".gp` to redraw.\n"
+     << "set datafile missing '?'\n"
+     << setup << "set terminal " << png_terminal() << " size 960,560 noenhanced\n"
+     << "set output " << path_literal(png) << "\n"
+     << plot << "set terminal svg size 960,560 noenhanced dynamic\n"
+     << "set output " << path_literal(svg) << "\n"
+     << plot << "unset output\n";
+  return gp.str();
+}
+
+void draw(const fs::path& stem, const std::string& dat, const std::string& gp, FigureFiles& out) {
+  fs::path dat_path = stem, gp_path = stem, log = stem;
+  dat_path += ".dat";
+  gp_path += ".gp";
+  log += ".log";
+  std::ofstream(dat_path) << dat;
+  std::ofstream(gp_path) << gp;
+  int rc = run_gnuplot({gp_path.string()}, log.string());
+  std::string messages;
+  {
+    std::ifstream in(log);
+    std::ostringstream s;
+    s << in.rdbuf();
+    messages = s.str();
+  }
+  if (rc != 0)
+    throw RuntimeError(gp_path.string() + ": gnuplot exited with status " + std::to_string(rc) +
+                       (messages.empty() ? "" : ": " + messages));
+  fs::remove(log);
+  for (const char* ext : {".png", ".svg"}) {
+    fs::path image = stem;
+    image += ext;
+    if (!fs::exists(image) || fs::file_size(image) == 0)
+      throw RuntimeError(gp_path.string() + ": gnuplot did not write " + image.string());
+    out.written.push_back(image.string());
+  }
+}
+
+// Fig. 2-3: one cluster per head, one bar per perturbation, height = mean gap, error = std.
+void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) {
+  std::vector<std::string> heads, variants;
+  std::map<std::string, std::set<std::string>> head_strings;  // plugin name -> attribute texts
+  std::map<std::string, int> per_variant;                      // (head, perturbation) groups
+  for (const auto& g : agg.groups) {
+    head_strings[plugin_name(g.head)].insert(g.head);
+    per_variant[g.head + '\n' + plugin_name(g.perturbation)]++;
+  }
+  auto head_label = [&](const Group& g) {
+    std::string name = plugin_name(g.head);
+    return head_strings[name].size() > 1 || name.empty() ? g.head : name;
+  };
+  auto variant_label = [&](const Group& g) {
+    std::string name = plugin_name(g.perturbation);
+    std::string label = name == "none" ? "baseline" : name;
+    if (per_variant[g.head + '\n' + name] > 1 && !std::isnan(g.rho_value))
+      label += " rho=" + number(g.rho_value);
+    return label;
+  };
+  std::map<std::pair<std::string, std::string>, const Group*> cell;
+  for (const auto& g : agg.groups) {
+    auto h = head_label(g), v = variant_label(g);
+    if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
+    if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.push_back(v);
+    cell[{h, v}] = &g;
+  }
+
+  std::ostringstream dat;
+  dat << "# generalization gap (percentage points) = train accuracy - average benchmark accuracy\n"
+      << "# head";
+  for (const auto& v : variants) dat << "  " << quoted(v) << " std";
+  dat << '\n';
+  for (const auto& h : heads) {
+    dat << quoted(h);
+    for (const auto& v : variants) {
+      auto it = cell.find({h, v});
+      const Group* g = it == cell.end() ? nullptr : it->second;
+      double mean = g ? 100 * g->gap.mean : NAN;
+      double sd = g ? 100 * g->gap.std : NAN;
+      dat << ' ' << number(mean) << ' ' << (std::isnan(sd) ? "0" : number(sd));
+    }
+    dat << '\n';
+  }
+
+  fs::path stem = folder / "gap";
+  fs::path dat_path = stem;
+  dat_path += ".dat";
+  std::ostringstream setup;
+  setup << "set style data histograms\n"
+        << "set style histogram errorbars gap 2 lw 1\n"
+        << "set style fill solid 0.85 border -1\n"
+        << "set boxwidth 0.9\n"
+        << "set grid ytics\n"
+        << "set key top right\n"
+        << "set title "
+        << quoted(std::string("Generalization gap (") + to_string(agg.selection) +
+                  " epoch): training accuracy - average benchmark accuracy")
+        << "\n"
+        << "set ylabel \"gap (percentage points)\"\n";
+  std::ostringstream plot;
+  plot << "plot ";
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " using "
+         << 2 + 2 * i << ':' << 3 + 2 * i << (i ? "" : ":xtic(1)") << " title "
+         << quoted(variants[i]);
+  }
+  plot << '\n';
+  draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
+}
+
+// Average accuracy against rho, one line per swept setup, error bars = std over seeds.
+void rho_figure(const Aggregate& agg, const std::vector<std::string>& setups,
+                const fs::path& folder, FigureFiles& out) {
+  std::ostringstream dat;
+  std::set<double> rhos;
+  dat << "# rho  average accuracy (%)  std over seeds; one block per setup\n";
+  for (std::size_t i = 0; i < setups.size(); ++i) {
+    if (i) dat << "\n\n";
+    dat << "# " << setups[i] << '\n';
+    for (const auto& g : agg.groups)
+      if (g.setup == setups[i] && !std::isnan(g.rho_value)) {
+        rhos.insert(g.rho_value);
+        dat << number(g.rho_value) << ' ' << number(100 * g.average.mean) << ' '
+            << (std::isnan(g.average.std) ? "0" : number(100 * g.average.std)) << '\n';
+      }
+  }
+  fs::path stem = folder / "rho_sweep";
+  fs::path dat_path = stem;
+  dat_path += ".dat";
+  std::ostringstream setup;
+  setup << "set logscale x 2\nset grid\nset key bottom right\n"
+        << "set title "
+        << quoted(std::string("Average accuracy against rho (") + to_string(agg.selection) +
+                  " epoch)")
+        << "\nset xlabel \"rho\"\nset ylabel \"average accuracy (%)\"\n"
+        << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset xtics (";
+  bool first = true;
+  for (double r : rhos) {
+    setup << (first ? "" : ", ") << quoted(number(r)) << ' ' << number(r);
+    first = false;
+  }
+  setup << ")\n";
+  std::ostringstream plot;
+  plot << "plot ";
+  for (std::size_t i = 0; i < setups.size(); ++i)
+    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
+         << " using 1:2:3 with yerrorlines lw 2 pt 7 title " << quoted(setups[i]);
+  plot << '\n';
+  draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
+}
+
+}  // namespace
+
+FigureFiles write_figures(const Aggregate& agg, const std::string& folder) {
+  FigureFiles out;
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (!fs::is_directory(folder))
+    throw RuntimeError(folder + ": cannot create the figures folder (" + ec.message() + ")");
+  if (has_train_accuracy(agg))
+    gap_figure(agg, folder, out);
+  else
+    out.skipped.push_back("gap: no run logged a training accuracy");
+  auto setups = swept_setups(agg);
+  if (!setups.empty())
+    rho_figure(agg, setups, folder, out);
+  else
+    out.skipped.push_back("rho_sweep: no setup was run with two or more rho values");
+  return out;
+}
+
+}  // namespace flatface::reports

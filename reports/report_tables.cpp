@@ -1,0 +1,341 @@
+#include "report_tables.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+#include <sstream>
+
+#include "flatface/options.hpp"
+
+namespace flatface::reports {
+namespace {
+
+const char* kDash = "–";  // en dash: no value
+
+std::string fixed2(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+// "99.39 ± 0.05" from fractions, in percent with two decimals like the paper.
+Cell percent_cell(const MeanStd& m) {
+  if (std::isnan(m.mean)) return {kDash, "--", false};
+  std::string mean = fixed2(100 * m.mean);
+  std::string sd = std::isnan(m.std) ? kDash : fixed2(100 * m.std);
+  std::string sd_tex = std::isnan(m.std) ? "--" : sd;
+  return {mean + " ± " + sd, mean + " $\\pm$ " + sd_tex, false};
+}
+
+// Displayed value in hundredths of a percent: ties at the shown precision are all bold.
+long long shown(double fraction) { return std::llround(fraction * 1e4); }
+
+// Marks the best mean of column `col` over `rows` (the highest, or lowest when `lower`).
+void bold_best(std::vector<std::vector<Cell>>& rows, std::size_t col,
+               const std::vector<double>& means, bool lower = false) {
+  bool any = false;
+  long long best = 0;
+  for (double m : means) {
+    if (std::isnan(m)) continue;
+    long long s = shown(m);
+    if (!any || (lower ? s < best : s > best)) best = s;
+    any = true;
+  }
+  if (!any || means.size() < 2) return;
+  for (std::size_t i = 0; i < means.size(); ++i)
+    if (!std::isnan(means[i]) && shown(means[i]) == best) rows[i][col].bold = true;
+}
+
+std::string rho_text(const std::string& rho, double value) {
+  if (std::isnan(value)) return rho.empty() || rho == "-" ? kDash : rho;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", value);
+  return buf;
+}
+
+Cell rho_cell(const Group& g) {
+  std::string t = rho_text(g.rho, g.rho_value);
+  return {t, t == kDash ? "--" : latex_escape(t), false};
+}
+
+std::string p_text(double p) {
+  if (std::isnan(p)) return kDash;
+  if (p < 0.001) return "<0.001";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", p);
+  return buf;
+}
+
+std::string epoch_phrase(Selection s) {
+  return s == Selection::best_epoch
+             ? "at the epoch with the best average benchmark accuracy of each run"
+             : "at the final epoch of each run";
+}
+
+std::string best_warning() {
+  return "--select best reports, for each run, the epoch with the best average benchmark "
+         "accuracy: it selects on the test sets, so these numbers are optimistically biased.";
+}
+
+// Columns shared by every per-group table: Setup, rho (when any), n (when it varies).
+void add_group_header(const Aggregate& agg, Table& t) {
+  t.header.push_back({"Setup", "", false});
+  t.numeric.push_back(false);
+  if (agg.has_rho()) {
+    t.header.push_back({"ρ", "$\\rho$", false});
+    t.numeric.push_back(true);
+  }
+  if (!agg.same_seed_count()) {
+    t.header.push_back({"n", "$n$", false});
+    t.numeric.push_back(true);
+  }
+}
+
+std::vector<Cell> group_cells(const Aggregate& agg, const Group& g) {
+  std::vector<Cell> row{{g.setup, "", false}};
+  if (agg.has_rho()) row.push_back(rho_cell(g));
+  if (!agg.same_seed_count()) row.push_back({std::to_string(g.runs.size()), "", false});
+  return row;
+}
+
+void add_common_notes(const Aggregate& agg, Table& t) {
+  if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
+  if (agg.same_seed_count() && !agg.groups.empty())
+    t.notes.push_back({"n = " + std::to_string(agg.groups.front().runs.size()) +
+                           " seeds per row.",
+                       "", false});
+  for (const auto& r : agg.not_averaged) t.unaveraged.push_back({describe_unaveraged(r), "", false});
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_number(double v, double scale = 1) {
+  if (std::isnan(v)) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v * scale);
+  return buf;
+}
+
+}  // namespace
+
+Format parse_format(const std::string& text) {
+  if (text == "md" || text == "markdown") return Format::markdown;
+  if (text == "latex" || text == "tex") return Format::latex;
+  if (text == "csv") return Format::csv;
+  throw ConfigError("--format: expected md, latex or csv, got '" + text + "'");
+}
+
+std::string describe_unaveraged(const RunResult& r) {
+  std::ostringstream s;
+  s << (r.setup.empty() ? "(no setup)" : r.setup);
+  if (!std::isnan(r.rho_value)) s << " rho=" << rho_text(r.rho, r.rho_value);
+  if (!r.seed.empty()) s << " seed " << r.seed;
+  s << " (run " << r.run_id << "): " << r.status;
+  if (r.failed_step >= 0) s << " at step " << r.failed_step;
+  if (!r.failure_reason.empty()) s << ": " << r.failure_reason;
+  s << " (" << r.epochs_done << (r.epochs_done == 1 ? " epoch" : " epochs") << " done)";
+  return s.str();
+}
+
+Table main_table(const Aggregate& agg) {
+  Table t;
+  t.caption = "Verification accuracy (%), mean ± std over seeds";
+  t.caption_latex = "Verification accuracy (\\%), mean $\\pm$ std over seeds";
+  add_group_header(agg, t);
+  for (const auto& b : agg.benchmarks) {
+    t.header.push_back({b, "", false});
+    t.numeric.push_back(true);
+  }
+  t.header.push_back({"Average", "", false});
+  t.numeric.push_back(true);
+  bool with_p = std::any_of(agg.groups.begin(), agg.groups.end(),
+                            [](const Group& g) { return !g.baseline.empty(); });
+  if (with_p) {
+    t.header.push_back({"p vs baseline", "$p$ vs baseline", false});
+    t.numeric.push_back(true);
+  }
+
+  std::size_t first = t.header.size() - agg.benchmarks.size() - 1 - (with_p ? 1 : 0);
+  for (const auto& g : agg.groups) {
+    auto row = group_cells(agg, g);
+    for (const auto& b : agg.benchmarks) row.push_back(percent_cell(g.accuracy.at(b)));
+    row.push_back(percent_cell(g.average));
+    if (with_p) {
+      std::string p = p_text(g.p_vs_baseline);
+      row.push_back({p, p == kDash ? "--" : (p == "<0.001" ? "$<$0.001" : p), false});
+    }
+    t.rows.push_back(row);
+  }
+  for (std::size_t k = 0; k <= agg.benchmarks.size(); ++k) {
+    std::vector<double> means;
+    for (const auto& g : agg.groups)
+      means.push_back(k < agg.benchmarks.size() ? g.accuracy.at(agg.benchmarks[k]).mean
+                                                : g.average.mean);
+    bold_best(t.rows, first + k, means);
+  }
+
+  t.notes.push_back({"Accuracy " + epoch_phrase(agg.selection) +
+                         "; mean ± std over seeds, where std is the sample standard deviation "
+                         "(n − 1). Average: mean over the benchmarks per run, then over seeds.",
+                     "Accuracy " + latex_escape(epoch_phrase(agg.selection)) +
+                         "; mean $\\pm$ std over seeds, where std is the sample standard "
+                         "deviation ($n-1$). Average: mean over the benchmarks per run, then over "
+                         "seeds.",
+                     false});
+  t.notes.push_back({"Bold: the best mean of each column.", "", false});
+  if (with_p)
+    t.notes.push_back(
+        {"p vs baseline: two-sided Welch's t-test (Welch–Satterthwaite df) of the per-seed Average "
+         "against the setup with the same head and no perturbation.",
+         "$p$ vs baseline: two-sided Welch's $t$-test (Welch--Satterthwaite df) of the per-seed "
+         "Average against the setup with the same head and no perturbation.",
+         false});
+  add_common_notes(agg, t);
+  return t;
+}
+
+bool has_train_accuracy(const Aggregate& agg) {
+  return std::any_of(agg.groups.begin(), agg.groups.end(),
+                     [](const Group& g) { return !std::isnan(g.train_accuracy.mean); });
+}
+
+Table gap_table(const Aggregate& agg) {
+  Table t;
+  t.caption = "Generalization gap: training accuracy − average benchmark accuracy";
+  t.caption_latex = "Generalization gap: training accuracy $-$ average benchmark accuracy";
+  add_group_header(agg, t);
+  std::size_t first = t.header.size();
+  for (const char* h : {"Train acc", "Average", "Gap"}) {
+    t.header.push_back({h, "", false});
+    t.numeric.push_back(true);
+  }
+  std::vector<double> gaps;
+  for (const auto& g : agg.groups) {
+    auto row = group_cells(agg, g);
+    row.push_back(percent_cell(g.train_accuracy));
+    row.push_back(percent_cell(g.average));
+    row.push_back(percent_cell(g.gap));
+    t.rows.push_back(row);
+    gaps.push_back(g.gap.mean);
+  }
+  bold_best(t.rows, first + 2, gaps, /*lower=*/true);
+  t.notes.push_back({"Gap = training accuracy − average benchmark accuracy per run (percentage "
+                     "points), then mean ± std over seeds (sample std, n − 1), " +
+                         epoch_phrase(agg.selection) + ". Bold: the smallest gap.",
+                     "Gap = training accuracy $-$ average benchmark accuracy per run (percentage "
+                     "points), then mean $\\pm$ std over seeds (sample std, $n-1$), " +
+                         latex_escape(epoch_phrase(agg.selection)) + ". Bold: the smallest gap.",
+                     false});
+  if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
+  return t;
+}
+
+std::vector<std::string> swept_setups(const Aggregate& agg) {
+  std::vector<std::string> out;
+  std::map<std::string, std::set<double>> rhos;
+  for (const auto& g : agg.groups)
+    if (!std::isnan(g.rho_value)) rhos[g.setup].insert(g.rho_value);
+  for (const auto& g : agg.groups)
+    if (rhos[g.setup].size() >= 2 && std::find(out.begin(), out.end(), g.setup) == out.end())
+      out.push_back(g.setup);
+  return out;
+}
+
+Table rho_sweep_table(const Aggregate& agg) {
+  Table t;
+  t.caption = "ρ sweep: average accuracy (%) per setup and ρ";
+  t.caption_latex = "$\\rho$ sweep: average accuracy (\\%) per setup and $\\rho$";
+  auto setups = swept_setups(agg);
+  std::set<double> rhos;
+  for (const auto& g : agg.groups)
+    if (!std::isnan(g.rho_value) &&
+        std::find(setups.begin(), setups.end(), g.setup) != setups.end())
+      rhos.insert(g.rho_value);
+  t.header.push_back({"Setup", "", false});
+  t.numeric.push_back(false);
+  for (double r : rhos) {
+    std::string s = rho_text("", r);
+    t.header.push_back({"ρ = " + s, "$\\rho = " + s + "$", false});
+    t.numeric.push_back(true);
+  }
+  t.header.push_back({"Best ρ", "Best $\\rho$", false});
+  t.numeric.push_back(true);
+  for (const auto& name : setups) {
+    std::vector<Cell> row{{name, "", false}};
+    std::vector<double> means;
+    for (double r : rhos) {
+      const Group* found = nullptr;
+      for (const auto& g : agg.groups)
+        if (g.setup == name && g.rho_value == r) found = &g;
+      row.push_back(found ? percent_cell(found->average) : Cell{"", "", false});
+      means.push_back(found ? found->average.mean : NAN);
+    }
+    // The best rho of this setup: the highest mean Average (first one on a tie).
+    std::size_t best = means.size();
+    for (std::size_t i = 0; i < means.size(); ++i)
+      if (!std::isnan(means[i]) && (best == means.size() || means[i] > means[best])) best = i;
+    std::string best_rho = best < means.size() ? rho_text("", *std::next(rhos.begin(), best)) : "";
+    for (std::size_t i = 0; i < means.size(); ++i)
+      if (best < means.size() && !std::isnan(means[i]) && shown(means[i]) == shown(means[best]))
+        row[1 + i].bold = true;
+    row.push_back({best_rho, "", false});
+    t.rows.push_back(row);
+  }
+  t.notes.push_back({"Average accuracy over the benchmarks, mean ± std over seeds (sample std, "
+                     "n − 1), " + epoch_phrase(agg.selection) + ". Bold: the best ρ of each setup.",
+                     "Average accuracy over the benchmarks, mean $\\pm$ std over seeds (sample "
+                     "std, $n-1$), " + latex_escape(epoch_phrase(agg.selection)) +
+                         ". Bold: the best $\\rho$ of each setup.",
+                     false});
+  if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
+  return t;
+}
+
+std::string render_csv(const Aggregate& agg) {
+  std::ostringstream out;
+  out << "setup,rho,n_seeds";
+  for (const auto& b : agg.benchmarks) out << ',' << csv_field(b + "_mean") << ',' << csv_field(b + "_std");
+  out << ",average_mean,average_std,train_accuracy_mean,train_accuracy_std,gap_mean,gap_std,"
+         "baseline,p_vs_baseline,selection\n";
+  for (const auto& g : agg.groups) {
+    out << csv_field(g.setup) << ',' << csv_number(g.rho_value) << ',' << g.runs.size();
+    auto pair = [&](const MeanStd& m) {
+      out << ',' << csv_number(m.mean, 100) << ',' << csv_number(m.std, 100);
+    };
+    for (const auto& b : agg.benchmarks) pair(g.accuracy.at(b));
+    pair(g.average);
+    pair(g.train_accuracy);
+    pair(g.gap);
+    out << ',' << csv_field(g.baseline) << ',' << csv_number(g.p_vs_baseline) << ','
+        << to_string(agg.selection) << '\n';
+  }
+  return out.str();
+}
+
+std::vector<std::string> notes_for_stderr(const Aggregate& agg) {
+  std::vector<std::string> out;
+  if (agg.selection == Selection::best_epoch) out.push_back("warning: " + best_warning());
+  for (const auto& r : agg.not_averaged) out.push_back("not averaged: " + describe_unaveraged(r));
+  return out;
+}
+
+std::string render_report(const Aggregate& agg, Format format) {
+  if (format == Format::csv) return render_csv(agg);
+  std::vector<Table> tables{main_table(agg)};
+  if (has_train_accuracy(agg)) tables.push_back(gap_table(agg));
+  if (!swept_setups(agg).empty()) tables.push_back(rho_sweep_table(agg));
+  std::string out;
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    if (i) out += "\n";
+    out += format == Format::latex ? render_latex(tables[i]) : render_markdown(tables[i]);
+  }
+  return out;
+}
+
+}  // namespace flatface::reports

@@ -1,0 +1,86 @@
+// The training batch loader: a shuffled, drop-last pass over a TrainSet per epoch, decoded by a
+// small pool of threads and prefetched a few whole batches ahead of the training step.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "flatface/dataset.hpp"
+
+namespace flatface {
+
+struct LoaderOptions {
+  std::int64_t batch_size = 0;
+  std::int64_t input_size = 0;  // images are resized (bilinear) to input_size x input_size
+  int threads = 2;              // decoding threads; <= 0: one per core
+  std::uint64_t seed = 0;
+  bool flip = true;             // random horizontal mirror, one fair coin per (seed, epoch, sample)
+  bool pin_memory = false;      // page-locked batches (only where CUDA is available)
+  int prefetch_batches = 2;     // whole batches prepared ahead of the consumer
+};
+
+struct Batch {
+  at::Tensor images;  // [N,3,S,S] float32, (x/255 - 0.5)/0.5
+  at::Tensor labels;  // [N] int64
+};
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<const TrainSet> data, LoaderOptions options);
+  ~Loader();  // stops the workers, also in the middle of an epoch
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // floor(size / batch_size): the last incomplete batch is dropped.
+  std::int64_t batches_per_epoch() const;
+  // Starts a pass in the order epoch_permutation(size, seed, epoch); the first `skip_batches`
+  // batches of that order are skipped (resuming mid-epoch yields exactly the remaining batches).
+  void start_epoch(std::int64_t epoch, std::int64_t skip_batches = 0);
+  // The next batch of the epoch, or nullopt at its end. An error while reading a sample is
+  // rethrown here (RuntimeError naming the sample), and again on later calls until start_epoch.
+  std::optional<Batch> next();
+
+  const LoaderOptions& options() const { return options_; }
+
+ private:
+  struct Slot;  // one batch being filled
+  void work();
+  bool claim(std::shared_ptr<Slot>& slot, std::int64_t& position);  // with mutex_ held
+  void fill(Slot& slot, std::int64_t position);
+
+  std::shared_ptr<const TrainSet> data_;
+  LoaderOptions options_;
+  bool pinned_ = false;
+
+  std::mutex mutex_;
+  std::condition_variable work_ready_;   // workers wait for samples to claim
+  std::condition_variable batch_ready_;  // next() waits for the front batch
+  bool stopping_ = false;
+  bool epoch_started_ = false;
+  std::int64_t epoch_ = 0;
+  std::vector<std::size_t> order_;
+  std::int64_t next_open_ = 0;     // next batch index to allocate
+  std::int64_t next_deliver_ = 0;  // next batch index next() hands out
+  std::deque<std::shared_ptr<Slot>> in_flight_;
+  std::exception_ptr failure_;     // sticky until start_epoch
+  std::vector<std::thread> workers_;
+};
+
+// Images -> [N,3,S,S] float32, (x/255 - 0.5)/0.5, each resized to S x S when needed and mirrored
+// left-right where flip[i] (an empty `flip`: none). Shared by the loader and verification.
+at::Tensor images_to_tensor(const std::vector<Image>& images, std::int64_t input_size,
+                            const std::vector<bool>& flip);
+
+// One image into a [3,S,S] float buffer, as above.
+void write_normalised(const Image& image, std::int64_t input_size, bool flip, float* chw);
+
+}  // namespace flatface

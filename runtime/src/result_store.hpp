@@ -1,0 +1,58 @@
+// One HDF5 file per run: its attributes, status and per-epoch metrics. Written whole and renamed
+// into place, so a crash at any moment leaves the previous complete file readable.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace flatface {
+
+// One verification set at one epoch. Accuracies are fractions (0..1).
+struct BenchmarkMetrics {
+  double accuracy = NAN;      // mean over the 10 folds
+  double accuracy_std = NAN;  // std over the folds
+  double threshold = NAN;     // mean best threshold
+  double tar_at_far = NAN;    // TAR@FAR=1e-3
+};
+
+struct EpochMetrics {
+  std::int64_t epoch = 0;  // 1-based: epochs completed
+  double lr = NAN, loss = NAN, perturbation_loss = NAN, loss_perturbed = NAN, grad_norm = NAN,
+         epsilon_norm = NAN, train_accuracy = NAN, images_per_second = NAN, wall_time = NAN;
+  std::map<std::string, BenchmarkMetrics> benchmarks;  // by benchmark name
+};
+
+struct RunRecord {
+  // experiment, setup, head, perturbation, backbone, dataset, rho, seed, run_id, flatface_version,
+  // torch_version, device, start_time, end_time, config_toml
+  std::map<std::string, std::string> attributes;
+  std::string status = "running";  // running | complete | failed
+  std::string failure_reason;
+  std::int64_t failed_step = -1;
+  std::vector<std::string> benchmark_names;  // column order
+  std::vector<EpochMetrics> epochs;
+};
+
+// File layout (h5py: f.attrs[...], f["metrics/loss"][:], f["eval/LFW/accuracy"][:]):
+//   root attributes  every `attributes` entry as a string; rho_value (float64, NaN when rho is not
+//                    a number) and seed_value (int64) numerically; status, failure_reason,
+//                    failed_step (int64), benchmark_names (string array, column order)
+//   /metrics/<name>  float64[epochs] for epoch, lr, loss, perturbation_loss, loss_perturbed,
+//                    grad_norm, epsilon_norm, train_accuracy, images_per_second, wall_time
+//   /eval/<bench>/   float64[epochs] accuracy, accuracy_std, threshold, tar_at_far (NaN where the
+//                    benchmark was not evaluated that epoch)
+
+// Writes <path>.tmp, flushes it to disk and renames it over <path>. Throws RuntimeError.
+void write_run_record(const std::string& path, const RunRecord& record);
+
+// Throws RuntimeError naming the file and the object that is missing or malformed.
+RunRecord read_run_record(const std::string& path);
+
+// The *.h5 files directly in `folder`, sorted by name (temporary *.h5.tmp files are skipped).
+// Throws ConfigError when the folder does not exist.
+std::vector<std::string> list_run_files(const std::string& folder);
+
+}  // namespace flatface

@@ -1,0 +1,136 @@
+#include "state_dict.hpp"
+
+#include <ATen/core/ivalue.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+#include <vector>
+
+#include "flatface/options.hpp"
+
+namespace flatface {
+
+namespace {
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+std::string join_keys(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+}  // namespace
+
+TensorDict state_dict(const torch::nn::Module& module) {
+  TensorDict dict;
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/true)) {
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+      dict.insert(prefix + p.key(), p.value());
+    }
+    for (const auto& b : item.value()->named_buffers(/*recurse=*/false)) {
+      dict.insert(prefix + b.key(), b.value());
+    }
+  }
+  return dict;
+}
+
+void load_state_dict(torch::nn::Module& module, const TensorDict& dict, const std::string& source) {
+  const TensorDict own = state_dict(module);
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& entry : own) {
+    auto it = dict.find(entry.key());
+    if (it == dict.end()) {
+      missing.push_back(entry.key());
+    } else if (it->value().sizes() != entry.value().sizes()) {
+      mismatched.push_back(entry.key() + " (file " + shape_str(it->value()) + ", model " +
+                           shape_str(entry.value()) + ")");
+    }
+  }
+  for (const auto& entry : dict) {
+    if (own.find(entry.key()) == own.end()) unexpected.push_back(entry.key());
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::string message = source + ": weights do not fit the model";
+    if (!missing.empty()) message += "; missing keys: " + join_keys(missing);
+    if (!unexpected.empty()) message += "; unexpected keys: " + join_keys(unexpected);
+    if (!mismatched.empty()) message += "; shape mismatch: " + join_keys(mismatched);
+    throw ConfigError(message);
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& entry : own) {
+    auto target = entry.value();  // shares storage with the module
+    target.copy_(dict.at(entry.key()));
+  }
+}
+
+void save_tensor_dict(const std::string& path, const TensorDict& dict) {
+  // Detached CPU copies: the file must not depend on the device or autograd state.
+  TensorDict cpu;
+  for (const auto& entry : dict) {
+    cpu.insert(entry.key(), entry.value().detach().to(at::kCPU).contiguous());
+  }
+  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(cpu));
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw RuntimeError(path + ": cannot write tensor file (" + tmp + ")");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw RuntimeError(path + ": cannot rename " + tmp + " into place: " + ec.message());
+  }
+}
+
+TensorDict load_tensor_dict(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw RuntimeError(path + ": cannot open tensor file");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  c10::IValue value;
+  try {
+    value = torch::jit::pickle_load(bytes);
+  } catch (const c10::Error& err) {
+    throw RuntimeError(path + ": not a torch.save file of tensors: " + err.what_without_backtrace());
+  }
+  if (!value.isGenericDict()) {
+    throw RuntimeError(path + ": expected a dict of name -> tensor, found " +
+                       value.tagKind());
+  }
+  TensorDict dict;
+  for (const auto& entry : value.toGenericDict()) {
+    if (!entry.key().isString()) {
+      throw RuntimeError(path + ": a key of the dict is a " + entry.key().tagKind() +
+                         ", expected a string");
+    }
+    const std::string key = entry.key().toStringRef();
+    if (!entry.value().isTensor()) {
+      throw RuntimeError(path + ": entry '" + key + "' is a " + entry.value().tagKind() +
+                         ", expected a tensor");
+    }
+    dict.insert(key, entry.value().toTensor());
+  }
+  return dict;
+}
+
+}  // namespace flatface

@@ -1,0 +1,32 @@
+// Module weights as a flat name -> tensor dictionary, and files of such dictionaries that Python
+// reads with torch.load and writes with torch.save.
+#pragma once
+
+#include <ATen/core/Dict.h>
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <string>
+
+namespace flatface {
+
+using TensorDict = c10::Dict<std::string, at::Tensor>;
+
+// Parameters and buffers under their full dotted names ("layer1.0.bn1.running_mean"), in
+// PyTorch's order: each module's own parameters, then its buffers, then its children.
+// The tensors share storage with the module.
+TensorDict state_dict(const torch::nn::Module& module);
+
+// Copies every entry into the module. Strict: missing, unexpected and shape-mismatched keys are a
+// ConfigError naming `source` (a file, a checkpoint) and the keys.
+void load_state_dict(torch::nn::Module& module, const TensorDict& dict, const std::string& source);
+
+// A torch.load-able file (zip + pickle of a dict of CPU tensors). Written to a temporary name
+// and renamed, so `path` is always either the old file or the complete new one.
+void save_tensor_dict(const std::string& path, const TensorDict& dict);
+
+// Reads save_tensor_dict's files and Python's torch.save(dict_of_tensors), including a module's
+// state_dict() (an OrderedDict). Throws RuntimeError naming the path on anything else.
+TensorDict load_tensor_dict(const std::string& path);
+
+}  // namespace flatface

@@ -1,0 +1,55 @@
+// Trains one run of a grid: builds its objects, runs the epochs, evaluates, checkpoints, and
+// records every metric in the run's HDF5 file.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "experiment.hpp"
+#include "flatface/dataset.hpp"
+#include "registry.hpp"
+#include "result_store.hpp"
+
+namespace flatface {
+
+enum class RunStatus { complete, skipped, failed, interrupted };
+
+struct RunOutcome {
+  RunStatus status = RunStatus::complete;
+  std::string reason;       // why it failed
+  std::string result_path;  // the run's .h5 file
+  RunRecord record;         // what was written last
+  double train_seconds = 0; // time inside training steps
+  double eval_seconds = 0;  // time inside evaluation
+  double total_seconds = 0;
+};
+
+// Objects shared by every run of a grid.
+struct GridResources {
+  const Registry* registry = nullptr;
+  std::map<std::string, std::shared_ptr<VerificationSet>> verification;  // by benchmark name
+  std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;           // by seed
+};
+
+struct TrainerOptions {
+  std::size_t run_index = 0;  // k of N, for progress lines
+  std::size_t run_count = 1;
+  bool live_progress = false;  // a terminal: one updating line; else periodic log lines
+  const std::atomic<bool>* stop = nullptr;  // set by Ctrl-C: stop after the current step and save
+  int threads = 1;
+  bool retry_failed = false;  // train a failed run again (from its last checkpoint) instead of skipping it
+};
+
+// Resolves "auto" | "cpu" | "cuda" | "cuda:N" to a device string torch accepts.
+std::string resolve_device(const std::string& requested);
+
+std::string result_path(const Experiment& e, const RunSpec& run);
+std::string checkpoint_path(const Experiment& e, const RunSpec& run);
+
+RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& shared,
+                     const TrainerOptions& options);
+
+}  // namespace flatface

@@ -1,0 +1,33 @@
+// A plain SGD step (paper eq. 15: w <- SGD(w, grad L_margin(w))), shared by the test plugins.
+#pragma once
+
+#include <ATen/ops/cross_entropy_loss.h>
+
+#include <limits>
+#include <memory>
+
+#include "flatface/perturbation.hpp"
+
+namespace flatface_test {
+
+class ToyStep : public flatface::Perturbation {
+ public:
+  flatface::StepStats step(flatface::StepContext& ctx) override {
+    ctx.zero_grad();
+    at::Tensor loss = at::cross_entropy_loss(ctx.forward(flatface::Pass::first), ctx.labels());
+    loss.backward();
+    ctx.optimizer_step();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    return {loss.item<double>(), nan, nan, nan, 0.0};
+  }
+  bool two_pass() const override { return false; }
+};
+
+// Reads `rho` so that grids with a rho axis can use it; the step itself ignores it.
+inline std::unique_ptr<flatface::Perturbation> make_toy_step(
+    const flatface::PerturbationArgs& args) {
+  (void)args.options.get_double("rho", 0.0);
+  return std::make_unique<ToyStep>();
+}
+
+}  // namespace flatface_test

@@ -1,0 +1,202 @@
+// The iresnet plugin: shapes, parameter counts and names that must equal insightface's
+// arcface_torch IResNet, derived here from the architecture in DESIGN.md ("Backbones").
+#include <ATen/Parallel.h>
+#include <ATen/ops/randn.h>
+#include <catch2/catch.hpp>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "backbone_test_support.hpp"
+#include "state_dict.hpp"
+
+using flatface::testing::make_backbone;
+
+namespace {
+
+const std::vector<std::int64_t> kStages18{2, 2, 2, 2};
+const std::vector<std::int64_t> kStages50{3, 4, 14, 3};
+const std::vector<std::int64_t> kStages100{3, 13, 30, 3};
+
+std::int64_t count_parameters(const torch::nn::Module& m) {
+  std::int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+// Parameters by hand: a BN has a scale and a shift per channel, a PReLU one slope per channel.
+std::int64_t expected_parameters(const std::vector<std::int64_t>& stages, std::int64_t w,
+                                 std::int64_t embedding, std::int64_t side) {
+  auto bn = [](std::int64_t c) { return 2 * c; };
+  std::int64_t n = 3 * w * 9 + bn(w) + w;  // stem conv3x3, BN, PReLU
+  std::int64_t in = w;
+  for (std::size_t s = 0; s < stages.size(); ++s) {
+    const std::int64_t out = w << s;
+    for (std::int64_t b = 0; b < stages[s]; ++b) {
+      n += bn(in) + 9 * in * out + bn(out) + out + 9 * out * out + bn(out);
+      if (b == 0) n += in * out + bn(out);  // conv1x1 + BN shortcut
+      in = out;
+    }
+  }
+  return n + bn(in) + in * side * side * embedding + embedding + bn(embedding);
+}
+
+std::vector<std::string> expected_names(const std::vector<std::int64_t>& stages) {
+  std::vector<std::string> names;
+  auto bn = [&](const std::string& p) {
+    for (const char* leaf : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}) {
+      names.push_back(p + "." + leaf);
+    }
+  };
+  names.push_back("conv1.weight");
+  bn("bn1");
+  names.push_back("prelu.weight");
+  for (std::size_t s = 0; s < stages.size(); ++s) {
+    for (std::int64_t b = 0; b < stages[s]; ++b) {
+      const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(b) + ".";
+      bn(p + "bn1");
+      names.push_back(p + "conv1.weight");
+      bn(p + "bn2");
+      names.push_back(p + "prelu.weight");
+      names.push_back(p + "conv2.weight");
+      bn(p + "bn3");
+      if (b == 0) {
+        names.push_back(p + "downsample.0.weight");
+        bn(p + "downsample.1");
+      }
+    }
+  }
+  bn("bn2");
+  names.push_back("fc.weight");
+  names.push_back("fc.bias");
+  bn("features");
+  return names;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("iresnet maps [N,3,s,s] images to [N,D] embeddings for s = 112, 64 and 56") {
+  for (std::int64_t depth : {18, 50}) {
+    for (std::int64_t input : {112, 64, 56}) {
+      CATCH_CAPTURE(depth, input);
+      auto net = make_backbone("iresnet", {{"depth", depth}, {"width", 8}, {"input", input},
+                                           {"embedding", 32}});
+      CATCH_CHECK(net->embedding_dim() == 32);
+      CATCH_CHECK(net->input_size() == input);
+      const auto out = net->forward(at::randn({2, 3, input, input}));
+      CATCH_CHECK(out.sizes() == at::IntArrayRef({2, 32}));
+    }
+  }
+}
+
+CATCH_TEST_CASE("The FC's input follows the conv arithmetic: 112 -> 7x7, 64 -> 4x4, 56 -> 4x4") {
+  // Four stride-2 3x3 convs with padding 1: s -> floor((s - 1) / 2) + 1.
+  // 112 -> 56 -> 28 -> 14 -> 7; 64 -> 32 -> 16 -> 8 -> 4; 56 -> 28 -> 14 -> 7 -> 4.
+  for (auto [input, side] : {std::pair{112, 7}, std::pair{64, 4}, std::pair{56, 4}}) {
+    auto net = make_backbone("iresnet", {{"depth", 18}, {"width", 8}, {"input", input}});
+    const auto dict = flatface::state_dict(*net);
+    CATCH_CHECK(dict.at("fc.weight").sizes() == at::IntArrayRef({512, 64 * side * side}));
+  }
+}
+
+CATCH_TEST_CASE("IResNet-50 and -100 at width 64 have the parameter count of the architecture") {
+  auto r50 = make_backbone("iresnet", {{"depth", 50}});
+  auto r100 = make_backbone("iresnet", {{"depth", 100}});
+  const auto n50 = count_parameters(*r50);
+  const auto n100 = count_parameters(*r100);
+  CATCH_CHECK(n50 == expected_parameters(kStages50, 64, 512, 7));
+  CATCH_CHECK(n100 == expected_parameters(kStages100, 64, 512, 7));
+  // The figures usually quoted for insightface's r50 and r100: 43.6M and 65.2M.
+  CATCH_CHECK(n50 / 1e6 == Approx(43.6).margin(0.05));
+  CATCH_CHECK(n100 / 1e6 == Approx(65.2).margin(0.05));
+}
+
+CATCH_TEST_CASE("iresnet-small counts the parameters of a width-16 IResNet-18 at 56x56, 128-d") {
+  auto net = make_backbone("iresnet-small");
+  CATCH_CHECK(net->input_size() == 56);
+  CATCH_CHECK(net->embedding_dim() == 128);
+  CATCH_CHECK(count_parameters(*net) == expected_parameters(kStages18, 16, 128, 4));
+}
+
+CATCH_TEST_CASE("IResNet-18's parameter and buffer names follow insightface's naming, in order") {
+  auto net = make_backbone("iresnet", {{"depth", 18}, {"width", 4}, {"input", 56}});
+  std::vector<std::string> names;
+  for (const auto& entry : flatface::state_dict(*net)) names.push_back(entry.key());
+  CATCH_CHECK(names == expected_names(kStages18));
+}
+
+CATCH_TEST_CASE("The embedding BN's scale is fixed at 1 and is not trained") {
+  auto net = make_backbone("iresnet-small");
+  std::int64_t frozen = 0;
+  for (const auto& p : net->named_parameters()) {
+    if (p.key() == "features.weight") {
+      CATCH_CHECK_FALSE(p.value().requires_grad());
+      CATCH_CHECK(p.value().eq(1.0).all().item<bool>());
+      ++frozen;
+    } else {
+      CATCH_CHECK(p.value().requires_grad());
+    }
+  }
+  CATCH_CHECK(frozen == 1);
+}
+
+CATCH_TEST_CASE("Convolutions start from N(0, 0.1) and BN layers from scale 1, shift 0") {
+  torch::manual_seed(0);
+  auto net = make_backbone("iresnet", {{"depth", 18}, {"width", 64}});
+  const auto dict = flatface::state_dict(*net);
+  const auto w = dict.at("layer4.1.conv2.weight");  // 512*512*9 draws: std error ~1e-4
+  CATCH_CHECK(w.mean().item<double>() == Approx(0.0).margin(1e-3));
+  CATCH_CHECK(w.std().item<double>() == Approx(0.1).epsilon(0.01));
+  CATCH_CHECK(dict.at("layer4.1.bn2.weight").eq(1.0).all().item<bool>());
+  CATCH_CHECK(dict.at("layer4.1.bn2.bias").eq(0.0).all().item<bool>());
+  CATCH_CHECK(dict.at("layer2.0.downsample.1.weight").eq(1.0).all().item<bool>());
+}
+
+CATCH_TEST_CASE("zero_init_residual zeroes each block's bn2 scale, as insightface's option does") {
+  auto options = flatface::testing::int_options({{"width", 4}, {"depth", 18}});
+  options.set("zero_init_residual", flatface::Options::Value{true, {}});
+  auto net = make_backbone("iresnet", options);
+  const auto dict = flatface::state_dict(*net);
+  CATCH_CHECK(dict.at("layer1.1.bn2.weight").eq(0.0).all().item<bool>());
+  CATCH_CHECK(dict.at("layer1.1.bn3.weight").eq(1.0).all().item<bool>());
+}
+
+CATCH_TEST_CASE("Unsupported iresnet options are ConfigErrors naming the key") {
+  using flatface::ConfigError;
+  CATCH_CHECK_THROWS_AS(make_backbone("iresnet", {{"depth", 42}}), ConfigError);
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"depth", 42}}),
+                          Catch::Contains("depth must be one of 18, 34, 50, 100, 200"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}),
+                          Catch::Contains("deph"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}),
+                          Catch::Contains("width"));
+}
+
+CATCH_TEST_CASE("An image of the wrong size is a RuntimeError naming the expected shape") {
+  auto net = make_backbone("iresnet-small");
+  CATCH_CHECK_THROWS_AS(net->forward(at::randn({2, 3, 112, 112})), flatface::RuntimeError);
+  CATCH_CHECK_THROWS_WITH(net->forward(at::randn({2, 3, 112, 112})),
+                          Catch::Contains("[N,3,56,56]"));
+}
+
+// Not run by default: `test_backbones "[.benchmark]"` prints training throughput on two threads.
+CATCH_TEST_CASE("iresnet-small training throughput on two threads", "[.benchmark]") {
+  at::set_num_threads(2);
+  auto net = make_backbone("iresnet-small");
+  net->train();
+  const auto images = at::randn({64, 3, 56, 56});
+  auto step = [&] {
+    net->zero_grad();
+    net->forward(images).square().mean().backward();
+  };
+  step();  // warm-up
+  const int steps = 10;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  std::printf("iresnet-small forward+backward, batch 64, 56x56, 2 threads: %.0f img/s\n",
+              steps * 64 / elapsed.count());
+}

@@ -1,0 +1,389 @@
+// The experiment file: parsing, error positions, --set overrides, the grid and run ids.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "experiment.hpp"
+
+using flatface::ConfigError;
+using flatface::Experiment;
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A folder of its own under the system temp dir, removed afterwards.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("flatface-test-experiment-" + std::to_string(::getpid()) + "-" +
+            std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    auto file = (path / name).string();
+    std::ofstream(file) << text;
+    return file;
+  }
+};
+
+const std::string kGrid = R"([experiment]
+name = "grid"
+seeds = [0, 1, 2]
+
+[data]
+train = { plugin = "synthetic", classes = 10 }
+eval = [{ name = "LFW", plugin = "synthetic-pairs", pairs = 20 }]
+
+[model]
+backbone = { plugin = "tiny", embedding = 16 }
+
+[train]
+epochs = 2
+
+[[setup]]
+name = "ArcFace"
+head = { plugin = "arcface", s = 64.0, m = 0.5 }
+
+[[setup]]
+name = "SAM-ArcFace"
+head = { plugin = "arcface", s = 64.0, m = 0.5 }
+perturbation = { plugin = "sam", rho = [0.05, 0.1, 0.2] }
+)";
+
+const std::string kExtraSetup = R"(
+[[setup]]
+name = "AACE-ArcFace"
+head = { plugin = "arcface", s = 64.0, m = 0.5 }
+perturbation = { plugin = "aace", rho = 0.05 }
+)";
+
+// Replaces the first occurrence of `from`, which must be present.
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  if (at == std::string::npos) throw std::logic_error("test text lacks: " + from);
+  return text.replace(at, from.size(), to);
+}
+
+// "file:line:col" of the nth occurrence of `needle` in `text` (1-based, as TOML tools count).
+std::string where(const std::string& file, const std::string& text, const std::string& needle,
+                  int nth = 1) {
+  auto at = text.find(needle);
+  while (--nth > 0 && at != std::string::npos) at = text.find(needle, at + 1);
+  if (at == std::string::npos) throw std::logic_error("test text lacks: " + needle);
+  auto line_start = text.rfind('\n', at);
+  line_start = line_start == std::string::npos ? 0 : line_start + 1;
+  auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+  return file + ":" + std::to_string(line) + ":" + std::to_string(at - line_start + 1);
+}
+
+template <typename F>
+std::string config_error(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string load_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return config_error([&] { flatface::parse_experiment(text, "x.toml", overrides); });
+}
+
+std::vector<std::string> ids(const Experiment& e) {
+  std::vector<std::string> out;
+  for (const auto& r : flatface::expand_grid(e)) out.push_back(r.id);
+  return out;
+}
+
+Experiment parse(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return flatface::parse_experiment(text, "x.toml", overrides);
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("an experiment file is read from disk into typed settings") {
+  TempDir tmp;
+  auto file = tmp.write("grid.toml", kGrid);
+  Experiment e = flatface::load_experiment(file);
+  CATCH_CHECK(e.file == file);
+  CATCH_CHECK(e.name == "grid");
+  CATCH_CHECK(e.output == "results/grid");
+  CATCH_CHECK(e.train_data.plugin == "synthetic");
+  CATCH_CHECK(e.train_data.options.get_int("classes", 0) == 10);
+  CATCH_REQUIRE(e.eval.size() == 1);
+  CATCH_CHECK(e.eval[0].name == "LFW");
+  CATCH_CHECK(e.eval[0].data.plugin == "synthetic-pairs");
+  CATCH_CHECK(e.backbone.plugin == "tiny");
+  CATCH_CHECK(e.train.epochs == 2);
+  CATCH_REQUIRE(e.setups.size() == 2);
+  CATCH_CHECK(e.setups[0].perturbation.plugin == "none");  // no perturbation: plain SGD
+  CATCH_CHECK(e.setups[0].rhos.empty());
+  CATCH_CHECK(e.setups[1].perturbation.plugin == "sam");
+  CATCH_CHECK(e.setups[1].rhos == std::vector<double>{0.05, 0.1, 0.2});
+}
+
+CATCH_TEST_CASE("a missing experiment file is a config error naming it") {
+  CATCH_CHECK(config_error([] { flatface::load_experiment("/no/such/x.toml"); }) ==
+              "/no/such/x.toml: cannot open the experiment file");
+}
+
+CATCH_TEST_CASE("unset training settings default to the paper's CASIA-WebFace schedule") {
+  // Paper, section 4: SGD, momentum 0.9, weight decay 5e-4, lr 0.1, 50 epochs, lr / 10 at 28,
+  // 38 and 46. DESIGN.md: three seeds, BN statistics frozen in the second pass.
+  Experiment e = parse(replace(kGrid, "epochs = 2\n", ""));
+  CATCH_CHECK(e.train.epochs == 50);
+  CATCH_CHECK(e.train.lr == 0.1);
+  CATCH_CHECK(e.train.momentum == 0.9);
+  CATCH_CHECK(e.train.weight_decay == 5e-4);
+  CATCH_CHECK(e.train.milestones == std::vector<std::int64_t>{28, 38, 46});
+  CATCH_CHECK(e.train.gamma == 0.1);
+  CATCH_CHECK(e.train.warmup_epochs == 0);
+  CATCH_CHECK(e.train.precision == "fp32");
+  Experiment d = parse(replace(kGrid, "seeds = [0, 1, 2]\n", ""));
+  CATCH_CHECK(d.seeds == std::vector<std::int64_t>{0, 1, 2});
+  CATCH_CHECK(d.device == "auto");
+  CATCH_CHECK(d.setups[1].bn_second_pass == "freeze");
+}
+
+CATCH_TEST_CASE("the design document's Table 2 file parses") {
+  const std::string table2 = R"([experiment]
+name    = "casia-r50"
+seeds   = [0, 1, 2]
+device  = "auto"                 # cpu | cuda | cuda:N | auto
+output  = "results/casia-r50"
+
+[data]
+train = { plugin = "insightface-rec", path = "data/faces_webface_112x112" }
+eval = [
+  { name = "LFW",    plugin = "insightface-bin", path = "data/faces_webface_112x112/lfw.bin" },
+  { name = "CFP-FP", plugin = "insightface-bin", path = "data/faces_webface_112x112/cfp_fp.bin" },
+]
+
+[model]
+backbone = { plugin = "iresnet", depth = 50, embedding = 512 }
+
+[train]
+epochs = 50
+batch_size = 512
+lr = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+milestones = [28, 38, 46]
+gamma = 0.1
+
+[[setup]]
+name = "ArcFace"
+head = { plugin = "arcface", s = 64.0, m = 0.5 }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "FlatFace-SAM-ArcFace"
+head = { plugin = "arcface", s = 64.0, m = 0.5 }
+perturbation = { plugin = "sam", rho = 0.1 }
+)";
+  Experiment e = parse(table2);
+  CATCH_CHECK(e.eval.size() == 2);
+  CATCH_CHECK(e.eval[1].name == "CFP-FP");
+  CATCH_CHECK(e.train.batch_size == 512);
+  CATCH_CHECK(flatface::expand_grid(e).size() == 6);
+}
+
+CATCH_TEST_CASE("a misspelled plugin option is reported at its position with the known keys") {
+  // What the host does with a perturbation table: hand the options to the plugin, let it read
+  // what it understands (SAM reads rho), then reject whatever is left.
+  std::string text = replace(kGrid, "rho = [0.05, 0.1, 0.2]", "rhoo = 0.1");
+  Experiment e = parse(text);
+  auto run = flatface::expand_grid(e).back();
+  CATCH_REQUIRE(e.setups[run.setup].name == "SAM-ArcFace");
+  auto options = flatface::perturbation_options(e, run);
+  options.get_double("rho", 0.1);
+  CATCH_CHECK(config_error([&] { options.check_all_used(); }) ==
+              where("x.toml", text, "rhoo") +
+                  ": unknown key 'rhoo' for perturbation 'sam' (known: bn_second_pass, plugin, "
+                  "rho)");
+}
+
+CATCH_TEST_CASE("a misspelled key in a host section is reported at its position") {
+  CATCH_SECTION("[experiment]") {
+    std::string text = replace(kGrid, "seeds =", "seed =");
+    CATCH_CHECK(load_error(text) ==
+                where("x.toml", text, "seed =") +
+                    ": unknown key 'seed' for [experiment] (known: device, name, output, seeds, "
+                    "threads)");
+  }
+  CATCH_SECTION("[train]") {
+    std::string text = replace(kGrid, "epochs = 2", "epoch = 2");
+    std::string msg = load_error(text);
+    CATCH_CHECK(msg.rfind(where("x.toml", text, "epoch = 2") + ": unknown key 'epoch' for [train] (known: ", 0) == 0);
+    CATCH_CHECK(msg.find("epochs") != std::string::npos);
+  }
+  CATCH_SECTION("[[setup]]") {
+    std::string text = replace(kGrid, "perturbation =", "perturbaton =");
+    CATCH_CHECK(load_error(text) ==
+                where("x.toml", text, "perturbaton") +
+                    ": unknown key 'perturbaton' for [[setup]] (known: head, name, perturbation)");
+  }
+  CATCH_SECTION("a whole section") {
+    std::string text = replace(kGrid, "[train]", "[trian]");
+    CATCH_CHECK(load_error(text).rfind(where("x.toml", text, "[trian]") +
+                                           ": unknown key 'trian' for the experiment file",
+                                       0) == 0);
+  }
+}
+
+CATCH_TEST_CASE("a value of the wrong type is reported at its position with the expected type") {
+  std::string text = replace(kGrid, "epochs = 2", "epochs = \"two\"");
+  CATCH_CHECK(load_error(text) ==
+              where("x.toml", text, "epochs") + ": key 'epochs' for [train] must be an integer");
+  text = replace(kGrid, "seeds = [0, 1, 2]", "seeds = [0, \"one\"]");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "seeds") +
+                                      ": key 'seeds' for [experiment] must be an integer or a "
+                                      "list of integers");
+  text = replace(kGrid, "rho = [0.05, 0.1, 0.2]", "rho = \"big\"");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "rho") +
+                                      ": key 'rho' for perturbation 'sam' must be a number or a "
+                                      "list of numbers");
+}
+
+CATCH_TEST_CASE("a TOML syntax error is reported as file:line:col") {
+  // The parser stops at the first character it cannot use: here the second '.' of 0.1.2.
+  std::string text = replace(kGrid, "epochs = 2", "epochs = 0.1.2");
+  std::string msg = load_error(text);
+  CATCH_CHECK(msg.rfind(where("x.toml", text, ".2\n") + ": ", 0) == 0);
+  text = replace(kGrid, "name = \"grid\"", "name = \"grid");
+  msg = load_error(text);
+  CATCH_CHECK(msg.rfind("x.toml:2:", 0) == 0);
+}
+
+CATCH_TEST_CASE("structural mistakes are reported") {
+  CATCH_CHECK(load_error(replace(kGrid, "name = \"grid\"\n", "")) ==
+              "x.toml: [experiment] needs a 'name'");
+  CATCH_CHECK(load_error(kGrid.substr(0, kGrid.find("[[setup]]"))) ==
+              "x.toml: the experiment needs at least one [[setup]]");
+  std::string text = replace(kGrid, "SAM-ArcFace", "ArcFace");
+  CATCH_CHECK(load_error(text) ==
+              where("x.toml", text, "[[setup]]", 2) + ": two setups are named 'ArcFace'");
+  text = replace(kGrid, "seeds = [0, 1, 2]", "seeds = [0, 1, 0]");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "seeds") +
+                                      ": seed 0 is listed twice in [experiment] seeds");
+  text = replace(kGrid, "rho = [0.05, 0.1, 0.2]", "rho = [0.1, 0.1]");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "rho") +
+                                      ": rho 0.1 is listed twice for perturbation 'sam'");
+}
+
+CATCH_TEST_CASE("--set overrides numbers, lists, strings and bare words before validation") {
+  Experiment e = parse(kGrid, {"train.epochs=7", "experiment.seeds=[5]", "experiment.name=\"b\"",
+                               "experiment.device=cuda:1", "train.lr=0.02"});
+  CATCH_CHECK(e.train.epochs == 7);
+  CATCH_CHECK(e.seeds == std::vector<std::int64_t>{5});
+  CATCH_CHECK(e.name == "b");
+  CATCH_CHECK(e.device == "cuda:1");  // not TOML: taken as a string
+  CATCH_CHECK(e.train.lr == 0.02);
+}
+
+CATCH_TEST_CASE("--set reaches into a list of setups by index and creates missing keys") {
+  Experiment e = parse(kGrid, {"setup.1.perturbation.rho=0.2", "setup.0.head.m=0.4",
+                               "train.warmup_epochs=1", "plugins.paths=[\"/opt/p\"]"});
+  CATCH_CHECK(e.setups[1].rhos == std::vector<double>{0.2});
+  CATCH_CHECK(e.setups[0].head.options.get_double("m", 0) == 0.4);
+  CATCH_CHECK(e.train.warmup_epochs == 1);
+  CATCH_CHECK(e.plugin_paths == std::vector<std::string>{"/opt/p"});
+  CATCH_CHECK(flatface::expand_grid(e).size() == 6);
+}
+
+CATCH_TEST_CASE("--set overrides are kept in the resolved TOML, which parses to the same grid") {
+  Experiment e = parse(kGrid, {"setup.1.perturbation.rho=[0.3, 0.4]", "train.epochs=3"});
+  Experiment again = flatface::parse_experiment(e.resolved_toml, "resolved.toml");
+  CATCH_CHECK(again.train.epochs == 3);
+  CATCH_CHECK(ids(again) == ids(e));
+}
+
+CATCH_TEST_CASE("a malformed --set is a config error that quotes it") {
+  CATCH_CHECK(load_error(kGrid, {"train.epochs"}) ==
+              "--set train.epochs: expected KEY=VALUE (e.g. train.epochs=2)");
+  CATCH_CHECK(load_error(kGrid, {"setup.5.name=x"}) ==
+              "--set setup.5.name=x: index 5 is out of range (2 entries)");
+  CATCH_CHECK(load_error(kGrid, {"train.epochs.x=1"}) ==
+              "--set train.epochs.x=1: 'epochs' is not a table");
+}
+
+CATCH_TEST_CASE("a --set value of the wrong type or for an unknown key names the --set") {
+  std::string msg = load_error(kGrid, {"train.epochs=two"});
+  CATCH_CHECK(msg == "--set train.epochs: key 'epochs' for [train] must be an integer");
+  msg = load_error(kGrid, {"train.epoch=2"});
+  CATCH_CHECK(msg.rfind("--set train.epoch: unknown key 'epoch' for [train]", 0) == 0);
+}
+
+CATCH_TEST_CASE("the grid is seeds x setups x each setup's rho list") {
+  Experiment e = parse(kGrid);
+  auto runs = flatface::expand_grid(e);
+  // 3 seeds x (ArcFace without rho + SAM with 3 values of rho) = 12 runs.
+  CATCH_REQUIRE(runs.size() == 3 * (1 + 3));
+  std::set<std::string> distinct;
+  for (const auto& r : runs) distinct.insert(r.id);
+  CATCH_CHECK(distinct.size() == runs.size());
+  int with_rho = 0;
+  for (const auto& r : runs) {
+    if (e.setups[r.setup].name == "ArcFace") {
+      CATCH_CHECK(!r.rho);
+    } else {
+      CATCH_REQUIRE(r.rho);
+      ++with_rho;
+      CATCH_CHECK(flatface::perturbation_options(e, r).get_double("rho", -1) == *r.rho);
+    }
+  }
+  CATCH_CHECK(with_rho == 9);
+  CATCH_CHECK(parse(kGrid, {"experiment.seeds=[4]"}).setups.size() == 2);
+  CATCH_CHECK(flatface::expand_grid(parse(kGrid, {"experiment.seeds=[4]"})).size() == 4);
+  CATCH_CHECK(flatface::expand_grid(parse(kGrid + kExtraSetup)).size() == 3 * (1 + 3 + 1));
+}
+
+CATCH_TEST_CASE("run ids are short hex hashes that do not depend on unrelated settings") {
+  auto base = ids(parse(kGrid));
+  for (const auto& id : base) {
+    CATCH_CHECK(id.size() == 10);
+    CATCH_CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  }
+  CATCH_CHECK(ids(parse(kGrid)) == base);  // stable
+  // Another setup adds runs but leaves the existing ids alone.
+  auto more = ids(parse(kGrid + kExtraSetup));
+  CATCH_CHECK(std::vector<std::string>(more.begin(), more.begin() + 12) == base);
+  // Where results go and what runs them is not part of a run's identity.
+  CATCH_CHECK(ids(parse(kGrid, {"experiment.output=\"elsewhere\"", "experiment.device=cpu",
+                                "experiment.threads=2", "train.log_every_steps=5"})) == base);
+  // Fewer seeds keep the remaining runs' ids.
+  auto seed1 = ids(parse(kGrid, {"experiment.seeds=[1]"}));
+  for (const auto& id : seed1) CATCH_CHECK(std::count(base.begin(), base.end(), id) == 1);
+}
+
+CATCH_TEST_CASE("run ids change when anything that shapes the training changes") {
+  auto base = ids(parse(kGrid));
+  auto changed = [&](const std::string& set) {
+    auto other = ids(parse(kGrid, {set}));
+    std::size_t same = 0;
+    for (const auto& id : other) same += std::count(base.begin(), base.end(), id);
+    return same;
+  };
+  CATCH_CHECK(changed("train.lr=0.05") == 0);
+  CATCH_CHECK(changed("train.epochs=3") == 0);
+  CATCH_CHECK(changed("train.batch_size=64") == 0);
+  CATCH_CHECK(changed("model.backbone.embedding=8") == 0);
+  CATCH_CHECK(changed("data.train.classes=11") == 0);
+  CATCH_CHECK(changed("setup.0.head.m=0.45") == 9);  // only ArcFace's 3 runs change
+  CATCH_CHECK(changed("setup.1.perturbation.rho=[0.05, 0.1, 0.3]") == 12 - 3);  // rho 0.2's runs
+  CATCH_CHECK(changed("setup.1.perturbation.adaptive=true") == 3);  // all SAM runs change
+}

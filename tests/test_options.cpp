@@ -1,0 +1,145 @@
+// Options: the typed key/value table every plugin receives, and its error messages.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "flatface/options.hpp"
+
+using flatface::ConfigError;
+using flatface::Options;
+using flatface::SourcePos;
+
+namespace {
+
+// A table as the experiment parser would build it: each value remembers where it was written.
+Options sam_table() {
+  Options o("perturbation 'sam'", {"x.toml", 12, 16});
+  o.set("rho", {0.05, {"x.toml", 12, 34}});
+  o.set("adaptive", {true, {"x.toml", 12, 45}});
+  o.set("steps", {std::int64_t{3}, {"x.toml", 12, 60}});
+  o.set("mode", {std::string("global"), {"x.toml", 13, 1}});
+  o.set("list", {std::vector<Options::Scalar>{std::int64_t{1}, 2.5}, {"x.toml", 14, 1}});
+  return o;
+}
+
+template <typename F>
+std::string config_error(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("a source position prints as file:line:col, or less when less is known") {
+  CATCH_CHECK(SourcePos{"x.toml", 3, 7}.str() == "x.toml:3:7");
+  CATCH_CHECK(SourcePos{"x.toml", 0, 0}.str() == "x.toml");
+  CATCH_CHECK(SourcePos{}.str() == "<input>");
+}
+
+CATCH_TEST_CASE("typed getters return the written value, or the fallback when the key is absent") {
+  Options o = sam_table();
+  CATCH_CHECK(o.get_double("rho", 0.1) == 0.05);
+  CATCH_CHECK(o.get_bool("adaptive", false) == true);
+  CATCH_CHECK(o.get_int("steps", 1) == 3);
+  CATCH_CHECK(o.get_string("mode", "x") == "global");
+  CATCH_CHECK(o.get_double("missing", 0.25) == 0.25);
+  CATCH_CHECK(o.get_choice("missing_choice", "a", {"a", "b"}) == "a");
+}
+
+CATCH_TEST_CASE("an integer is accepted where a number is expected, not the other way round") {
+  Options o = sam_table();
+  CATCH_CHECK(o.get_double("steps", 0) == 3.0);
+  CATCH_CHECK(config_error([&] { o.get_int("rho", 0); }) ==
+              "x.toml:12:34: key 'rho' for perturbation 'sam' must be an integer");
+}
+
+CATCH_TEST_CASE("a value of the wrong type names its position, key, owner and expected type") {
+  Options o = sam_table();
+  CATCH_CHECK(config_error([&] { o.get_bool("mode", false); }) ==
+              "x.toml:13:1: key 'mode' for perturbation 'sam' must be a boolean");
+  CATCH_CHECK(config_error([&] { o.get_string("rho", ""); }) ==
+              "x.toml:12:34: key 'rho' for perturbation 'sam' must be a string");
+  CATCH_CHECK(config_error([&] { o.get_double("adaptive", 0); }) ==
+              "x.toml:12:45: key 'adaptive' for perturbation 'sam' must be a number");
+  CATCH_CHECK(config_error([&] { o.get_double("list", 0); }) ==
+              "x.toml:14:1: key 'list' for perturbation 'sam' must be a number");
+}
+
+CATCH_TEST_CASE("list getters take a list, or a single value as a list of one") {
+  Options o = sam_table();
+  CATCH_CHECK(o.get_doubles("list", {}) == std::vector<double>{1.0, 2.5});
+  CATCH_CHECK(o.get_doubles("rho", {}) == std::vector<double>{0.05});
+  CATCH_CHECK(o.get_strings("mode", {}) == std::vector<std::string>{"global"});
+  CATCH_CHECK(o.get_ints("absent", {4, 5}) == std::vector<std::int64_t>{4, 5});
+  CATCH_CHECK(config_error([&] { o.get_ints("list", {}); }) ==
+              "x.toml:14:1: key 'list' for perturbation 'sam' must be an integer or a list of "
+              "integers");
+}
+
+CATCH_TEST_CASE("a choice outside the allowed set lists the allowed values") {
+  Options o = sam_table();
+  CATCH_CHECK(config_error([&] { o.get_choice("mode", "global", {"layer", "filter"}); }) ==
+              "x.toml:13:1: key 'mode' for perturbation 'sam' is 'global'; expected one of: "
+              "layer, filter");
+}
+
+CATCH_TEST_CASE("a required key that is missing names the owner and the table's position") {
+  Options o = sam_table();
+  CATCH_CHECK(config_error([&] { o.require_string("path"); }) ==
+              "x.toml:12:16: missing key 'path' for perturbation 'sam'");
+}
+
+CATCH_TEST_CASE("a key nobody read is an error listing the keys that were asked for") {
+  Options o("perturbation 'sam'", {"x.toml", 12, 16});
+  o.set("rhoo", {0.05, {"x.toml", 12, 34}});
+  o.consume("plugin");
+  o.get_double("rho", 0.1);
+  o.get_bool("adaptive", false);
+  CATCH_CHECK(config_error([&] { o.check_all_used(); }) ==
+              "x.toml:12:34: unknown key 'rhoo' for perturbation 'sam' (known: adaptive, plugin, "
+              "rho)");
+}
+
+CATCH_TEST_CASE("a plugin that takes no options says so when given one") {
+  Options o("perturbation 'none'", {"x.toml", 5, 16});
+  o.set("rho", {0.1, {"x.toml", 5, 40}});
+  CATCH_CHECK(config_error([&] { o.check_all_used(); }) ==
+              "x.toml:5:40: unknown key 'rho' for perturbation 'none' (it takes no options)");
+}
+
+CATCH_TEST_CASE("when every key is read the check passes") {
+  Options o = sam_table();
+  for (const auto& k : o.keys()) o.consume(k);
+  CATCH_CHECK_NOTHROW(o.check_all_used());
+}
+
+CATCH_TEST_CASE("a fresh copy has the same values but forgets which were read") {
+  Options o = sam_table();
+  for (const auto& k : o.keys()) o.consume(k);
+  Options copy = o.fresh_copy();
+  CATCH_CHECK(copy.get_double("rho", 0) == 0.05);
+  CATCH_CHECK_THROWS_AS(copy.check_all_used(), ConfigError);
+  CATCH_CHECK_NOTHROW(o.check_all_used());  // the original's tracking is untouched
+}
+
+CATCH_TEST_CASE("the canonical text is sorted by key and keeps full precision") {
+  Options a("a", {});
+  a.set("s", {64.0, {}});
+  a.set("m", {0.1, {}});
+  a.set("name", {std::string("x"), {}});
+  a.set("l", {std::vector<Options::Scalar>{std::int64_t{1}, false}, {}});
+  Options b("b", {});  // same values, other order and positions
+  b.set("name", {std::string("x"), {"y.toml", 1, 1}});
+  b.set("l", {std::vector<Options::Scalar>{std::int64_t{1}, false}, {}});
+  b.set("m", {0.1, {}});
+  b.set("s", {64.0, {}});
+  CATCH_CHECK(a.canonical() == b.canonical());
+  CATCH_CHECK(a.canonical() == "{l=[1,false],m=0.10000000000000001,name=\"x\",s=64}");
+  b.set("m", {0.1 + 1e-15, {}});
+  CATCH_CHECK(a.canonical() != b.canonical());
+}
