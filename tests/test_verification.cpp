@@ -1,5 +1,6 @@
 // The 10-fold verification protocol: insightface eval/verification.py (calculate_roc, calculate_val).
 #include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include <catch2/catch.hpp>
 

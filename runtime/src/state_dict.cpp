@@ -2,18 +2,21 @@
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
-#include <set>
 #include <sstream>
 #include <unistd.h>
 #include <vector>
 
 #include "flatface/options.hpp"
+#include "ordered_dict_pickle.hpp"
 
 namespace flatface {
 
@@ -102,14 +105,38 @@ void save_tensor_dict(const std::string& path, const TensorDict& dict) {
   }
 }
 
+namespace {
+
+// pickle_load, except that a Python OrderedDict state dict is first rewritten as a plain dict.
+c10::IValue unpickle(const std::string& path) {
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  const auto [pickle_data, pickle_size] = reader.getRecord("data.pkl");
+  std::string pickle(static_cast<const char*>(pickle_data.get()), pickle_size);
+  if (auto plain = ordered_dict_as_dict(pickle)) pickle = std::move(*plain);
+  std::size_t offset = 0;
+  auto read = [&](char* buffer, std::size_t n) {
+    const std::size_t count = std::min(n, pickle.size() - offset);
+    std::memcpy(buffer, pickle.data() + offset, count);
+    offset += count;
+    return count;
+  };
+  auto read_record = [&](const std::string& name) {
+    return std::get<0>(reader.getRecord("data/" + name));
+  };
+  torch::jit::Unpickler unpickler(read, nullptr, nullptr, read_record, {});
+  unpickler.set_version(reader.version());
+  return unpickler.parse_ivalue();
+}
+
+}  // namespace
+
 TensorDict load_tensor_dict(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw RuntimeError(path + ": cannot open tensor file");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
+  if (!std::filesystem::is_regular_file(path)) {
+    throw RuntimeError(path + ": no such tensor file");
+  }
   c10::IValue value;
   try {
-    value = torch::jit::pickle_load(bytes);
+    value = unpickle(path);
   } catch (const c10::Error& err) {
     throw RuntimeError(path + ": not a torch.save file of tensors: " + err.what_without_backtrace());
   }

@@ -3,6 +3,7 @@
 // predicted probabilities.
 #pragma once
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/log_softmax.h>
 #include <ATen/ops/softmax.h>

@@ -12,6 +12,10 @@
   (TORCH_VERSION_MAJOR > (major) ||           \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
+// libtorch 2.4 replaced at::autocast's CUDA-only calls (set_enabled, set_autocast_gpu_dtype) with
+// per-device ones (set_autocast_enabled(device, on), set_autocast_dtype(device, dtype)).
+#define FLATFACE_AUTOCAST_PER_DEVICE FLATFACE_TORCH_AT_LEAST(2, 4)
+
 namespace flatface {
 
 inline std::string torch_version_string() {

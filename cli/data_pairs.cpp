@@ -1,0 +1,216 @@
+// flatface data pairs: writes an insightface verification .bin (pickle of (images, issame)) from
+// an image folder (balanced pairs drawn by seed) or from an LFW-style pairs list.
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "common.hpp"
+#include "formats/image_codec.hpp"
+#include "formats/image_folder.hpp"
+#include "formats/lfw_pairs.hpp"
+#include "formats/verification_bin.hpp"
+
+namespace flatface::cli {
+namespace {
+
+struct PairsArgs {
+  std::string folder, lfw_pairs, root, out;
+  std::int64_t count = 600;
+  std::uint64_t seed = 0;
+};
+
+// splitmix64: the same pairs for the same seed on every platform.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+
+ private:
+  std::uint64_t state_;
+};
+
+using Pair = std::pair<std::string, std::string>;
+
+// `wanted` distinct pairs from `draw`; when they are more than half of the `possible` ones, all
+// candidates are enumerated and a shuffled prefix taken instead, so sampling always terminates.
+template <typename Draw, typename All>
+std::vector<Pair> distinct_pairs(std::size_t wanted, double possible, Rng& rng, Draw draw,
+                                 All all) {
+  std::vector<Pair> out;
+  if (static_cast<double>(wanted) * 2 > possible) {
+    std::vector<Pair> every = all();
+    for (std::size_t i = every.size(); i > 1; --i) std::swap(every[i - 1], every[rng.below(i)]);
+    every.resize(wanted);
+    return every;
+  }
+  std::set<Pair> seen;
+  while (out.size() < wanted) {
+    Pair p = draw();
+    if (seen.insert(std::minmax(p.first, p.second)).second) out.push_back(p);
+  }
+  return out;
+}
+
+// Same and different pairs alternate (same first), so each contiguous fold is balanced.
+std::pair<std::vector<std::string>, std::vector<bool>> folder_pairs(const ImageFolderListing& l,
+                                                                    std::size_t count,
+                                                                    std::uint64_t seed) {
+  const auto& images = l.images;
+  std::vector<std::size_t> multi;
+  double same_possible = 0, total = 0, squares = 0;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    auto n = static_cast<double>(images[i].size());
+    if (images[i].size() >= 2) multi.push_back(i);
+    same_possible += n * (n - 1) / 2;
+    total += n;
+    squares += n * n;
+  }
+  const double different_possible = (total * total - squares) / 2;
+  const std::size_t n_same = (count + 1) / 2, n_different = count / 2;
+  if (static_cast<double>(n_same) > same_possible ||
+      static_cast<double>(n_different) > different_possible) {
+    throw ConfigError("--count " + std::to_string(count) + ": folder '" + l.root + "' allows " +
+                      std::to_string(static_cast<long long>(same_possible)) + " same and " +
+                      std::to_string(static_cast<long long>(different_possible)) +
+                      " different pairs; need " + std::to_string(n_same) + " and " +
+                      std::to_string(n_different));
+  }
+  Rng rng(seed);
+  std::vector<Pair> same = distinct_pairs(
+      n_same, same_possible, rng,
+      [&] {
+        const auto& files = images[multi[rng.below(multi.size())]];
+        std::size_t a = rng.below(files.size()), b = rng.below(files.size() - 1);
+        if (b >= a) ++b;
+        return Pair{files[a], files[b]};
+      },
+      [&] {
+        std::vector<Pair> all;
+        for (const auto& files : images)
+          for (std::size_t a = 0; a < files.size(); ++a)
+            for (std::size_t b = a + 1; b < files.size(); ++b) all.emplace_back(files[a], files[b]);
+        return all;
+      });
+  std::vector<Pair> different = distinct_pairs(
+      n_different, different_possible, rng,
+      [&] {
+        std::size_t a = rng.below(images.size()), b = rng.below(images.size() - 1);
+        if (b >= a) ++b;
+        return Pair{images[a][rng.below(images[a].size())], images[b][rng.below(images[b].size())]};
+      },
+      [&] {
+        std::vector<Pair> all;
+        for (std::size_t a = 0; a < images.size(); ++a)
+          for (std::size_t b = a + 1; b < images.size(); ++b)
+            for (const auto& fa : images[a])
+              for (const auto& fb : images[b]) all.emplace_back(fa, fb);
+        return all;
+      });
+  std::vector<std::string> files;
+  std::vector<bool> issame;
+  for (std::size_t p = 0; p < count; ++p) {
+    const Pair& pair = p % 2 == 0 ? same[p / 2] : different[p / 2];
+    files.push_back(pair.first);
+    files.push_back(pair.second);
+    issame.push_back(p % 2 == 0);
+  }
+  return {files, issame};
+}
+
+// JPEG and PNG bytes are stored as they are; PGM/PPM become PNG (insightface decodes with
+// cv2/mxnet imdecode, which expect JPEG or PNG).
+std::vector<std::uint8_t> stored_bytes(const std::string& file, int* reencoded) {
+  std::vector<std::uint8_t> bytes = read_file_bytes(file);
+  ImageFormat format = sniff_image_format(bytes.data(), bytes.size());
+  if (format == ImageFormat::jpeg || format == ImageFormat::png) return bytes;
+  if (format == ImageFormat::pgm || format == ImageFormat::ppm) {
+    ++*reencoded;
+    try {
+      return encode_png(decode_image(bytes));
+    } catch (const RuntimeError& e) {
+      throw RuntimeError(file + ": " + e.what());
+    }
+  }
+  throw RuntimeError(file + ": not a JPEG, PNG, PGM or PPM image");
+}
+
+int make_pairs(const PairsArgs& a) {
+  std::vector<std::string> files;
+  VerificationBin bin;
+  std::string source;
+  if (!a.folder.empty()) {
+    if (a.count < 2) throw ConfigError("--count must be at least 2");
+    ImageFolderListing listing = list_image_folder(a.folder);
+    std::tie(files, bin.issame) =
+        folder_pairs(listing, static_cast<std::size_t>(a.count), a.seed);
+    source = "folder " + a.folder + " (seed " + std::to_string(a.seed) + ")";
+  } else {
+    PairFiles list = read_pairs_file(a.lfw_pairs, a.root);
+    files = std::move(list.files);
+    bin.issame = std::move(list.issame);
+    source = a.lfw_pairs + " over " + a.root;
+  }
+  int reencoded = 0;
+  std::map<std::string, std::size_t> first_use;  // a file used twice is read once
+  for (const auto& f : files) {
+    auto it = first_use.find(f);
+    if (it != first_use.end()) {
+      bin.images.push_back(bin.images[it->second]);
+    } else {
+      first_use[f] = bin.images.size();
+      bin.images.push_back(stored_bytes(f, &reencoded));
+    }
+  }
+  write_verification_bin(a.out, bin);
+  std::size_t same = static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
+  std::cout << a.out << ": " << bin.issame.size() << " pairs (" << same << " same, "
+            << bin.issame.size() - same << " different) from " << source << "; "
+            << first_use.size() << " distinct images, " << reencoded << " re-encoded to PNG\n";
+  return 0;
+}
+
+void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
+  static PairsArgs args;
+  CLI::App* data = nullptr;
+  try {
+    data = app.get_subcommand("data");
+  } catch (const CLI::OptionNotFound&) {
+    data = app.add_subcommand("data", "Face data: pack, inspect, make verification pairs");
+  }
+  auto* cmd = data->add_subcommand(
+      "pairs", "Write an insightface verification .bin from a folder or an LFW pairs list");
+  auto* folder = cmd->add_option("--folder", args.folder, "Image folder root/<identity>/<image>")
+                     ->check(CLI::ExistingDirectory);
+  auto* count = cmd->add_option("--count", args.count, "Pairs to draw from --folder (half same)")
+                    ->capture_default_str();
+  auto* seed = cmd->add_option("--seed", args.seed, "Seed of the pair draw")->capture_default_str();
+  auto* lfw = cmd->add_option("--lfw-pairs", args.lfw_pairs,
+                              "LFW pairs.txt (or 'path1 path2 0|1' lines)")
+                  ->check(CLI::ExistingFile);
+  auto* root = cmd->add_option("--root", args.root, "Image root for --lfw-pairs")
+                   ->check(CLI::ExistingDirectory);
+  cmd->add_option("out", args.out, "Output .bin file")->required();
+  count->needs(folder);
+  seed->needs(folder);
+  lfw->needs(root);
+  root->needs(lfw);
+  folder->excludes(lfw);
+  cmd->callback([folder, lfw, &chosen] {
+    if (folder->count() == 0 && lfw->count() == 0)
+      throw CLI::ValidationError("data pairs", "give --folder DIR or --lfw-pairs FILE --root DIR");
+    chosen = [] { return make_pairs(args); };
+  });
+}
+
+const CommandRegistrar pairs_registrar(31, "data pairs", &add_pairs_command);
+
+}  // namespace
+}  // namespace flatface::cli

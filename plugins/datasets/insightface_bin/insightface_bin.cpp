@@ -1,0 +1,72 @@
+// `insightface-bin`: an insightface verification file (lfw.bin, cfp_fp.bin, agedb_30.bin, ...).
+//
+// Options: path (the .bin file, relative to the experiment file) and preload (true: decode and
+// resize every image once, in parallel, when the set is opened; false: keep the encoded bytes and
+// decode on each access, for large files on small machines).
+#include <filesystem>
+
+#include "decoded_pairs.hpp"
+#include "flatface/plugin.hpp"
+#include "formats/image_codec.hpp"
+#include "formats/verification_bin.hpp"
+
+namespace flatface::datasets {
+namespace {
+
+Image decode_entry(const VerificationBin& bin, const std::string& path, std::size_t i) {
+  try {
+    return decode_image(bin.images[i]);
+  } catch (const RuntimeError& e) {
+    throw RuntimeError(path + ": image " + std::to_string(i) + " (pair " + std::to_string(i / 2) +
+                       "): " + e.what());
+  }
+}
+
+class LazyBinPairs final : public VerificationSet {
+ public:
+  LazyBinPairs(VerificationBin bin, std::string path, int side)
+      : bin_(std::move(bin)), path_(std::move(path)), side_(side) {}
+  std::size_t num_pairs() const override { return bin_.issame.size(); }
+  Image image(std::size_t index) const override {
+    if (index >= bin_.images.size())
+      throw RuntimeError(path_ + ": image " + std::to_string(index) + " out of range");
+    Image img = decode_entry(bin_, path_, index);
+    return (img.height == side_ && img.width == side_) ? img : resize(img, side_);
+  }
+  const std::vector<bool>& issame() const override { return bin_.issame; }
+  std::string describe() const override {
+    return "insightface-bin " + path_ + ": " + std::to_string(num_pairs()) + " pairs (" +
+           bin_.format + ", decoded on access)";
+  }
+
+ private:
+  VerificationBin bin_;
+  std::string path_;
+  int side_;
+};
+
+std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) {
+  namespace fs = std::filesystem;
+  fs::path path = args.options.require_string("path");
+  if (path.is_relative()) path = fs::path(args.base_dir) / path;
+  bool preload = args.options.get_bool("preload", true);
+  if (!fs::is_regular_file(path))
+    throw ConfigError(args.options.pos_of("path").str() + ": dataset 'insightface-bin': '" +
+                      path.string() + "' is not a file (expected an insightface .bin)");
+  VerificationBin bin = read_verification_bin(path.string());
+  const int side = static_cast<int>(args.input_size);
+  if (!preload) return std::make_shared<LazyBinPairs>(std::move(bin), path.string(), side);
+  std::vector<Image> images = decode_all(bin.images.size(), side, [&](std::size_t i) {
+    return decode_entry(bin, path.string(), i);
+  });
+  std::string description = "insightface-bin " + path.string() + ": " +
+                            std::to_string(bin.issame.size()) + " pairs (" + bin.format + ")";
+  return std::make_shared<DecodedPairs>(std::move(images), std::move(bin.issame), description);
+}
+
+}  // namespace
+}  // namespace flatface::datasets
+
+FLATFACE_PLUGIN(flatface::dataset_entry("insightface-bin",
+                                        "insightface verification .bin (pickled image pairs)",
+                                        nullptr, &flatface::datasets::make_verification_set))

@@ -1,0 +1,205 @@
+#include "train_step.hpp"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/_foreach_sub.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/optim/optimizer.h>
+
+#include <type_traits>
+#include <utility>
+
+#include "flatface/torch_compat.hpp"
+
+namespace flatface {
+
+namespace {
+
+// bf16 autocast on CUDA for one scope. The cast cache is cleared on exit: the strategies move
+// the weights between passes, and a cached bf16 copy of the old weights must never be reused.
+class CudaAutocast {
+ public:
+  CudaAutocast() {
+#if FLATFACE_AUTOCAST_PER_DEVICE
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    old_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    was_enabled_ = at::autocast::is_enabled();
+    old_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if FLATFACE_AUTOCAST_PER_DEVICE
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, old_dtype_);
+#else
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(old_dtype_);
+#endif
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool was_enabled_ = false;
+  at::ScalarType old_dtype_ = at::kBFloat16;
+};
+
+// BN momentum 0 for one scope, so a forward pass normalises with batch statistics but leaves the
+// running statistics as they were (the SAM and AACE reference code do the same); the counter
+// the pass increments is stepped back, so the buffers end bit-identical.
+class FrozenBatchNorm {
+ public:
+  FrozenBatchNorm(const std::vector<torch::nn::BatchNormOptions*>& options,
+                  const std::vector<at::Tensor>& counters)
+      : options_(options), counters_(counters) {
+    saved_.reserve(options_.size());
+    for (auto* o : options_) {
+      saved_.push_back(o->momentum());
+      o->momentum() = 0.0;
+    }
+  }
+  ~FrozenBatchNorm() {
+    for (std::size_t i = 0; i < options_.size(); ++i) options_[i]->momentum() = saved_[i];
+    at::NoGradGuard no_grad;
+    if (!counters_.empty()) at::_foreach_sub_(counters_, 1);
+  }
+  FrozenBatchNorm(const FrozenBatchNorm&) = delete;
+  FrozenBatchNorm& operator=(const FrozenBatchNorm&) = delete;
+
+ private:
+  const std::vector<torch::nn::BatchNormOptions*>& options_;
+  const std::vector<at::Tensor>& counters_;
+  std::vector<std::decay_t<decltype(std::declval<torch::nn::BatchNormOptions&>().momentum())>>
+      saved_;
+};
+
+// The BatchNorm{1,2,3}d modules of `module` that track running statistics.
+template <typename Impl>
+void collect_batch_norm(const std::shared_ptr<torch::nn::Module>& m,
+                        std::vector<torch::nn::BatchNormOptions*>& options,
+                        std::vector<at::Tensor>& counters) {
+  auto bn = std::dynamic_pointer_cast<Impl>(m);
+  if (!bn || !bn->options.track_running_stats()) return;
+  options.push_back(&bn->options);
+  counters.push_back(bn->num_batches_tracked);
+}
+
+}  // namespace
+
+TrainStep::TrainStep(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginHead> head,
+                     torch::optim::Optimizer& optimizer, TrainStepOptions options)
+    : backbone_(std::move(backbone)),
+      head_(std::move(head)),
+      optimizer_(optimizer),
+      options_(std::move(options)) {
+  if (options_.bn_second_pass != "freeze" && options_.bn_second_pass != "update") {
+    throw ConfigError("bn_second_pass is '" + options_.bn_second_pass +
+                      "'; expected one of: freeze, update");
+  }
+  for (const torch::nn::Module* m : {static_cast<torch::nn::Module*>(backbone_.get()),
+                                     static_cast<torch::nn::Module*>(head_.get())}) {
+    for (const auto& p : m->parameters()) {
+      if (p.requires_grad()) parameters_.push_back(p);
+    }
+  }
+  for (const auto& m : {std::static_pointer_cast<torch::nn::Module>(backbone_),
+                        std::static_pointer_cast<torch::nn::Module>(head_)}) {
+    for (const auto& sub : m->modules(/*include_self=*/true)) {
+      collect_batch_norm<torch::nn::BatchNorm1dImpl>(sub, batch_norm_options_,
+                                                     batch_norm_counters_);
+      collect_batch_norm<torch::nn::BatchNorm2dImpl>(sub, batch_norm_options_,
+                                                     batch_norm_counters_);
+      collect_batch_norm<torch::nn::BatchNorm3dImpl>(sub, batch_norm_options_,
+                                                     batch_norm_counters_);
+    }
+  }
+}
+
+StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
+                         const at::Tensor& labels) {
+  images_ = images;
+  labels_ = labels;
+  correct_ = at::Tensor();
+  StepStats stats = strategy.step(*this);
+  images_ = at::Tensor();  // do not keep the batch alive between steps
+  return stats;
+}
+
+std::int64_t TrainStep::last_correct() const {
+  return correct_.defined() ? correct_.item<std::int64_t>() : 0;
+}
+
+at::Tensor TrainStep::embed() {
+  if (!options_.bf16_autocast) return backbone_->forward(images_);
+  if (!images_.is_cuda()) {
+    throw ConfigError("precision \"bf16\" needs a CUDA device; the batch is on " +
+                      images_.device().str());
+  }
+  CudaAutocast autocast;
+  return backbone_->forward(images_).to(at::kFloat);  // the head works in fp32
+}
+
+at::Tensor TrainStep::forward(Pass pass) {
+  backbone_->train();
+  head_->train();
+  if (pass == Pass::first) {
+    // Running BN statistics and head statistics (AdaFace) update here, once per step.
+    head_->set_update_statistics(true);
+    at::Tensor embeddings = embed();
+    {
+      at::NoGradGuard no_grad;
+      correct_ = head_->cosine(embeddings.detach()).argmax(1).eq(labels_).sum();
+    }
+    return head_->logits(embeddings, labels_);
+  }
+  // The perturbed pass: gradients only, no statistics.
+  head_->set_update_statistics(false);
+  at::Tensor embeddings;
+  if (options_.bn_second_pass == "freeze") {
+    FrozenBatchNorm frozen(batch_norm_options_, batch_norm_counters_);
+    embeddings = embed();
+  } else {
+    embeddings = embed();
+  }
+  at::Tensor logits = head_->logits(embeddings, labels_);
+  head_->set_update_statistics(true);
+  return logits;
+}
+
+void TrainStep::zero_grad() {
+  // Set to none rather than zeroed: the next backward writes the gradient without a memset.
+  for (auto& p : parameters_) {
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  }
+}
+
+void TrainStep::optimizer_step() { optimizer_.step(); }
+
+namespace {
+void allocate_like(std::vector<at::Tensor>& buffers, const std::vector<at::Tensor>& parameters) {
+  if (buffers.size() == parameters.size()) return;
+  buffers.clear();
+  buffers.reserve(parameters.size());
+  for (const auto& p : parameters) buffers.push_back(at::empty_like(p.detach()));
+}
+}  // namespace
+
+std::vector<at::Tensor>& TrainStep::saved_weights() {
+  allocate_like(saved_weights_, parameters_);
+  return saved_weights_;
+}
+
+std::vector<at::Tensor>& TrainStep::epsilon() {
+  allocate_like(epsilon_, parameters_);
+  return epsilon_;
+}
+
+}  // namespace flatface

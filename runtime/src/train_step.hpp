@@ -1,0 +1,68 @@
+// The host's side of one optimisation step: the StepContext a perturbation strategy drives
+// (paper eqs. 15-21). It runs the backbone and margin head, applies the BN policy of the second
+// pass, records training accuracy, and owns the scratch buffers for w and ε.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flatface/backbone.hpp"
+#include "flatface/head.hpp"
+#include "flatface/perturbation.hpp"
+
+namespace torch::optim {
+class Optimizer;
+}
+namespace torch::nn {
+struct BatchNormOptions;
+}
+
+namespace flatface {
+
+struct TrainStepOptions {
+  std::string bn_second_pass = "freeze";  // freeze: the second pass leaves BN running stats alone
+  bool bf16_autocast = false;             // CUDA only: the backbone forward runs under bf16 autocast
+};
+
+class TrainStep final : public StepContext {
+ public:
+  TrainStep(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginHead> head,
+            torch::optim::Optimizer& optimizer, TrainStepOptions options);
+
+  // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
+  StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
+  // Samples of the last batch whose first-pass cosine argmax equals the label.
+  std::int64_t last_correct() const;
+
+  // StepContext
+  at::Tensor forward(Pass pass) override;
+  const at::Tensor& labels() const override { return labels_; }
+  const std::vector<at::Tensor>& parameters() const override { return parameters_; }
+  void zero_grad() override;
+  void optimizer_step() override;
+  std::vector<at::Tensor>& saved_weights() override;
+  std::vector<at::Tensor>& epsilon() override;
+
+ private:
+  at::Tensor embed();  // backbone forward, under autocast when asked
+
+  std::shared_ptr<Backbone> backbone_;
+  std::shared_ptr<MarginHead> head_;
+  torch::optim::Optimizer& optimizer_;
+  TrainStepOptions options_;
+  std::vector<at::Tensor> parameters_;  // backbone then head, those that require grad
+  std::vector<at::Tensor> saved_weights_;
+  std::vector<at::Tensor> epsilon_;
+  // Every BatchNorm that tracks running statistics: its options (for momentum) and counter.
+  std::vector<torch::nn::BatchNormOptions*> batch_norm_options_;
+  std::vector<at::Tensor> batch_norm_counters_;
+  at::Tensor images_;
+  at::Tensor labels_;
+  at::Tensor correct_;  // 0-dim, read on demand so a step needs no extra sync
+};
+
+}  // namespace flatface

@@ -1,0 +1,223 @@
+// State dicts: names, strict loading, and files that Python's torch.load / torch.save share with
+// us. tests/python/iresnet_reference.py is a second IResNet, written independently in PyTorch.
+#include <ATen/ops/allclose.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/tensor.h>
+#include <catch2/catch.hpp>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "backbone_test_support.hpp"
+#include "state_dict.hpp"
+
+namespace fs = std::filesystem;
+using flatface::TensorDict;
+
+namespace {
+
+// A fresh folder per test case, removed afterwards.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("flatface-state-dict-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+int run_python(const std::string& code_or_args) {
+  const std::string command = std::string(FLATFACE_PYTHON) + " " + code_or_args;
+  return std::system(command.c_str());
+}
+
+std::string reference_script() {
+  return std::string(FLATFACE_TEST_SOURCE_DIR) + "/python/iresnet_reference.py";
+}
+
+std::vector<std::string> keys_of(const TensorDict& d) {
+  std::vector<std::string> keys;
+  for (const auto& e : d) keys.push_back(e.key());
+  return keys;
+}
+
+// Moves every BN statistic, BN affine term and PReLU slope away from its initial value, so that a
+// forward pass depends on every named tensor landing in the right place.
+void randomise_state(torch::nn::Module& net) {
+  torch::NoGradGuard no_grad;
+  for (const auto& e : flatface::state_dict(net)) {
+    auto t = e.value();
+    const auto& k = e.key();
+    auto ends_with = [&](const std::string& s) {
+      return k.size() >= s.size() && k.compare(k.size() - s.size(), s.size(), s) == 0;
+    };
+    if (ends_with("running_var")) {
+      t.uniform_(0.5, 1.5);
+    } else if (ends_with("running_mean") || (ends_with("bias") && t.dim() == 1)) {
+      t.uniform_(-0.2, 0.2);
+    } else if (ends_with("weight") && t.dim() == 1 && k != "features.weight") {
+      t.uniform_(0.5, 1.5);
+    }
+  }
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("state_dict lists parameters and buffers under dotted names, sharing storage") {
+  torch::nn::Sequential net(torch::nn::Linear(3, 2), torch::nn::BatchNorm1d(2));
+  const TensorDict d = flatface::state_dict(*net);
+  CATCH_CHECK(keys_of(d) == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias",
+                                                      "1.running_mean", "1.running_var",
+                                                      "1.num_batches_tracked"});
+  d.at("1.running_mean").fill_(7.0);
+  CATCH_CHECK(net[1]->as<torch::nn::BatchNorm1d>()->running_mean.eq(7.0).all().item<bool>());
+}
+
+CATCH_TEST_CASE("save_tensor_dict and load_tensor_dict round-trip names, dtypes and values") {
+  TempDir dir;
+  TensorDict d;
+  d.insert("a.weight", at::arange(6, at::kFloat).reshape({2, 3}));
+  d.insert("a.count", at::tensor(std::vector<std::int64_t>{5}));
+  d.insert("b", at::randn({4}, at::kDouble));
+  flatface::save_tensor_dict(dir / "w.pt", d);
+  const TensorDict back = flatface::load_tensor_dict(dir / "w.pt");
+  CATCH_CHECK(keys_of(back) == keys_of(d));
+  for (const auto& e : d) {
+    CATCH_CAPTURE(e.key());
+    CATCH_CHECK(back.at(e.key()).scalar_type() == e.value().scalar_type());
+    CATCH_CHECK(back.at(e.key()).equal(e.value()));
+  }
+  // Atomic write: nothing but the file itself is left in the folder.
+  CATCH_CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+CATCH_TEST_CASE("Python's torch.load reads what save_tensor_dict writes") {
+  TempDir dir;
+  TensorDict d;
+  d.insert("w", at::arange(6, at::kFloat).reshape({2, 3}) / 2);
+  d.insert("n", at::tensor(std::vector<std::int64_t>{7}));
+  flatface::save_tensor_dict(dir / "w.pt", d);
+  const std::string check =
+      "import sys, torch; d = torch.load(sys.argv[1]); "
+      "ok = list(d) == ['w', 'n'] and d['w'].dtype == torch.float32 "
+      "and d['w'].tolist() == [[0, 0.5, 1], [1.5, 2, 2.5]] "
+      "and d['n'].dtype == torch.int64 and d['n'].tolist() == [7]; sys.exit(0 if ok else 1)";
+  CATCH_CHECK(run_python("-c \"" + check + "\" " + (dir / "w.pt")) == 0);
+}
+
+CATCH_TEST_CASE("load_tensor_dict reads Python's torch.save of a dict and of an OrderedDict") {
+  TempDir dir;
+  const std::string write =
+      "import sys, collections, torch; "
+      "items = [('x', torch.tensor([1.5, -2.0])), ('k', torch.tensor([3]))]; "
+      "torch.save(dict(items), sys.argv[1]); "
+      "od = collections.OrderedDict(items); od._metadata = collections.OrderedDict(); "
+      "od._metadata[''] = {'version': 1}; torch.save(od, sys.argv[2])";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "plain.pt") + " " +
+                           (dir / "ordered.pt")) == 0);
+  for (const char* name : {"plain.pt", "ordered.pt"}) {
+    CATCH_CAPTURE(name);
+    const TensorDict d = flatface::load_tensor_dict(dir / name);
+    CATCH_CHECK(keys_of(d) == std::vector<std::string>{"x", "k"});
+    CATCH_CHECK(d.at("x").scalar_type() == at::kFloat);
+    CATCH_CHECK(d.at("x")[0].item<float>() == 1.5f);
+    CATCH_CHECK(d.at("x")[1].item<float>() == -2.0f);
+    CATCH_CHECK(d.at("k").scalar_type() == at::kLong);
+    CATCH_CHECK(d.at("k")[0].item<std::int64_t>() == 3);
+  }
+}
+
+CATCH_TEST_CASE("An IResNet-18 written by C++ is reproduced by an independent Python IResNet") {
+  TempDir dir;
+  torch::manual_seed(1);
+  auto net = flatface::testing::make_backbone(
+      "iresnet", {{"depth", 18}, {"width", 16}, {"input", 56}, {"embedding", 128}});
+  randomise_state(*net);
+  net->eval();
+  const auto input = at::randn({3, 3, 56, 56});
+  at::Tensor output;
+  {
+    torch::NoGradGuard no_grad;
+    output = net->forward(input);
+  }
+  flatface::save_tensor_dict(dir / "weights.pt", flatface::state_dict(*net));
+  TensorDict io;
+  io.insert("input", input);
+  io.insert("output", output);
+  flatface::save_tensor_dict(dir / "io.pt", io);
+  CATCH_CHECK(run_python(reference_script() + " check --depth 18 --width 16 --input 56 " +
+                         "--embedding 128 --weights " + (dir / "weights.pt") + " --io " +
+                         (dir / "io.pt")) == 0);
+}
+
+CATCH_TEST_CASE("Python's model.state_dict() loads into the C++ IResNet and gives its output") {
+  TempDir dir;
+  CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 64 " +
+                           "--embedding 32 --weights " + (dir / "weights.pt") + " --io " +
+                           (dir / "io.pt")) == 0);
+  auto net = flatface::testing::make_backbone(
+      "iresnet", {{"depth", 18}, {"width", 16}, {"input", 64}, {"embedding", 32}});
+  flatface::load_state_dict(*net, flatface::load_tensor_dict(dir / "weights.pt"),
+                            dir / "weights.pt");
+  const TensorDict io = flatface::load_tensor_dict(dir / "io.pt");
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto output = net->forward(io.at("input"));
+  CATCH_CHECK(at::allclose(output, io.at("output"), 1e-4, 1e-4));
+}
+
+CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys and the source") {
+  auto net = flatface::testing::make_backbone("iresnet-small", {{"width", 4}});
+  auto copy = [&] {
+    TensorDict d;
+    for (const auto& e : flatface::state_dict(*net)) d.insert(e.key(), e.value().clone());
+    return d;
+  };
+  CATCH_CHECK_NOTHROW(flatface::load_state_dict(*net, copy(), "ok.pt"));
+
+  auto missing = copy();
+  missing.erase("layer2.1.bn3.running_var");
+  CATCH_CHECK_THROWS_AS(flatface::load_state_dict(*net, missing, "m.pt"), flatface::ConfigError);
+  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, missing, "m.pt"),
+                          Catch::StartsWith("m.pt") &&
+                              Catch::Contains("missing keys: layer2.1.bn3.running_var"));
+
+  auto unexpected = copy();
+  unexpected.insert("head.kernel", at::randn({2}));
+  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, unexpected, "u.pt"),
+                          Catch::Contains("unexpected keys: head.kernel"));
+
+  auto misshaped = copy();
+  misshaped.insert_or_assign("fc.bias", at::randn({512}));
+  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, misshaped, "s.pt"),
+                          Catch::Contains("shape mismatch: fc.bias (file [512], model [128])"));
+}
+
+CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming the path") {
+  TempDir dir;
+  std::ofstream(dir / "junk.pt") << "not a zip";
+  CATCH_CHECK_THROWS_AS(flatface::load_tensor_dict(dir / "junk.pt"), flatface::RuntimeError);
+  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "junk.pt"),
+                          Catch::Contains(dir / "junk.pt"));
+  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "absent.pt"),
+                          Catch::Contains(dir / "absent.pt"));
+  CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save([torch.zeros(1)], sys.argv[1])\" " +
+                           (dir / "list.pt")) == 0);
+  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "list.pt"),
+                          Catch::Contains("expected a dict"));
+}
