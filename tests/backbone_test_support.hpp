@@ -22,13 +22,14 @@ inline Options int_options(const std::map<std::string, std::int64_t>& values) {
   return options;
 }
 
-inline std::shared_ptr<Backbone> make_backbone(const std::string& plugin, const Options& options) {
+inline std::shared_ptr<Backbone> make_backbone_with(const std::string& plugin,
+                                                   const Options& options) {
   return flatface::make_backbone(plugins(), PluginRef{plugin, options});
 }
 
 inline std::shared_ptr<Backbone> make_backbone(
     const std::string& plugin, const std::map<std::string, std::int64_t>& values = {}) {
-  return make_backbone(plugin, int_options(values));
+  return make_backbone_with(plugin, int_options(values));
 }
 
 }  // namespace flatface::testing

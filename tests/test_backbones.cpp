@@ -158,7 +158,7 @@ CATCH_TEST_CASE("Convolutions start from N(0, 0.1) and BN layers from scale 1, s
 CATCH_TEST_CASE("zero_init_residual zeroes each block's bn2 scale, as insightface's option does") {
   auto options = flatface::testing::int_options({{"width", 4}, {"depth", 18}});
   options.set("zero_init_residual", flatface::Options::Value{true, {}});
-  auto net = make_backbone("iresnet", options);
+  auto net = flatface::testing::make_backbone_with("iresnet", options);
   const auto dict = flatface::state_dict(*net);
   CATCH_CHECK(dict.at("layer1.1.bn2.weight").eq(0.0).all().item<bool>());
   CATCH_CHECK(dict.at("layer1.1.bn3.weight").eq(1.0).all().item<bool>());

@@ -316,7 +316,7 @@ CATCH_TEST_CASE("a malformed --set is a config error that quotes it") {
   CATCH_CHECK(load_error(kGrid, {"train.epochs"}) ==
               "--set train.epochs: expected KEY=VALUE (e.g. train.epochs=2)");
   CATCH_CHECK(load_error(kGrid, {"setup.5.name=x"}) ==
-              "--set setup.5.name=x: index 5 is out of range (2 entries)");
+              "--set setup.5.name=x: 'setup' has 2 entries; '5' is not the index of one");
   CATCH_CHECK(load_error(kGrid, {"train.epochs.x=1"}) ==
               "--set train.epochs.x=1: 'epochs' is not a table");
 }
@@ -326,6 +326,10 @@ CATCH_TEST_CASE("a --set value of the wrong type or for an unknown key names the
   CATCH_CHECK(msg == "--set train.epochs: key 'epochs' for [train] must be an integer");
   msg = load_error(kGrid, {"train.epoch=2"});
   CATCH_CHECK(msg.rfind("--set train.epoch: unknown key 'epoch' for [train]", 0) == 0);
+  // A whole table from --set: its keys are named by the --set too.
+  Experiment e = parse(kGrid, {"model.backbone={ plugin = \"tiny\", embedding = \"wide\" }"});
+  CATCH_CHECK(config_error([&] { e.backbone.options.get_int("embedding", 0); }) ==
+              "--set model.backbone: key 'embedding' for backbone 'tiny' must be an integer");
 }
 
 CATCH_TEST_CASE("the grid is seeds x setups x each setup's rho list") {

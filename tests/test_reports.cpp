@@ -28,7 +28,7 @@ namespace {
 
 struct EpochSpec {
   double train;
-  std::map<std::string, double> acc;
+  std::vector<std::pair<std::string, double>> acc;  // in column order
 };
 
 // A result record as the trainer writes it.

@@ -5,18 +5,26 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 
 namespace flatface {
 
 namespace {
 
+// Values put in by `--set KEY=VALUE` (toml++ drops the source of a copied node): each is named by
+// its --set. Set for the duration of one parse_experiment().
+thread_local const std::map<const toml::node*, std::string>* overridden = nullptr;
+
 SourcePos pos_of(const toml::node& node, const std::string& fallback_file) {
+  if (overridden) {
+    auto it = overridden->find(&node);
+    if (it != overridden->end()) return SourcePos{"--set " + it->second, 0, 0};
+  }
   const auto& src = node.source();
   SourcePos p;
   p.file = src.path ? std::string(*src.path) : fallback_file;
-  // A value from `--set KEY=VALUE` is named by its --set, not by a position in a one-line text.
-  if (p.file.rfind("--set ", 0) == 0) return p;
   p.line = static_cast<int>(src.begin.line);
   p.column = static_cast<int>(src.begin.column);
   return p;
@@ -42,16 +50,22 @@ std::optional<Options::Scalar> scalar_of(const toml::node& n) {
   return std::nullopt;
 }
 
+// Where `key = node` was written: the key's position, or the value's if the key has none.
+SourcePos key_pos(const toml::key& key, const toml::node& node, const std::string& file) {
+  SourcePos p = pos_of(node, file);
+  if (p.line > 0 && key.source().begin.line > 0) {
+    p.line = static_cast<int>(key.source().begin.line);
+    p.column = static_cast<int>(key.source().begin.column);
+  }
+  return p;
+}
+
 // Wraps a TOML table as Options; nested tables are not plugin options.
 Options to_options(const toml::table& table, const std::string& what, const std::string& file) {
   Options o(what, pos_of(table, file));
   for (auto&& [key, node] : table) {
     Options::Value value;
-    value.pos = pos_of(node, file);
-    if (value.pos.line > 0 && key.source().begin.line > 0) {
-      value.pos.line = static_cast<int>(key.source().begin.line);
-      value.pos.column = static_cast<int>(key.source().begin.column);
-    }
+    value.pos = key_pos(key, node, file);
     if (auto s = scalar_of(node)) {
       std::visit([&value](const auto& x) { value.data = x; }, *s);
     } else if (auto arr = node.as_array()) {
@@ -111,7 +125,8 @@ bool is_index(const std::string& s) {
   return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
-void apply_override(toml::table& root, const std::string& assignment) {
+// Applies one --set and returns the node it put in.
+const toml::node* apply_override(toml::table& root, const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw ConfigError("--set " + assignment + ": expected KEY=VALUE (e.g. train.epochs=2)");
@@ -128,32 +143,42 @@ void apply_override(toml::table& root, const std::string& assignment) {
     parsed = std::move(t);
   }
   auto parts = split_dotted(key);
+  if (parts.empty() || std::count(parts.begin(), parts.end(), "")) {
+    throw ConfigError("--set " + assignment + ": '" + key + "' is not a dotted path");
+  }
+  // Walks to the table (or array) that holds the last part, creating missing tables.
   toml::node* current = &root;
-  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-    const auto& part = parts[i];
+  std::string parent = "the file";
+  auto step = [&](const std::string& part, bool create) -> toml::node* {
     if (auto t = current->as_table()) {
-      if (!t->contains(part)) t->insert(part, toml::table{});
-      current = t->get(part);
-    } else if (auto a = current->as_array(); a && is_index(part)) {
-      std::size_t idx = std::stoul(part);
-      if (idx >= a->size()) {
-        throw ConfigError("--set " + assignment + ": index " + part + " is out of range (" +
-                          std::to_string(a->size()) + " entries)");
-      }
-      current = a->get(idx);
-    } else {
-      throw ConfigError("--set " + assignment + ": '" + part + "' is not a table");
+      if (create && !t->contains(part)) t->insert(part, toml::table{});
+      return t->get(part);
     }
+    if (auto a = current->as_array()) {
+      if (!is_index(part) || std::stoul(part) >= a->size()) {
+        throw ConfigError("--set " + assignment + ": '" + parent + "' has " +
+                          std::to_string(a->size()) + " entries; '" + part +
+                          "' is not the index of one");
+      }
+      return a->get(std::stoul(part));
+    }
+    throw ConfigError("--set " + assignment + ": '" + parent + "' is not a table");
+  };
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    current = step(parts[i], true);
+    parent = parts[i];
   }
-  auto* value = parsed.get("value");
   const auto& last = parts.back();
+  const auto& value = *parsed.get("value");
+  step(last, false);  // checks that `current` can hold `last`
   if (auto t = current->as_table()) {
-    t->insert_or_assign(last, *value);
-  } else if (auto a = current->as_array(); a && is_index(last) && std::stoul(last) < a->size()) {
-    a->replace(a->cbegin() + static_cast<std::ptrdiff_t>(std::stoul(last)), *value);
-  } else {
-    throw ConfigError("--set " + assignment + ": cannot assign '" + last + "'");
+    t->insert_or_assign(last, value);
+    return t->get(last);
   }
+  auto a = current->as_array();
+  auto idx = std::stoul(last);
+  a->replace(a->cbegin() + static_cast<std::ptrdiff_t>(idx), value);
+  return a->get(idx);
 }
 
 TrainSettings parse_train(const Options& o) {
@@ -219,7 +244,23 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
                 static_cast<int>(err.source().begin.column)};
     throw ConfigError(p.str() + ": " + std::string(err.description()));
   }
-  for (const auto& o : overrides) apply_override(root, o);
+  std::map<const toml::node*, std::string> from_set;
+  for (const auto& o : overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    // The value and, for a table or list, everything inside it.
+    std::function<void(const toml::node&)> mark = [&](const toml::node& n) {
+      from_set[&n] = key;
+      if (auto t = n.as_table())
+        for (auto&& kv : *t) mark(kv.second);
+      if (auto a = n.as_array())
+        for (const auto& item : *a) mark(item);
+    };
+    mark(*apply_override(root, o));
+  }
+  struct Guard {
+    explicit Guard(const std::map<const toml::node*, std::string>* m) { overridden = m; }
+    ~Guard() { overridden = nullptr; }
+  } guard(&from_set);
 
   Experiment e;
   e.file = path;
@@ -278,7 +319,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     Options known("[data]", pos_of(t, path));
     for (auto&& [key, node] : t) {
       Options::Value v;
-      v.pos = pos_of(node, path);
+      v.pos = key_pos(key, node, path);
       known.set(std::string(key.str()), v);
     }
     auto train = t.get("train");
@@ -337,7 +378,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     Options known("[[setup]]", s.pos);
     for (auto&& [key, v] : t) {
       Options::Value val;
-      val.pos = pos_of(v, path);
+      val.pos = key_pos(key, v, path);
       known.set(std::string(key.str()), val);
     }
     auto name = t["name"].value<std::string>();

@@ -93,6 +93,11 @@ InsightfaceRec::InsightfaceRec(recordio::IndexedReader reader, std::optional<Rec
       }
       image_key_end_ = static_cast<std::uint64_t>(a);
       identity_key_end_ = static_cast<std::uint64_t>(b);
+      if (identity_key_end_ - 1 > reader_.entries().size()) {
+        fail(record_where(reader_, 0) + ": header record announces keys up to " +
+             std::to_string(identity_key_end_ - 1) + ", but the index holds only " +
+             std::to_string(reader_.entries().size()) + " records");
+      }
       image_keys_.reserve(image_key_end_ - 1);
       for (std::uint64_t k = 1; k < image_key_end_; ++k) {
         if (!reader_.contains(k)) {

@@ -51,7 +51,12 @@ bool flag(const std::string& path, const Object& o, std::size_t i) {
 
 VerificationBin read_verification_bin(const std::string& path) {
   std::vector<std::uint8_t> raw = read_all(path);
-  pickle::LoadResult loaded = pickle::load(raw.data(), raw.size(), path);
+  return parse_verification_bin(raw.data(), raw.size(), path);
+}
+
+VerificationBin parse_verification_bin(const std::uint8_t* bytes, std::size_t size,
+                                       const std::string& path) {
+  pickle::LoadResult loaded = pickle::load(bytes, size, path);
   const Object& top = *loaded.value;
   if ((top.type != Object::Type::tuple && top.type != Object::Type::list) || top.items.size() != 2)
     throw RuntimeError(path + ": expected a pickled pair (images, issame), found something else");

@@ -19,6 +19,9 @@ struct VerificationBin {
 // str or numpy uint8 arrays and flags as bools, 0/1 ints or a numpy bool array. Throws
 // RuntimeError naming the file when the layout differs or 2 * len(issame) != len(images).
 VerificationBin read_verification_bin(const std::string& path);
+// The same from bytes in memory; `source` names them in errors.
+VerificationBin parse_verification_bin(const std::uint8_t* bytes, std::size_t size,
+                                       const std::string& source);
 
 // Writes a protocol-2 pickle that insightface reads with `pickle.load(f, encoding='bytes')` (and
 // Python 2's `pickle.load(f)`). Written to a temporary name first, then renamed.

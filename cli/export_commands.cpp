@@ -1,0 +1,44 @@
+// flatface export: a checkpoint's backbone as a state dict that Python's torch.load reads, with
+// the same parameter names as insightface's arcface_torch.
+#include <iostream>
+
+#include "checkpoint.hpp"
+#include "common.hpp"
+#include "state_dict.hpp"
+
+namespace flatface::cli {
+
+namespace {
+
+struct ExportArgs {
+  std::string checkpoint;
+  std::string out;
+};
+
+int export_backbone(const Globals& g, const ExportArgs& args) {
+  auto registry = open_registry(g);
+  CheckpointModel model = load_checkpoint_model(*registry, args.checkpoint);
+  auto weights = state_dict(*model.backbone);
+  save_tensor_dict(args.out, weights);
+  std::cout << args.out << ": " << weights.size() << " tensors of backbone '"
+            << model.experiment.backbone.plugin << "' (run " << model.run_id << ", epoch "
+            << model.epoch << ")\n"
+            << "load in Python: model.load_state_dict(torch.load('" << args.out << "'))\n";
+  return 0;
+}
+
+void add_export_command(CLI::App& app, Globals& g, Command& chosen) {
+  static ExportArgs args;
+  auto* cmd = app.add_subcommand("export", "Write a checkpoint's backbone as a PyTorch state dict");
+  cmd->add_option("checkpoint", args.checkpoint, "Checkpoint (.ckpt) of a run")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", args.out, "Output file, e.g. backbone.pt")->required();
+  cmd->callback([&g, &chosen] { chosen = [&g] { return export_backbone(g, args); }; });
+}
+
+const CommandRegistrar export_registrar(60, "export", &add_export_command);
+
+}  // namespace
+
+}  // namespace flatface::cli

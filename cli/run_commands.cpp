@@ -1,0 +1,145 @@
+// flatface run: every cell of seeds x setups x rho, one after the other, resumable.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+#include "common.hpp"
+#include "report_tables.hpp"
+#include "trainer.hpp"
+
+namespace flatface::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_interrupt(int) {
+  if (g_stop.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
+}
+
+struct RunArgs {
+  ExperimentArgs experiment;
+  std::vector<std::string> only;
+  bool dry_run = false;
+  bool retry_failed = false;
+  bool no_report = false;
+};
+
+// --only setup=NAME | seed=N | rho=X; several filters must all match.
+bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::string>& only) {
+  for (const auto& f : only) {
+    auto eq = f.find('=');
+    if (eq == std::string::npos) throw ConfigError("--only " + f + ": expected KEY=VALUE");
+    std::string key = f.substr(0, eq), value = f.substr(eq + 1);
+    if (key == "setup") {
+      if (e.setups[r.setup].name != value) return false;
+    } else if (key == "seed") {
+      if (std::to_string(r.seed) != value) return false;
+    } else if (key == "rho") {
+      if (!r.rho || std::abs(*r.rho - std::stod(value)) > 1e-12) return false;
+    } else if (key == "id") {
+      if (r.id != value) return false;
+    } else {
+      throw ConfigError("--only " + f + ": unknown key '" + key + "' (known: setup, seed, rho, id)");
+    }
+  }
+  return true;
+}
+
+int run(const Globals& g, const RunArgs& args) {
+  Experiment e = args.experiment.load();
+  std::vector<RunSpec> runs;
+  for (const auto& r : expand_grid(e))
+    if (selected(e, r, args.only)) runs.push_back(r);
+  if (args.dry_run) {
+    std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
+    for (const auto& r : runs)
+      std::cout << r.id << "  " << e.setups[r.setup].name << "  seed=" << r.seed
+                << "  rho=" << (r.rho ? format_rho(*r.rho) : "-") << '\n';
+    return 0;
+  }
+  if (runs.empty()) throw ConfigError("--only matches no run of " + e.file);
+  int threads = apply_threads(g, &e);
+  auto registry = open_registry(g, &e);
+  GridResources shared;
+  shared.registry = registry.get();
+
+  std::signal(SIGINT, on_interrupt);
+  spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(), resolve_device(e.device),
+               threads, e.output);
+  int failed = 0, done = 0, skipped = 0;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
+    TrainerOptions opts;
+    opts.run_index = i;
+    opts.run_count = runs.size();
+    opts.live_progress = ::isatty(STDOUT_FILENO) == 1;
+    opts.stop = &g_stop;
+    opts.threads = threads;
+    opts.retry_failed = args.retry_failed;
+    RunOutcome out = train_run(e, r, shared, opts);
+    const auto& s = e.setups[r.setup];
+    std::string label = s.name + " seed=" + std::to_string(r.seed) +
+                        (r.rho ? " rho=" + format_rho(*r.rho) : "");
+    switch (out.status) {
+      case RunStatus::skipped:
+        ++skipped;
+        spdlog::info("[{}/{}] {} ({}): already complete, skipped", i + 1, runs.size(), label, r.id);
+        break;
+      case RunStatus::failed:
+        ++failed;
+        spdlog::warn("[{}/{}] {} ({}): FAILED: {}", i + 1, runs.size(), label, r.id, out.reason);
+        break;
+      case RunStatus::interrupted:
+        std::cerr << "\ninterrupted: run " << r.id << " saved at its last step. Resume with:\n  "
+                  << "flatface run " << e.file;
+        for (const auto& o : args.experiment.overrides) std::cerr << " --set '" << o << "'";
+        std::cerr << '\n';
+        return 130;
+      case RunStatus::complete: {
+        ++done;
+        const auto& last = out.record.epochs.back();
+        std::string bench;
+        double sum = 0;
+        for (const auto& [name, b] : last.benchmarks) sum += b.accuracy;
+        if (!last.benchmarks.empty()) {
+          char buf[64];
+          std::snprintf(buf, sizeof buf, ", avg benchmark %.2f%%",
+                        100 * sum / static_cast<double>(last.benchmarks.size()));
+          bench = buf;
+        }
+        spdlog::info("[{}/{}] {} ({}): done in {:.0f}s, train acc {:.2f}%{}", i + 1, runs.size(),
+                     label, r.id, out.total_seconds, last.train_accuracy * 100, bench);
+        break;
+      }
+    }
+  }
+  spdlog::info("{}: {} trained, {} already complete, {} failed; results in {}", e.name, done,
+               skipped, failed, e.output);
+  if (!args.no_report) {
+    using namespace flatface::reports;
+    auto agg = aggregate_runs(load_results({e.output}), Selection::final_epoch);
+    std::cout << '\n' << render_report(agg, Format::markdown) << std::flush;
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
+  static RunArgs args;
+  auto* cmd = app.add_subcommand("run", "Train every run of an experiment grid (resumes by default)");
+  args.experiment.add_to(*cmd);
+  cmd->add_option("--only", args.only, "Select runs: setup=NAME, seed=N, rho=X, id=ID (repeatable)");
+  cmd->add_flag("--dry-run", args.dry_run, "List the selected runs, like `plan`");
+  cmd->add_flag("--retry-failed", args.retry_failed, "Train failed runs again instead of skipping them");
+  cmd->add_flag("--no-report", args.no_report, "Do not print the results table at the end");
+  cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });
+}
+
+const CommandRegistrar run_registrar(20, "run", &add_run_commands);
+
+}  // namespace
+
+}  // namespace flatface::cli

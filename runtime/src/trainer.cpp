@@ -1,0 +1,374 @@
+#include "trainer.hpp"
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/optim/sgd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "checkpoint.hpp"
+#include "evaluation.hpp"
+#include "factory.hpp"
+#include "flatface/torch_compat.hpp"
+#include "flatface/version.hpp"
+#include "loader.hpp"
+#include "optimizer.hpp"
+#include "schedule.hpp"
+#include "train_step.hpp"
+
+namespace flatface {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  auto total = static_cast<long long>(s + 0.5);
+  char buf[32];
+  if (total >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", total / 3600, (total / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", total / 60, total % 60);
+  return buf;
+}
+
+std::string plugin_label(const PluginRef& ref) { return ref.plugin + ref.options.canonical(); }
+
+// Partial sums of one epoch, kept in the checkpoint so an interrupted epoch resumes exactly.
+struct EpochSums {
+  double loss = 0, perturbation_loss = 0, loss_perturbed = 0, grad_norm = 0, epsilon_norm = 0;
+  double correct = 0, seen = 0, step_seconds = 0, steps = 0, last_lr = 0;
+
+  std::vector<double> pack() const {
+    return {loss, perturbation_loss, loss_perturbed, grad_norm, epsilon_norm,
+            correct, seen, step_seconds, steps, last_lr};
+  }
+  static EpochSums unpack(const std::vector<double>& v) {
+    EpochSums s;
+    if (v.size() != 10) return s;
+    s.loss = v[0], s.perturbation_loss = v[1], s.loss_perturbed = v[2], s.grad_norm = v[3];
+    s.epsilon_norm = v[4], s.correct = v[5], s.seen = v[6], s.step_seconds = v[7], s.steps = v[8];
+    s.last_lr = v[9];
+    return s;
+  }
+  void add(const StepStats& st, double lr, std::int64_t correct_now, std::int64_t batch, double dt) {
+    loss += st.loss;
+    perturbation_loss += st.perturbation_loss;
+    loss_perturbed += st.loss_perturbed;
+    grad_norm += st.grad_norm;
+    epsilon_norm += st.epsilon_norm;
+    correct += static_cast<double>(correct_now);
+    seen += static_cast<double>(batch);
+    step_seconds += dt;
+    steps += 1;
+    last_lr = lr;
+  }
+};
+
+bool finite_step(const StepStats& s, bool two_pass) {
+  return std::isfinite(s.loss) && std::isfinite(s.grad_norm) &&
+         (!two_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
+}
+
+void make_channels_last(torch::nn::Module& m) {
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+}  // namespace
+
+std::string resolve_device(const std::string& requested) {
+  if (requested == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
+  if (requested == "cpu") return requested;
+  if (requested.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw ConfigError("device '" + requested +
+                        "' requested but CUDA is not available in this libtorch build/machine");
+    }
+    return requested;
+  }
+  throw ConfigError("unknown device '" + requested + "' (expected cpu, cuda, cuda:N or auto)");
+}
+
+std::string result_path(const Experiment& e, const RunSpec& run) {
+  return (fs::path(e.output) / (run.id + ".h5")).string();
+}
+
+std::string checkpoint_path(const Experiment& e, const RunSpec& run) {
+  return (fs::path(e.output) / "checkpoints" / (run.id + ".ckpt")).string();
+}
+
+RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& shared,
+                     const TrainerOptions& options) {
+  const auto run_start = Clock::now();
+  const Setup& setup = e.setups[run.setup];
+  const Registry& reg = *shared.registry;
+  RunOutcome outcome;
+  outcome.result_path = result_path(e, run);
+  const std::string ckpt = checkpoint_path(e, run);
+  fs::create_directories(fs::path(ckpt).parent_path());
+
+  std::optional<RunRecord> previous;
+  if (fs::exists(outcome.result_path)) previous = read_run_record(outcome.result_path);
+  if (previous && previous->status == "failed" && options.retry_failed) {
+    previous->status = "running";
+    previous->failure_reason.clear();
+    previous->failed_step = -1;
+  }
+  if (previous && previous->status != "running") {
+    outcome.status = previous->status == "complete" ? RunStatus::skipped : RunStatus::failed;
+    outcome.reason = previous->failure_reason;
+    outcome.record = *previous;
+    return outcome;
+  }
+
+  const std::string device_name = resolve_device(e.device);
+  const c10::Device device(device_name);
+  const bool cuda = device.is_cuda();
+  if (cuda) at::globalContext().setBenchmarkCuDNN(true);
+
+  // Same seed, same numbers: weights, head and data order all derive from it.
+  torch::manual_seed(static_cast<std::uint64_t>(run.seed));
+  auto backbone = make_backbone(reg, e.backbone);
+  auto& train_set = shared.train_sets[run.seed];
+  if (!train_set)
+    train_set = make_train_set(reg, e.train_data, backbone->input_size(),
+                               static_cast<std::uint64_t>(run.seed));
+  auto head = make_head(reg, setup.head, backbone->embedding_dim(), train_set->num_classes());
+  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+  for (const auto& ev : e.eval) {
+    if (!shared.verification[ev.name])
+      shared.verification[ev.name] = make_verification_set(reg, ev.data, backbone->input_size(), 0);
+  }
+  backbone->to(device);
+  head->to(device);
+  if (cuda) make_channels_last(*backbone);
+
+  auto optimizer = make_sgd(*backbone, *head, e.train);
+  TrainStepOptions step_options;
+  step_options.bn_second_pass = setup.bn_second_pass;
+  step_options.bf16_autocast = cuda && e.train.precision == "bf16";
+  TrainStep step(backbone, head, *optimizer, step_options);
+
+  LoaderOptions lo;
+  lo.batch_size = e.train.batch_size;
+  lo.input_size = backbone->input_size();
+  lo.threads = static_cast<int>(e.train.loader_threads > 0 ? e.train.loader_threads : options.threads);
+  lo.seed = static_cast<std::uint64_t>(run.seed);
+  lo.pin_memory = cuda;
+  Loader loader(train_set, lo);
+  const std::int64_t steps_per_epoch = loader.batches_per_epoch();
+
+  RunRecord& record = outcome.record;
+  record.attributes = {
+      {"experiment", e.name},
+      {"setup", setup.name},
+      {"head", plugin_label(setup.head)},
+      {"head_plugin", setup.head.plugin},
+      {"perturbation", setup.perturbation.plugin},
+      {"backbone", plugin_label(e.backbone)},
+      {"dataset", plugin_label(e.train_data)},
+      {"rho", run.rho ? format_rho(*run.rho) : ""},
+      {"seed", std::to_string(run.seed)},
+      {"run_id", run.id},
+      {"config_toml", e.resolved_toml},
+      {"flatface_version", FLATFACE_VERSION_STRING},
+      {"torch_version", torch_version_string()},
+      {"device", device_name},
+      {"start_time", timestamp()},
+      {"end_time", ""},
+  };
+  for (const auto& ev : e.eval) record.benchmark_names.push_back(ev.name);
+
+  TrainingState state;
+  state.experiment_toml = e.resolved_toml;
+  state.run_id = run.id;
+  if (previous && fs::exists(ckpt)) {
+    state = load_checkpoint(ckpt, *backbone, *head, *optimizer);
+    record.attributes["start_time"] = previous->attributes.count("start_time")
+                                          ? previous->attributes.at("start_time")
+                                          : record.attributes["start_time"];
+    record.epochs = previous->epochs;
+    if (record.epochs.size() > static_cast<std::size_t>(state.epoch))
+      record.epochs.resize(static_cast<std::size_t>(state.epoch));
+    spdlog::info("resuming run {} from epoch {} step {}", run.id, state.epoch, state.step_in_epoch);
+  }
+  write_run_record(outcome.result_path, record);
+
+  const std::string label = setup.name + " seed=" + std::to_string(run.seed) +
+                            (run.rho ? " rho=" + format_rho(*run.rho) : "");
+  const std::string run_tag =
+      "[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) + "]";
+  double elapsed_before = state.elapsed_seconds;
+  const auto session_start = Clock::now();
+  auto elapsed = [&] { return elapsed_before + seconds_since(session_start); };
+
+  auto fail = [&](const std::string& why) {
+    record.status = "failed";
+    record.failure_reason = why;
+    record.failed_step = state.global_step;
+    record.attributes["end_time"] = timestamp();
+    write_run_record(outcome.result_path, record);
+    outcome.status = RunStatus::failed;
+    outcome.reason = why;
+    outcome.total_seconds = seconds_since(run_start);
+    spdlog::error("{} {} failed at step {}: {}", run_tag, label, state.global_step, why);
+    return outcome;
+  };
+
+  if (steps_per_epoch == 0) {
+    return fail("the training set has " + std::to_string(train_set->size()) +
+                " images, fewer than one batch of " + std::to_string(e.train.batch_size));
+  }
+
+  auto evaluate_all = [&](std::map<std::string, BenchmarkMetrics>& into) {
+    auto t = Clock::now();
+    for (const auto& ev : e.eval) {
+      auto r = evaluate(*backbone, *shared.verification[ev.name], e.train.batch_size, device);
+      into[ev.name] = BenchmarkMetrics{r.accuracy, r.accuracy_std, r.threshold, r.tar_at_far};
+    }
+    outcome.eval_seconds += seconds_since(t);
+  };
+
+  const std::int64_t total_steps = e.train.epochs * steps_per_epoch;
+  std::int64_t last_log_step = state.global_step;
+  try {
+    for (std::int64_t epoch = state.epoch; epoch < e.train.epochs; ++epoch) {
+      EpochSums sums = EpochSums::unpack(state.accumulators);
+      loader.start_epoch(epoch, state.step_in_epoch);
+      while (auto batch = loader.next()) {
+        const double lr = learning_rate(e.train, epoch, state.step_in_epoch, steps_per_epoch);
+        set_learning_rate(*optimizer, lr);
+        auto images = batch->images.to(device, /*non_blocking=*/true);
+        if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+        auto labels = batch->labels.to(device, /*non_blocking=*/true);
+        const auto t = Clock::now();
+        StepStats stats = step.run(*strategy, images, labels);
+        const double dt = seconds_since(t);
+        outcome.train_seconds += dt;
+        if (!finite_step(stats, strategy->two_pass())) {
+          std::ostringstream why;
+          why << "non-finite value at epoch " << epoch + 1 << " step " << state.step_in_epoch + 1
+              << " (loss " << stats.loss << ", loss at w+eps " << stats.loss_perturbed
+              << ", grad norm " << stats.grad_norm << ")";
+          return fail(why.str());
+        }
+        sums.add(stats, lr, step.last_correct(), labels.size(0), dt);
+        ++state.step_in_epoch;
+        ++state.global_step;
+
+        const std::int64_t done = state.global_step;
+        const double per_step = sums.step_seconds / sums.steps;
+        const double img_s = sums.seen / sums.step_seconds;
+        if (options.live_progress) {
+          std::fprintf(stdout,
+                       "\r%s %s | epoch %lld/%lld step %lld/%lld | loss %.4f | %.0f img/s | ETA %s   ",
+                       run_tag.c_str(), label.c_str(), static_cast<long long>(epoch + 1),
+                       static_cast<long long>(e.train.epochs),
+                       static_cast<long long>(state.step_in_epoch),
+                       static_cast<long long>(steps_per_epoch), stats.loss, img_s,
+                       format_duration(per_step * static_cast<double>(total_steps - done)).c_str());
+          std::fflush(stdout);
+        } else if (e.train.log_every_steps > 0 && done - last_log_step >= e.train.log_every_steps) {
+          last_log_step = done;
+          spdlog::info("{} {} epoch {}/{} step {}/{} loss {:.4f} lr {:.4g} {:.0f} img/s ETA {}",
+                       run_tag, label, epoch + 1, e.train.epochs, state.step_in_epoch,
+                       steps_per_epoch, stats.loss, lr, img_s,
+                       format_duration(per_step * static_cast<double>(total_steps - done)));
+        }
+        if (e.train.eval_every_steps > 0 && done % e.train.eval_every_steps == 0 && !e.eval.empty()) {
+          std::map<std::string, BenchmarkMetrics> mid;
+          evaluate_all(mid);
+          std::string line;
+          for (const auto& [name, m] : mid)
+            line += " " + name + " " + std::to_string(m.accuracy * 100).substr(0, 5) + "%";
+          spdlog::info("{} {} step {}:{}", run_tag, label, done, line);
+        }
+        if (options.stop && options.stop->load() && state.step_in_epoch < steps_per_epoch) {
+          state.accumulators = sums.pack();
+          state.epoch = epoch;
+          state.elapsed_seconds = elapsed();
+          save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
+          write_run_record(outcome.result_path, record);
+          outcome.status = RunStatus::interrupted;
+          outcome.total_seconds = seconds_since(run_start);
+          if (options.live_progress) std::fprintf(stdout, "\n");
+          return outcome;
+        }
+      }
+      if (options.live_progress) std::fprintf(stdout, "\n");
+
+      EpochMetrics m;
+      m.epoch = epoch + 1;
+      m.lr = sums.last_lr;
+      m.loss = sums.loss / sums.steps;
+      m.perturbation_loss = sums.perturbation_loss / sums.steps;
+      m.loss_perturbed = sums.loss_perturbed / sums.steps;
+      m.grad_norm = sums.grad_norm / sums.steps;
+      m.epsilon_norm = sums.epsilon_norm / sums.steps;
+      m.train_accuracy = sums.correct / sums.seen;
+      m.images_per_second = sums.seen / sums.step_seconds;
+      evaluate_all(m.benchmarks);
+      m.wall_time = elapsed();
+      record.epochs.push_back(m);
+
+      // The result file first, then the checkpoint: a crash in between resumes from the older
+      // checkpoint and redoes (identically, on the CPU) the epoch the file already holds.
+      state.epoch = epoch + 1;
+      state.step_in_epoch = 0;
+      state.accumulators.clear();
+      state.elapsed_seconds = m.wall_time;
+      if (state.epoch == e.train.epochs) {
+        record.status = "complete";
+        record.attributes["end_time"] = timestamp();
+      }
+      write_run_record(outcome.result_path, record);
+      save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
+
+      std::string bench;
+      for (const auto& [name, b] : m.benchmarks) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " %s %.2f%%", name.c_str(), b.accuracy * 100);
+        bench += buf;
+      }
+      spdlog::info("{} {} epoch {}/{}: loss {:.4f} train acc {:.2f}%{} ({:.0f} img/s)", run_tag,
+                   label, epoch + 1, e.train.epochs, m.loss, m.train_accuracy * 100, bench,
+                   m.images_per_second);
+      if (options.stop && options.stop->load() && state.epoch < e.train.epochs) {
+        outcome.status = RunStatus::interrupted;  // the epoch's checkpoint is already saved
+        outcome.total_seconds = seconds_since(run_start);
+        return outcome;
+      }
+    }
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception& err) {
+    return fail(err.what());
+  }
+  outcome.status = RunStatus::complete;
+  outcome.total_seconds = seconds_since(run_start);
+  return outcome;
+}
+
+}  // namespace flatface

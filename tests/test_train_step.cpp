@@ -1,0 +1,172 @@
+// The training-step context: BN policy of the second pass, head statistics, training accuracy,
+// scratch buffers, and the SGD it steps with.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "optimizer.hpp"
+#include "step_test_support.hpp"
+#include "train_step.hpp"
+
+using namespace flatface;
+using namespace flatface::testing;
+using Catch::Approx;
+
+namespace {
+
+TrainSettings settings(double lr) {
+  TrainSettings t;
+  t.lr = lr;
+  return t;
+}
+
+at::Tensor batch_x() {
+  return doubles({0.3, -1.2, 0.5, 0.9, -0.1, 1.1, 0.4, -0.7, 0.2, 0.6, -0.5, 0.8, 1.3, -0.9, 0.05,
+                  0.7, 0.1, -0.3, -1.0, 0.45},
+                 {4, 5});
+}
+at::Tensor batch_y() { return longs({0, 2, 1, 1}); }
+
+struct BnModel {
+  std::shared_ptr<LinearBnBackbone> backbone = std::make_shared<LinearBnBackbone>(5, 4);
+  std::shared_ptr<MarginHead> head;
+  BnModel() {
+    backbone->to(at::kDouble);
+    head = head_plugin("cosface", 3, 4);
+  }
+};
+
+}  // namespace
+
+CATCH_TEST_CASE("with bn_second_pass = freeze only the first pass moves BN running statistics") {
+  BnModel model, reference;
+  copy_state(*reference.backbone, *model.backbone);
+  // What one training-mode forward at w does to the statistics.
+  reference.backbone->forward(batch_x());
+
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  TrainStep step(model.backbone, model.head, *optimizer, {"freeze", false});
+  step.run(*strategy("sam", {{"rho", num(0.5)}}), batch_x(), batch_y());
+
+  auto& bn = model.backbone->bn();
+  auto& expected = reference.backbone->bn();
+  CATCH_CHECK(bn->running_mean.equal(expected->running_mean));
+  CATCH_CHECK(bn->running_var.equal(expected->running_var));
+  CATCH_CHECK(bn->num_batches_tracked.item<std::int64_t>() == 1);
+  CATCH_CHECK(bn->options.momentum().value() == 0.1);  // restored after the pass
+}
+
+CATCH_TEST_CASE("with bn_second_pass = update the perturbed pass moves the statistics again") {
+  BnModel model, reference;
+  copy_state(*reference.backbone, *model.backbone);
+  reference.backbone->forward(batch_x());
+
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  TrainStep step(model.backbone, model.head, *optimizer, {"update", false});
+  step.run(*strategy("sam", {{"rho", num(0.5)}}), batch_x(), batch_y());
+
+  auto& bn = model.backbone->bn();
+  CATCH_CHECK_FALSE(bn->running_mean.equal(reference.backbone->bn()->running_mean));
+  CATCH_CHECK(bn->num_batches_tracked.item<std::int64_t>() == 2);
+}
+
+CATCH_TEST_CASE("an unknown BN policy is a configuration error") {
+  BnModel model;
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  CATCH_CHECK_THROWS_AS(TrainStep(model.backbone, model.head, *optimizer, {"sometimes", false}),
+                        ConfigError);
+}
+
+CATCH_TEST_CASE("AdaFace's running statistics update once per step, in the first pass") {
+  // Identity backbone: the embedding norms are those of the inputs, whatever the weights do.
+  auto backbone = std::make_shared<IdentityBackbone>(5);
+  auto head = head_plugin("adaface", 3, 5);
+  auto optimizer = make_sgd(*backbone, *head, settings(0.1));
+  TrainStep step(backbone, head, *optimizer, {});
+  at::Tensor x = batch_x();
+  at::Tensor norms = x.norm(2, {1});
+  for (const char* name : {"sam", "aace", "none"}) {
+    CATCH_CAPTURE(name);
+    auto buffers = head->named_buffers();
+    double mean = buffers["batch_mean"].item<double>();
+    double std = buffers["batch_std"].item<double>();
+    step.run(*strategy(name), x, batch_y());
+    CATCH_CHECK(buffers["batch_mean"].item<double>() ==
+                Approx(0.99 * mean + 0.01 * norms.mean().item<double>()).epsilon(1e-14));
+    CATCH_CHECK(buffers["batch_std"].item<double>() ==
+                Approx(0.99 * std + 0.01 * norms.std().item<double>()).epsilon(1e-14));
+    CATCH_CHECK(head->update_statistics());
+  }
+}
+
+CATCH_TEST_CASE("last_correct counts samples whose first-pass cosine argmax is the label") {
+  auto backbone = std::make_shared<IdentityBackbone>(3);
+  auto head = head_plugin("arcface", 3, 3);
+  set_parameter(*head, "weight", doubles({1, 0, 0, 0, 1, 0, 0, 0, 1}, {3, 3}));
+  auto optimizer = make_sgd(*backbone, *head, settings(0.0));
+  TrainStep step(backbone, head, *optimizer, {});
+  CATCH_CHECK(step.last_correct() == 0);
+  // argmax per row: 0, 1, 2, 0 against labels 0, 1, 0, 2 -> two correct.
+  at::Tensor x = doubles({5, 1, 0, 0, 3, 1, 0, 1, 4, 2, 1, 1}, {4, 3});
+  step.run(*strategy("sam"), x, longs({0, 1, 0, 2}));
+  CATCH_CHECK(step.last_correct() == 2);
+}
+
+CATCH_TEST_CASE("the scratch buffers are allocated once, shaped like the parameters") {
+  BnModel model;
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  TrainStep step(model.backbone, model.head, *optimizer, {});
+  const auto& params = step.parameters();
+  CATCH_REQUIRE(params.size() == 5);  // fc weight, fc bias, bn weight, bn bias, class weights
+  auto& saved = step.saved_weights();
+  auto& eps = step.epsilon();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    CATCH_CHECK(saved[i].sizes() == params[i].sizes());
+    CATCH_CHECK(eps[i].scalar_type() == params[i].scalar_type());
+    CATCH_CHECK_FALSE(eps[i].requires_grad());
+  }
+  const void* first = eps[0].data_ptr();
+  auto sam = strategy("sam");
+  step.run(*sam, batch_x(), batch_y());
+  step.run(*sam, batch_x(), batch_y());
+  CATCH_CHECK(step.epsilon()[0].data_ptr() == first);
+}
+
+CATCH_TEST_CASE("bf16 autocast on a CPU batch is refused with a clear message") {
+  BnModel model;
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  TrainStep step(model.backbone, model.head, *optimizer, {"freeze", true});
+  CATCH_CHECK_THROWS_WITH(step.run(*strategy("none"), batch_x(), batch_y()),
+                          Catch::Contains("CUDA"));
+}
+
+CATCH_TEST_CASE("make_sgd exempts 1-d parameters from weight decay only when asked") {
+  BnModel model;
+  TrainSettings t;
+  t.lr = 0.05;
+  t.momentum = 0.8;
+  t.weight_decay = 1e-3;
+  {
+    auto sgd = make_sgd(*model.backbone, *model.head, t);
+    CATCH_REQUIRE(sgd->param_groups().size() == 1);
+    CATCH_CHECK(sgd->param_groups()[0].params().size() == 5);
+    auto& o = static_cast<torch::optim::SGDOptions&>(sgd->param_groups()[0].options());
+    CATCH_CHECK(o.lr() == 0.05);
+    CATCH_CHECK(o.momentum() == 0.8);
+    CATCH_CHECK(o.weight_decay() == 1e-3);
+  }
+  t.decay_bn_and_bias = false;
+  auto sgd = make_sgd(*model.backbone, *model.head, t);
+  CATCH_REQUIRE(sgd->param_groups().size() == 2);
+  const auto& decayed = sgd->param_groups()[0];
+  const auto& plain = sgd->param_groups()[1];
+  CATCH_CHECK(decayed.params().size() == 2);  // fc weight and class weights
+  for (const auto& p : decayed.params()) CATCH_CHECK(p.dim() == 2);
+  CATCH_CHECK(plain.params().size() == 3);  // fc bias, bn weight, bn bias
+  for (const auto& p : plain.params()) CATCH_CHECK(p.dim() == 1);
+  CATCH_CHECK(static_cast<const torch::optim::SGDOptions&>(decayed.options()).weight_decay() == 1e-3);
+  CATCH_CHECK(static_cast<const torch::optim::SGDOptions&>(plain.options()).weight_decay() == 0.0);
+
+  set_learning_rate(*sgd, 0.001);
+  for (auto& g : sgd->param_groups()) CATCH_CHECK(g.options().get_lr() == 0.001);
+}
