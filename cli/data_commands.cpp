@@ -68,8 +68,9 @@ int pack(const PackArgs& a) {
                           (fs::path(a.out) / "train.idx").string());
   // Record 0: the insightface header, labels (image key end, identity key end).
   recordio::IRHeader header;
-  writer.write(0, recordio::pack(header, {static_cast<float>(image_end),
-                                          static_cast<float>(identity_end)}, nullptr, 0));
+  writer.write(
+      0, recordio::pack(header, {static_cast<float>(image_end), static_cast<float>(identity_end)},
+                        nullptr, 0));
   Tally copied, encoded, sizes;
   std::optional<std::pair<int, int>> first_size;
   std::uint64_t key = 1;
@@ -118,8 +119,8 @@ int pack(const PackArgs& a) {
   for (const auto& [first, end] : ranges) {
     recordio::IRHeader h;
     h.id = key;
-    writer.write(key, recordio::pack(h, {static_cast<float>(first), static_cast<float>(end)},
-                                     nullptr, 0));
+    writer.write(
+        key, recordio::pack(h, {static_cast<float>(first), static_cast<float>(end)}, nullptr, 0));
     ++key;
   }
   writer.close();
@@ -129,8 +130,8 @@ int pack(const PackArgs& a) {
   property.close();
   if (!property) throw RuntimeError("cannot write " + (fs::path(a.out) / "property").string());
 
-  std::cout << "packed " << images << " images of " << classes << " identities from "
-            << a.source << " into " << a.out << " (train.rec, train.idx, property)\n"
+  std::cout << "packed " << images << " images of " << classes << " identities from " << a.source
+            << " into " << a.out << " (train.rec, train.idx, property)\n"
             << "  stored as is: " << tally_text(copied) << "\n"
             << "  re-encoded:   " << tally_text(encoded) << "\n"
             << "  image sizes:  " << tally_text(sizes) << "\n";
@@ -186,7 +187,8 @@ void info_rec(const std::string& folder, std::size_t limit) {
   }
   std::vector<std::size_t> counts;
   for (const auto& [label, c] : per_label) counts.push_back(c);
-  std::cout << "  images:    " << rec.size() << (n < rec.size() ? " (examined " + std::to_string(n) + ")" : "")
+  std::cout << "  images:    " << rec.size()
+            << (n < rec.size() ? " (examined " + std::to_string(n) + ")" : "")
             << "\n  classes:   " << rec.num_classes() << " (" << per_label.size()
             << " labels seen, " << (per_label.empty() ? 0 : per_label.begin()->first) << ".."
             << (per_label.empty() ? 0 : per_label.rbegin()->first) << ")\n"
@@ -253,7 +255,8 @@ int info(const std::string& path, std::size_t limit) {
   const std::string ext = p.extension().string();
   if (fs::is_regular_file(p) && ext == ".bin") {
     info_bin(path);
-  } else if (fs::is_regular_file(p) && (ext == ".rec" || ext == ".idx" || p.filename() == "property")) {
+  } else if (fs::is_regular_file(p) &&
+             (ext == ".rec" || ext == ".idx" || p.filename() == "property")) {
     info_rec(p.parent_path().empty() ? "." : p.parent_path().string(), limit);
   } else if (fs::is_directory(p) && fs::exists(p / "train.rec")) {
     info_rec(path, limit);
@@ -273,8 +276,11 @@ void add_data_commands(CLI::App& app, Globals&, Command& chosen) {
 
   static PackArgs pack_args;
   auto* pk = data->add_subcommand(
-      "pack", "Pack an image folder (root/<identity>/<image>) into insightface train.rec/.idx/property");
-  pk->add_option("source", pack_args.source, "Image folder")->required()->check(CLI::ExistingDirectory);
+      "pack",
+      "Pack an image folder (root/<identity>/<image>) into insightface train.rec/.idx/property");
+  pk->add_option("source", pack_args.source, "Image folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   pk->add_option("out", pack_args.out, "Output folder")->required();
   pk->add_option("--reencode", pack_args.reencode,
                  "Re-encode every image as jpeg or png (default: JPEG/PNG stored as is, "

@@ -149,8 +149,7 @@ int make_pairs(const PairsArgs& a) {
   if (!a.folder.empty()) {
     if (a.count < 2) throw ConfigError("--count must be at least 2");
     ImageFolderListing listing = list_image_folder(a.folder);
-    std::tie(files, bin.issame) =
-        folder_pairs(listing, static_cast<std::size_t>(a.count), a.seed);
+    std::tie(files, bin.issame) = folder_pairs(listing, static_cast<std::size_t>(a.count), a.seed);
     source = "folder " + a.folder + " (seed " + std::to_string(a.seed) + ")";
   } else {
     PairFiles list = read_pairs_file(a.lfw_pairs, a.root);
@@ -170,10 +169,11 @@ int make_pairs(const PairsArgs& a) {
     }
   }
   write_verification_bin(a.out, bin);
-  std::size_t same = static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
+  std::size_t same =
+      static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
   std::cout << a.out << ": " << bin.issame.size() << " pairs (" << same << " same, "
-            << bin.issame.size() - same << " different) from " << source << "; "
-            << first_use.size() << " distinct images, " << reencoded << " re-encoded to PNG\n";
+            << bin.issame.size() - same << " different) from " << source << "; " << first_use.size()
+            << " distinct images, " << reencoded << " re-encoded to PNG\n";
   return 0;
 }
 
@@ -192,9 +192,9 @@ void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
   auto* count = cmd->add_option("--count", args.count, "Pairs to draw from --folder (half same)")
                     ->capture_default_str();
   auto* seed = cmd->add_option("--seed", args.seed, "Seed of the pair draw")->capture_default_str();
-  auto* lfw = cmd->add_option("--lfw-pairs", args.lfw_pairs,
-                              "LFW pairs.txt (or 'path1 path2 0|1' lines)")
-                  ->check(CLI::ExistingFile);
+  auto* lfw =
+      cmd->add_option("--lfw-pairs", args.lfw_pairs, "LFW pairs.txt (or 'path1 path2 0|1' lines)")
+          ->check(CLI::ExistingFile);
   auto* root = cmd->add_option("--root", args.root, "Image root for --lfw-pairs")
                    ->check(CLI::ExistingDirectory);
   cmd->add_option("out", args.out, "Output .bin file")->required();

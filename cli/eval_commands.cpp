@@ -94,14 +94,16 @@ std::string format(const char* pattern, double a, double b = 0) {
 int run_eval(const Globals& g, const EvalArgs& args) {
   Loaded l = load(g, args);
   auto& backbone = *l.model.backbone;
+  std::vector<NamedSet> sets;  // all opened first: a wrong name fails before any work
+  for (const auto& arg : args.sets)
+    sets.push_back(open_set(*l.registry, l.model.experiment, arg, backbone.input_size()));
   std::cout << "# " << args.checkpoint << ": run " << l.model.run_id << ", epoch "
             << l.model.epoch << ", device " << l.device.str() << "\n";
   struct Row {
     std::string name, pairs, accuracy, threshold, tar;
   };
   std::vector<Row> rows{{"benchmark", "pairs", "accuracy (%)", "threshold", "TAR@FAR=1e-3 (%)"}};
-  for (const auto& arg : args.sets) {
-    NamedSet s = open_set(*l.registry, l.model.experiment, arg, backbone.input_size());
+  for (const auto& s : sets) {
     VerificationResult r = evaluate(backbone, *s.set, args.batch_size, l.device);
     rows.push_back({s.name, std::to_string(s.set->num_pairs()),
                     format("%.2f ± %.2f", 100 * r.accuracy, 100 * r.accuracy_std),

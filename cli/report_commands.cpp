@@ -1,4 +1,5 @@
-// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the rho sweep, figures.
+// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the rho sweep,
+// figures.
 #include <fstream>
 #include <iostream>
 

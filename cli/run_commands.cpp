@@ -26,6 +26,7 @@ struct RunArgs {
   bool dry_run = false;
   bool retry_failed = false;
   bool no_report = false;
+  std::int64_t stop_after_steps = -1;
 };
 
 // --only setup=NAME | seed=N | rho=X; several filters must all match.
@@ -80,6 +81,7 @@ int run(const Globals& g, const RunArgs& args) {
     opts.stop = &g_stop;
     opts.threads = threads;
     opts.retry_failed = args.retry_failed;
+    opts.stop_after_steps = args.stop_after_steps;
     RunOutcome out = train_run(e, r, shared, opts);
     const auto& s = e.setups[r.setup];
     std::string label = s.name + " seed=" + std::to_string(r.seed) +
@@ -134,6 +136,8 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->add_option("--only", args.only, "Select runs: setup=NAME, seed=N, rho=X, id=ID (repeatable)");
   cmd->add_flag("--dry-run", args.dry_run, "List the selected runs, like `plan`");
   cmd->add_flag("--retry-failed", args.retry_failed, "Train failed runs again instead of skipping them");
+  cmd->add_option("--stop-after-steps", args.stop_after_steps,
+                  "Save and stop after N training steps, as Ctrl-C would (resume by running again)");
   cmd->add_flag("--no-report", args.no_report, "Do not print the results table at the end");
   cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });
 }

@@ -60,7 +60,9 @@ void collect_setup_order(const std::string& toml, std::vector<std::string>& orde
   }
 }
 
-bool is_baseline(const std::string& perturbation) { return plugin_name(perturbation) == "none"; }
+bool is_baseline(const std::string& perturbation) {
+  return plugin_name(perturbation) == "none";
+}
 
 }  // namespace
 
@@ -70,7 +72,9 @@ Selection parse_selection(const std::string& text) {
   throw ConfigError("--select: expected 'final' or 'best', got '" + text + "'");
 }
 
-const char* to_string(Selection s) { return s == Selection::best_epoch ? "best" : "final"; }
+const char* to_string(Selection s) {
+  return s == Selection::best_epoch ? "best" : "final";
+}
 
 MeanStd mean_std(const std::vector<double>& values) {
   MeanStd r;
@@ -167,7 +171,8 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
     r.gap = r.train_accuracy - r.average;  // generalization gap (paper, Fig. 2-3)
   }
   r.usable = r.status == "complete" && chosen >= 0;
-  if (r.status == "complete" && chosen < 0) r.failure_reason = "no epoch with every benchmark evaluated";
+  if (r.status == "complete" && chosen < 0)
+    r.failure_reason = "no epoch with every benchmark evaluated";
   return r;
 }
 
@@ -228,7 +233,8 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
 
   auto order_of = [&](const Group& g) {
     auto it = std::find(setup_order.begin(), setup_order.end(), g.setup);
-    return it == setup_order.end() ? setup_order.size() : static_cast<std::size_t>(it - setup_order.begin());
+    return it == setup_order.end() ? setup_order.size()
+                                   : static_cast<std::size_t>(it - setup_order.begin());
   };
   std::sort(agg.groups.begin(), agg.groups.end(), [&](const Group& a, const Group& b) {
     // Experiment order; setups it does not name: baselines first, then by name. Then by rho.

@@ -14,7 +14,7 @@ namespace flatface::reports {
 // Which epoch of each run is reported.
 enum class Selection {
   final_epoch,  // the last epoch with every benchmark evaluated (default)
-  best_epoch,   // per run, the epoch with the best average benchmark accuracy (selects on test sets)
+  best_epoch,  // per run, the epoch with the best average benchmark accuracy (selects on test sets)
 };
 Selection parse_selection(const std::string& text);  // "final" | "best"; throws ConfigError
 const char* to_string(Selection s);
@@ -46,7 +46,7 @@ MeanStd mean_std(const std::vector<double>& values);  // NaN values are skipped
 struct Group {
   std::string setup, rho, head, perturbation;
   double rho_value = NAN;
-  std::vector<RunResult> runs;          // the usable runs, by seed
+  std::vector<RunResult> runs;              // the usable runs, by seed
   std::map<std::string, MeanStd> accuracy;  // per benchmark
   MeanStd average, train_accuracy, gap;
   // Welch's t-test of this group's per-seed averages against its baseline (same head, no

@@ -133,7 +133,7 @@ void draw(const fs::path& stem, const std::string& dat, const std::string& gp, F
 void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) {
   std::vector<std::string> heads, variants;
   std::map<std::string, std::set<std::string>> head_strings;  // plugin name -> attribute texts
-  std::map<std::string, int> per_variant;                      // (head, perturbation) groups
+  std::map<std::string, int> per_variant;                     // (head, perturbation) groups
   for (const auto& g : agg.groups) {
     head_strings[plugin_name(g.head)].insert(g.head);
     per_variant[g.head + '\n' + plugin_name(g.perturbation)]++;
@@ -183,12 +183,17 @@ void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) 
         << "set style fill solid 0.85 border -1\n"
         << "set boxwidth 0.9\n"
         << "set grid ytics\n"
-        << "set key top right\n"
+        << "set key outside right top\n"
         << "set title "
         << quoted(std::string("Generalization gap (") + to_string(agg.selection) +
                   " epoch): training accuracy - average benchmark accuracy")
         << "\n"
         << "set ylabel \"gap (percentage points)\"\n";
+  // Bars start at zero: an axis cut above it would exaggerate the differences.
+  bool all_positive = std::all_of(agg.groups.begin(), agg.groups.end(), [](const Group& g) {
+    return std::isnan(g.gap.mean) || g.gap.mean >= 0;
+  });
+  if (all_positive) setup << "set yrange [0:*]\n";
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < variants.size(); ++i) {

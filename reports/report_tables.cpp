@@ -29,7 +29,9 @@ Cell percent_cell(const MeanStd& m) {
 }
 
 // Displayed value in hundredths of a percent: ties at the shown precision are all bold.
-long long shown(double fraction) { return std::llround(fraction * 1e4); }
+long long shown(double fraction) {
+  return std::llround(fraction * 1e4);
+}
 
 // Marks the best mean of column `col` over `rows` (the highest, or lowest when `lower`).
 void bold_best(std::vector<std::vector<Cell>>& rows, std::size_t col,
@@ -102,10 +104,10 @@ std::vector<Cell> group_cells(const Aggregate& agg, const Group& g) {
 void add_common_notes(const Aggregate& agg, Table& t) {
   if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
   if (agg.same_seed_count() && !agg.groups.empty())
-    t.notes.push_back({"n = " + std::to_string(agg.groups.front().runs.size()) +
-                           " seeds per row.",
-                       "", false});
-  for (const auto& r : agg.not_averaged) t.unaveraged.push_back({describe_unaveraged(r), "", false});
+    t.notes.push_back(
+        {"n = " + std::to_string(agg.groups.front().runs.size()) + " seeds per row.", "", false});
+  for (const auto& r : agg.not_averaged)
+    t.unaveraged.push_back({describe_unaveraged(r), "", false});
 }
 
 std::string csv_field(const std::string& s) {
@@ -225,13 +227,14 @@ Table gap_table(const Aggregate& agg) {
     gaps.push_back(g.gap.mean);
   }
   bold_best(t.rows, first + 2, gaps, /*lower=*/true);
-  t.notes.push_back({"Gap = training accuracy − average benchmark accuracy per run (percentage "
-                     "points), then mean ± std over seeds (sample std, n − 1), " +
-                         epoch_phrase(agg.selection) + ". Bold: the smallest gap.",
-                     "Gap = training accuracy $-$ average benchmark accuracy per run (percentage "
-                     "points), then mean $\\pm$ std over seeds (sample std, $n-1$), " +
-                         latex_escape(epoch_phrase(agg.selection)) + ". Bold: the smallest gap.",
-                     false});
+  t.notes.push_back(
+      {"Gap = training accuracy − average benchmark accuracy per run (percentage "
+       "points), then mean ± std over seeds (sample std, n − 1), " +
+           epoch_phrase(agg.selection) + ". Bold: the smallest gap.",
+       "Gap = training accuracy $-$ average benchmark accuracy per run (percentage "
+       "points), then mean $\\pm$ std over seeds (sample std, $n-1$), " +
+           latex_escape(epoch_phrase(agg.selection)) + ". Bold: the smallest gap.",
+       false});
   if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
   return t;
 }
@@ -287,12 +290,14 @@ Table rho_sweep_table(const Aggregate& agg) {
     row.push_back({best_rho, "", false});
     t.rows.push_back(row);
   }
-  t.notes.push_back({"Average accuracy over the benchmarks, mean ± std over seeds (sample std, "
-                     "n − 1), " + epoch_phrase(agg.selection) + ". Bold: the best ρ of each setup.",
-                     "Average accuracy over the benchmarks, mean $\\pm$ std over seeds (sample "
-                     "std, $n-1$), " + latex_escape(epoch_phrase(agg.selection)) +
-                         ". Bold: the best $\\rho$ of each setup.",
-                     false});
+  t.notes.push_back(
+      {"Average accuracy over the benchmarks, mean ± std over seeds (sample std, "
+       "n − 1), " +
+           epoch_phrase(agg.selection) + ". Bold: the best ρ of each setup.",
+       "Average accuracy over the benchmarks, mean $\\pm$ std over seeds (sample "
+       "std, $n-1$), " +
+           latex_escape(epoch_phrase(agg.selection)) + ". Bold: the best $\\rho$ of each setup.",
+       false});
   if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
   return t;
 }
@@ -300,7 +305,8 @@ Table rho_sweep_table(const Aggregate& agg) {
 std::string render_csv(const Aggregate& agg) {
   std::ostringstream out;
   out << "setup,rho,n_seeds";
-  for (const auto& b : agg.benchmarks) out << ',' << csv_field(b + "_mean") << ',' << csv_field(b + "_std");
+  for (const auto& b : agg.benchmarks)
+    out << ',' << csv_field(b + "_mean") << ',' << csv_field(b + "_std");
   out << ",average_mean,average_std,train_accuracy_mean,train_accuracy_std,gap_mean,gap_std,"
          "baseline,p_vs_baseline,selection\n";
   for (const auto& g : agg.groups) {

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -52,7 +51,9 @@ Result run(const std::string& exe, const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
 
-Result cli(const std::string& args) { return run(FLATFACE_CLI, args); }
+Result cli(const std::string& args) {
+  return run(FLATFACE_CLI, args);
+}
 
 }  // namespace
 
@@ -63,17 +64,20 @@ CATCH_TEST_CASE("pairs drawn from ORL alternate same/different and match the fol
   CATCH_CHECK_THAT(r.out, Contains("40 pairs (20 same, 20 different)"));
 
   // insightface's loader: pickle.load(f, encoding='bytes') gives lists of bytes and bools.
-  Result py = run(FLATFACE_PYTHON,
-                  "-c \"import pickle,sys; b,s=pickle.load(open(sys.argv[1],'rb'),encoding='bytes');"
-                  " print(len(b), all(type(x) is bytes and x[:4]==b'\\x89PNG' for x in b), s[:4],"
-                  " sum(s))\" " + out.string());
+  Result py =
+      run(FLATFACE_PYTHON,
+          "-c \"import pickle,sys; b,s=pickle.load(open(sys.argv[1],'rb'),encoding='bytes');"
+          " print(len(b), all(type(x) is bytes and x[:4]==b'\\x89PNG' for x in b), s[:4],"
+          " sum(s))\" " +
+              out.string());
   CATCH_CHECK(py.out == "80 True [True, False, True, False] 20\n");
 
   // Every image is an ORL picture, re-encoded losslessly: find its identity by its pixels.
   flatface::ImageFolderListing orl = flatface::list_image_folder(kOrl);
   std::map<Bytes, std::string> owner;
   for (std::size_t i = 0; i < orl.identities.size(); ++i)
-    for (const auto& f : orl.images[i]) owner[flatface::load_image_file(f).pixels] = orl.identities[i];
+    for (const auto& f : orl.images[i])
+      owner[flatface::load_image_file(f).pixels] = orl.identities[i];
   auto bin = flatface::read_verification_bin(out.string());
   std::set<std::pair<Bytes, Bytes>> seen;
   for (std::size_t p = 0; p < bin.issame.size(); ++p) {
@@ -89,9 +93,12 @@ CATCH_TEST_CASE("pairs drawn from ORL alternate same/different and match the fol
 
 CATCH_TEST_CASE("the same seed writes the same file, another seed other pairs") {
   fs::path a = scratch() / "a.bin", b = scratch() / "b.bin", c = scratch() / "c.bin";
-  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 1 " + a.string()).code == 0);
-  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 1 " + b.string()).code == 0);
-  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 2 " + c.string()).code == 0);
+  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 1 " + a.string()).code ==
+                0);
+  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 1 " + b.string()).code ==
+                0);
+  CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 2 " + c.string()).code ==
+                0);
   CATCH_CHECK(slurp(a) == slurp(b));
   CATCH_CHECK(slurp(a) != slurp(c));
 }
@@ -110,11 +117,13 @@ CATCH_TEST_CASE("pairs from an LFW pairs list copy the JPEG bytes as they are") 
     for (int k = 1; k <= 2; ++k) {
       char file[64];
       std::snprintf(file, sizeof file, "%s_%04d.jpg", name, k);
-      flatface::Image im{8, 8, Bytes(8 * 8 * 3, static_cast<std::uint8_t>(60 * k + (name[0] == 'B' ? 100 : 0)))};
+      flatface::Image im{
+          8, 8, Bytes(8 * 8 * 3, static_cast<std::uint8_t>(60 * k + (name[0] == 'B' ? 100 : 0)))};
       Bytes jpeg = flatface::encode_jpeg(im);
       fs::create_directories(root / name);
       std::ofstream(root / name / file, std::ios::binary)
-          .write(reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+          .write(reinterpret_cast<const char*>(jpeg.data()),
+                 static_cast<std::streamsize>(jpeg.size()));
       bytes[std::string(name) + "/" + file] = std::string(jpeg.begin(), jpeg.end());
     }
   fs::path list = scratch() / "pairs.txt";

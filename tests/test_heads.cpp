@@ -11,7 +11,7 @@
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Approx;
+using Catch::Detail::Approx;
 
 namespace {
 

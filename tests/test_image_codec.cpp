@@ -1,6 +1,5 @@
 // Encoded images to RGB and back: format sniffing, PGM/PPM parsing, PNG/JPEG, bilinear resize.
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -150,7 +149,8 @@ CATCH_TEST_CASE("bilinear resize samples at pixel centres (align_corners = false
   //   row 2 = .25 row 0 + .75 row 3 = 150, 126.25, 78.75, 55
   Image image;
   image.width = image.height = 2;
-  for (int v : {0, 100, 200, 40}) image.pixels.insert(image.pixels.end(), 3, static_cast<std::uint8_t>(v));
+  for (int v : {0, 100, 200, 40})
+    image.pixels.insert(image.pixels.end(), 3, static_cast<std::uint8_t>(v));
   Image out = flatface::resize(image, 4);
   const int expected[16] = {0, 25, 75, 100, 50, 59, 76, 85, 150, 126, 79, 55, 200, 160, 80, 40};
   CATCH_REQUIRE(out.width == 4);

@@ -1,7 +1,7 @@
 // Image folders (root/<identity>/<image>): listing, the `image-folder` plugin as a training set and
 // as verification pairs, identity splits, and `flatface data info | pack` on ORL.
+#include <algorithm>
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
@@ -70,8 +70,12 @@ void write_colour_folder(const std::string& root, int ids, int per) {
   }
 }
 
-int identity_of(const Image& image) { return (image.pixels[0] - 5) / 20; }
-int index_of(const Image& image) { return (image.pixels[1] - 1) / 30; }
+int identity_of(const Image& image) {
+  return (image.pixels[0] - 5) / 20;
+}
+int index_of(const Image& image) {
+  return (image.pixels[1] - 1) / 30;
+}
 
 }  // namespace
 
@@ -86,8 +90,9 @@ CATCH_TEST_CASE("the ORL folder lists 40 identities in name order with 10 images
   CATCH_CHECK(std::filesystem::path(listing.images[0][1]).filename() == "10.pgm");
 }
 
-CATCH_TEST_CASE("an ORL image decodes to three equal grey channels as PIL reads it, and resizes "
-                "like torch's bilinear interpolation") {
+CATCH_TEST_CASE(
+    "an ORL image decodes to three equal grey channels as PIL reads it, and resizes "
+    "like torch's bilinear interpolation") {
   ScratchDir ref("orl-ref");
   const std::string file = shared_data("orl/s7/3.pgm");
   CATCH_REQUIRE(flatface::testing::reference_python("pgm " + file + " 112 " + ref / "img") == 0);
@@ -105,8 +110,9 @@ CATCH_TEST_CASE("an ORL image decodes to three equal grey channels as PIL reads 
   CATCH_CHECK(worst <= 1);
 }
 
-CATCH_TEST_CASE("the image-folder plugin serves ORL as 400 images of 40 identities at the input "
-                "size") {
+CATCH_TEST_CASE(
+    "the image-folder plugin serves ORL as 400 images of 40 identities at the input "
+    "size") {
   auto set = train_set(folder_options(shared_data("orl")));
   CATCH_CHECK(set->size() == 400);
   CATCH_CHECK(set->num_classes() == 40);
@@ -118,15 +124,15 @@ CATCH_TEST_CASE("the image-folder plugin serves ORL as 400 images of 40 identiti
     CATCH_REQUIRE(first.image.pixels[p] == first.image.pixels[p + 1]);
     CATCH_REQUIRE(first.image.pixels[p] == first.image.pixels[p + 2]);
   }
-  CATCH_CHECK(set->get(10).label == 1);   // s10
+  CATCH_CHECK(set->get(10).label == 1);    // s10
   CATCH_CHECK(set->get(399).label == 39);  // s9
 }
 
 CATCH_TEST_CASE("train and verification splits hold disjoint identities that make up the folder") {
   ScratchDir dir("split");
   write_colour_folder(dir / "faces", 10, 3);
-  Options base = with(with(folder_options(dir / "faces"), "verification_fraction", 0.3),
-                      "seed", std::int64_t{4});
+  Options base = with(with(folder_options(dir / "faces"), "verification_fraction", 0.3), "seed",
+                      std::int64_t{4});
   auto train = train_set(with(base, "split", std::string("train")), 4);
   CATCH_REQUIRE(train->num_classes() == 7);
   CATCH_REQUIRE(train->size() == 21);
@@ -143,15 +149,17 @@ CATCH_TEST_CASE("train and verification splits hold disjoint identities that mak
     CATCH_CHECK(std::prev(it)->second < it->second);  // labels follow folder-name order
   }
 
-  auto ver = pairs_set(with(with(base, "split", std::string("verification")), "pairs", std::int64_t{40}));
+  auto ver =
+      pairs_set(with(with(base, "split", std::string("verification")), "pairs", std::int64_t{40}));
   std::set<int> ver_ids;
   for (std::size_t i = 0; i < 2 * ver->num_pairs(); ++i) ver_ids.insert(identity_of(ver->image(i)));
   CATCH_CHECK(ver_ids.size() == 3);
   for (int id : ver_ids) CATCH_CHECK(train_ids.count(id) == 0);
 }
 
-CATCH_TEST_CASE("verification pairs alternate same and different, the same pairs from one "
-                "identity and two of its images") {
+CATCH_TEST_CASE(
+    "verification pairs alternate same and different, the same pairs from one "
+    "identity and two of its images") {
   ScratchDir dir("pairs");
   write_colour_folder(dir / "faces", 6, 4);
   auto set = pairs_set(with(folder_options(dir / "faces"), "pairs", std::int64_t{30}));
@@ -233,4 +241,14 @@ CATCH_TEST_CASE("data pack turns ORL into a RecordIO whose PNG payloads hold the
     Image packed = flatface::decode_image(r.image_data(), r.image_size());
     CATCH_CHECK(packed.pixels == flatface::load_image_file(listing.images[i / 10][i % 10]).pixels);
   }
+  // An independent reader (Python struct + PIL) sees the same labels and pixels.
+  ScratchDir ref("orl-pack-ref");
+  CATCH_REQUIRE(
+      flatface::testing::reference_python("rec " + dir / "out" + " " + ref.str() + " 1 400") == 0);
+  std::string labels = flatface::testing::text_of(ref / "labels.txt");
+  CATCH_CHECK(contains(labels, "1 0\n2 0\n"));
+  CATCH_CHECK(contains(labels, "\n400 39\n"));
+  CATCH_CHECK(std::count(labels.begin(), labels.end(), '\n') == 400);
+  CATCH_CHECK(slurp(ref / "1.rgb") == flatface::load_image_file(listing.images[0][0]).pixels);
+  CATCH_CHECK(slurp(ref / "400.rgb") == flatface::load_image_file(listing.images[39][9]).pixels);
 }

@@ -13,7 +13,7 @@
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Approx;
+using Catch::Detail::Approx;
 
 namespace {
 
@@ -249,7 +249,8 @@ CATCH_TEST_CASE("two-pass strategies make one first and one second pass and step
     CATCH_CAPTURE(name);
     LogitContext ctx(z, y);
     strategy(name, {{"rho", num(0.3)}})->step(ctx);
-    CATCH_CHECK(ctx.passes == std::vector<Pass>{Pass::first, Pass::second});
+    CATCH_REQUIRE(ctx.passes.size() == 2);
+    CATCH_CHECK((ctx.passes[0] == Pass::first && ctx.passes[1] == Pass::second));
     // the logits are the parameters, so the optimizer sees ∇CE at z + ε: (softmax(z + ε) − 1_y)/N
     at::Tensor at_perturbed = (z + ctx.epsilon()[0]).softmax(1) - at::one_hot(y, 3).to(at::kDouble);
     CATCH_CHECK(max_abs_diff(ctx.grad_at_step, at_perturbed / 2.0) < 1e-15);
@@ -277,8 +278,8 @@ CATCH_TEST_CASE("ASAM's epsilon is rho T^2 g / ||T g|| with T = |w| + 0.01 on we
   at::Tensor t_weight = w0[0].abs() + 0.01;  // the bias (1-d) keeps T = 1
   const double tg_norm = norm_of({t_weight * g[0], g[1]});
   const auto& eps = step.epsilon();
-  CATCH_CHECK(max_abs_diff(eps[0], rho * t_weight * t_weight * g[0] / tg_norm) < 1e-15);
-  CATCH_CHECK(max_abs_diff(eps[1], rho * g[1] / tg_norm) < 1e-15);
+  CATCH_CHECK(max_abs_diff(eps[0], rho * t_weight * t_weight * g[0] / tg_norm) < 1e-14);
+  CATCH_CHECK(max_abs_diff(eps[1], rho * g[1] / tg_norm) < 1e-14);
   CATCH_CHECK(stats.grad_norm == Approx(norm_of(g)).epsilon(1e-13));
   CATCH_CHECK(stats.epsilon_norm == Approx(norm_of(eps)).epsilon(1e-13));
 }
@@ -291,9 +292,9 @@ CATCH_TEST_CASE("strategies read rho with the paper's defaults and reject unknow
   CATCH_CHECK_THROWS_AS(strategy("aace", {{"normalize_target", num(1.0)}}), ConfigError);
   CATCH_CHECK_NOTHROW(strategy("asam", {{"eta", num(0.0)}}));
 
-  // Default rho: SAM 0.05 gives ‖ε‖ = 0.05.
+  // Default rho: SAM 0.05 gives ‖ε‖ = 0.05 (up to the 1e-12 in ‖g‖ + 1e-12).
   at::Tensor z = doubles({2.0, -1.0, 0.5, 0.0, 3.0, -2.0}, {2, 3});
   LogitContext ctx(z, longs({0, 1}));
   StepStats stats = strategy("sam")->step(ctx);
-  CATCH_CHECK(stats.epsilon_norm == Approx(0.05).epsilon(1e-12));
+  CATCH_CHECK(stats.epsilon_norm == Approx(0.05).epsilon(1e-9));
 }

@@ -1,11 +1,10 @@
 // The safe pickle subset reader and the verification .bin format: hand-built Python 2 and
 // Python 3 pickles, numpy arrays pickled by Python itself, refusals, truncation, the real kz25
 // files, and a writer whose output Python reads back.
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -55,8 +54,8 @@ std::string python(const std::string& script, const std::string& args = "") {
   fs::path file = scratch() / "script.py";
   fs::path out = scratch() / "script.out";
   std::ofstream(file) << script;
-  std::string cmd = std::string(FLATFACE_PYTHON) + " " + file.string() + " " + args + " > " +
-                    out.string();
+  std::string cmd =
+      std::string(FLATFACE_PYTHON) + " " + file.string() + " " + args + " > " + out.string();
   int rc = std::system(cmd.c_str());
   CATCH_REQUIRE(rc == 0);
   std::ifstream in(out);
@@ -76,10 +75,16 @@ std::string load_error(const Bytes& b) {
   return "(no error)";
 }
 
-Bytes bytes_of(const std::string& s) { return Bytes(s.begin(), s.end()); }
+Bytes bytes_of(const std::string& s) {
+  return Bytes(s.begin(), s.end());
+}
 
-void append(Bytes& out, const std::string& s) { out.insert(out.end(), s.begin(), s.end()); }
-void append(Bytes& out, const Bytes& b) { out.insert(out.end(), b.begin(), b.end()); }
+void append(Bytes& out, const std::string& s) {
+  out.insert(out.end(), s.begin(), s.end());
+}
+void append(Bytes& out, const Bytes& b) {
+  out.insert(out.end(), b.begin(), b.end());
+}
 
 // A string literal's bytes, embedded NULs included.
 template <std::size_t N>
@@ -93,7 +98,8 @@ void append_le(Bytes& out, std::uint64_t v, int width) {
 
 std::string payload(std::size_t n, int salt) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 7 + static_cast<std::size_t>(salt) * 31) % 256);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>((i * 7 + static_cast<std::size_t>(salt) * 31) % 256);
   return s;
 }
 
@@ -112,7 +118,7 @@ Bytes python2_pickle(const std::string& small, const std::string& large) {
   append(b, std::string("q\x02", 2));
   append(b, std::string("h\x02", 2));  // BINGET 2: the large image again
   append(b, std::string("h\x01", 2));  // BINGET 1: the small image again
-  b.push_back('e');                     // APPENDS
+  b.push_back('e');                    // APPENDS
   append(b, std::string("]q\x03(", 4));
   b.push_back(0x88);  // NEWTRUE
   b.push_back(0x89);  // NEWFALSE
@@ -164,8 +170,9 @@ CATCH_TEST_CASE("Python itself reads the hand-built Python 2 pickle the same way
       "b,s=pickle.load(open(sys.argv[1],'rb'),encoding='bytes')\n"
       "print([len(x) for x in b], [x[:3].hex() for x in b], s, b[1] is b[2])\n",
       file.string());
-  CATCH_CHECK(out == "[200, 1000, 1000, 200] ['1f262d', '3e454c', '3e454c', '1f262d'] [True, False] "
-                     "True\n");
+  CATCH_CHECK(out ==
+              "[200, 1000, 1000, 200] ['1f262d', '3e454c', '3e454c', '1f262d'] [True, False] "
+              "True\n");
 }
 
 CATCH_TEST_CASE("a protocol-4 pickle with FRAME, MEMOIZE and all bytes opcodes reads correctly") {
@@ -183,8 +190,9 @@ CATCH_TEST_CASE("a protocol-4 pickle with FRAME, MEMOIZE and all bytes opcodes r
   body.push_back('h');  // BINGET 1: "abc"
   body.push_back(1);
   body.push_back('e');  // APPENDS
-  append(body, lit("]\x94(\x88\x89\x88\x89" "e\x86\x94."));  // flags, TUPLE2, STOP
-  Bytes b{0x80, 0x04, 0x95};  // PROTO 4, FRAME <len>
+  append(body, lit("]\x94(\x88\x89\x88\x89"
+                   "e\x86\x94."));  // flags, TUPLE2, STOP
+  Bytes b{0x80, 0x04, 0x95};        // PROTO 4, FRAME <len>
   append_le(b, body.size(), 8);
   b.insert(b.end(), body.begin(), body.end());
 
@@ -230,17 +238,21 @@ CATCH_TEST_CASE("numpy uint8 and bool arrays pickled by Python read as bytes and
   std::string out = python(
       "import pickle,sys,numpy as np\n"
       "imgs=[np.frombuffer(bytes([255,216,0,1,2,128,200]),dtype=np.uint8),\n"
-      "      np.arange(300,dtype=np.uint8).copy(), np.zeros(0,dtype=np.uint8), np.array([7],np.uint8)]\n"
+      "      np.arange(300,dtype=np.uint8).copy(), np.zeros(0,dtype=np.uint8), "
+      "np.array([7],np.uint8)]\n"
       "for p in (2,3,4,5):\n"
-      "  pickle.dump((imgs, np.array([True,False])), open(sys.argv[1]+'/np%d.bin'%p,'wb'), protocol=p)\n"
-      "  pickle.dump((imgs, [np.bool_(False), np.bool_(True)]), open(sys.argv[1]+'/sc%d.bin'%p,'wb'), protocol=p)\n",
+      "  pickle.dump((imgs, np.array([True,False])), open(sys.argv[1]+'/np%d.bin'%p,'wb'), "
+      "protocol=p)\n"
+      "  pickle.dump((imgs, [np.bool_(False), np.bool_(True)]), "
+      "open(sys.argv[1]+'/sc%d.bin'%p,'wb'), protocol=p)\n",
       scratch().string());
   CATCH_CHECK(out.empty());
   Bytes arange(300);
   for (int i = 0; i < 300; ++i) arange[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i);
   for (int p = 2; p <= 5; ++p) {
     CATCH_SECTION("protocol " + std::to_string(p)) {
-      auto bin = flatface::read_verification_bin((scratch() / ("np" + std::to_string(p) + ".bin")).string());
+      auto bin = flatface::read_verification_bin(
+          (scratch() / ("np" + std::to_string(p) + ".bin")).string());
       CATCH_REQUIRE(bin.images.size() == 4);
       CATCH_CHECK(bin.images[0] == Bytes{255, 216, 0, 1, 2, 128, 200});
       CATCH_CHECK(bin.images[1] == arange);
@@ -249,7 +261,8 @@ CATCH_TEST_CASE("numpy uint8 and bool arrays pickled by Python read as bytes and
       CATCH_CHECK(bin.issame == std::vector<bool>{true, false});
       CATCH_CHECK_THAT(bin.format, Contains("numpy uint8 arrays") && Contains("numpy bool array"));
 
-      auto scalars = flatface::read_verification_bin((scratch() / ("sc" + std::to_string(p) + ".bin")).string());
+      auto scalars = flatface::read_verification_bin(
+          (scratch() / ("sc" + std::to_string(p) + ".bin")).string());
       CATCH_CHECK(scalars.issame == std::vector<bool>{false, true});
     }
   }
@@ -278,7 +291,8 @@ CATCH_TEST_CASE("REDUCE and BUILD outside numpy's reconstruction pattern are ref
                    Contains("unsupported pickle opcode 0x52 ('REDUCE') at byte offset 4"));
   // An allowed global called with the wrong arguments: numpy.dtype('f4', False, True).
   Bytes d{0x80, 0x02};
-  append(d, lit("cnumpy\ndtype\nX\x02\x00\x00\x00" "f4\x89\x88\x87R."));
+  append(d, lit("cnumpy\ndtype\nX\x02\x00\x00\x00"
+                "f4\x89\x88\x87R."));
   CATCH_CHECK_THAT(load_error(d), Contains("opcode 0x52 ('REDUCE') at byte offset 25") &&
                                       Contains("numpy dtype 'f4'"));
   // BUILD on a plain list.
@@ -307,16 +321,21 @@ CATCH_TEST_CASE("malformed pickles name the problem instead of crashing") {
 CATCH_TEST_CASE("a truncated file is reported with the opcode and byte offset where it ends") {
   Bytes real = read_file(kKz25 + "test600.bin");
   CATCH_REQUIRE(real.size() > 5000);
-  // Byte 14 starts the first image: BINBYTES with a 4-byte length of 2925 (pickletools: the next opcode is at 2944).
+  // Cut at byte 100: the FRAME at offset 2 announces 66929 bytes (pickletools), more than remain.
   Bytes cut(real.begin(), real.begin() + 100);
-  CATCH_CHECK_THAT(load_error(cut), Contains("truncated pickle: opcode 0x42 ('BINBYTES') at byte "
-                                             "offset 14 needs 2925 bytes from byte offset 19") &&
+  CATCH_CHECK_THAT(load_error(cut), Contains("truncated pickle: opcode 0x95 ('FRAME') at byte "
+                                             "offset 2 needs 66929 bytes from byte offset 11") &&
                                         Contains("ends at byte offset 100"));
-  // Cut inside the frame header: the FRAME at offset 2 announces more than there is.
-  Bytes header(real.begin(), real.begin() + 20);
-  CATCH_CHECK_THAT(load_error(header), Contains("0x95 ('FRAME') at byte offset 2"));
+  // Without the 9-byte FRAME opcode the first image's BINBYTES (a 4-byte length of 2925; the
+  // next opcode in the file is at 2944) starts at offset 14 - 9 = 5 and is cut short.
+  Bytes unframed(real.begin(), real.begin() + 2);
+  unframed.insert(unframed.end(), real.begin() + 11, real.begin() + 100);
+  CATCH_CHECK_THAT(load_error(unframed),
+                   Contains("truncated pickle: opcode 0x42 ('BINBYTES') at byte offset 5 needs "
+                            "2925 bytes from byte offset 10, but the data ends at byte offset 91"));
   // Nothing but complete opcodes, and no STOP.
-  CATCH_CHECK_THAT(load_error({0x80, 0x02, ']'}), Contains("ends at byte offset 3 before the STOP"));
+  CATCH_CHECK_THAT(load_error({0x80, 0x02, ']'}),
+                   Contains("ends at byte offset 3 before the STOP"));
   CATCH_CHECK_THAT(load_error({}), Contains("ends at byte offset 0"));
 }
 
@@ -347,7 +366,8 @@ CATCH_TEST_CASE("images from the real .bin equal Python's bytes and decode to PI
         "from PIL import Image\n"
         "b,s=pickle.load(open(sys.argv[1],'rb'),encoding='bytes')\n"
         "i=int(sys.argv[2]); open(sys.argv[3]+'/img.jpg','wb').write(b[i])\n"
-        "open(sys.argv[3]+'/img.rgb','wb').write(np.asarray(Image.open(io.BytesIO(b[i])).convert('RGB')).tobytes())\n",
+        "open(sys.argv[3]+'/"
+        "img.rgb','wb').write(np.asarray(Image.open(io.BytesIO(b[i])).convert('RGB')).tobytes())\n",
         kKz25 + "test600.bin " + std::to_string(index) + " " + scratch().string());
     CATCH_CHECK(bin.images[index] == read_file(scratch() / "img.jpg"));
     flatface::Image ours = flatface::decode_image(bin.images[index]);
@@ -383,8 +403,10 @@ CATCH_TEST_CASE("the writer's .bin is read by Python's pickle.load(encoding='byt
       "import hashlib\n"
       "def p(n,salt): return bytes((i*7+salt*31)%256 for i in range(n))\n"
       "print(hashlib.md5(p(10,1)+p(255,2)+p(256,3)+p(70000,4)).hexdigest())\n");
-  CATCH_CHECK(out == "list ['bytes', 'bytes', 'bytes', 'bytes'] [10, 255, 256, 70000] "
-                     "[False, True]\n" + expected_md5);
+  CATCH_CHECK(out ==
+              "list ['bytes', 'bytes', 'bytes', 'bytes'] [10, 255, 256, 70000] "
+              "[False, True]\n" +
+                  expected_md5);
   auto back = flatface::read_verification_bin(file.string());
   CATCH_CHECK(back.images == bin.images);
   CATCH_CHECK(back.issame == bin.issame);
@@ -401,8 +423,10 @@ CATCH_TEST_CASE("the writer refuses image and flag counts that do not pair up") 
 
 CATCH_TEST_CASE("a .bin whose image and flag counts disagree is refused naming both counts") {
   fs::path file = scratch() / "mismatch.bin";
-  python("import pickle,sys\npickle.dump(([b'a',b'b',b'c'],[True]),open(sys.argv[1],'wb'),protocol=4)\n",
-         file.string());
+  python(
+      "import "
+      "pickle,sys\npickle.dump(([b'a',b'b',b'c'],[True]),open(sys.argv[1],'wb'),protocol=4)\n",
+      file.string());
   CATCH_CHECK_THROWS_WITH(flatface::read_verification_bin(file.string()),
                           Contains("mismatch.bin: 3 images but 1 issame flags"));
 }

@@ -1,7 +1,6 @@
 // MXNet RecordIO as insightface writes it: framing, IRHeader, index, the training layout, the
 // `insightface-rec` plugin and `flatface data pack | info`.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -31,7 +30,9 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-Bytes str_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+Bytes str_bytes(const std::string& s) {
+  return Bytes(s.begin(), s.end());
+}
 
 Bytes frame(const Bytes& payload) {
   Bytes out;
@@ -66,7 +67,9 @@ const flatface::Registry& plugins() {
   return *registry;
 }
 
-Bytes raw_pixels(const std::string& path) { return slurp(path); }
+Bytes raw_pixels(const std::string& path) {
+  return slurp(path);
+}
 
 }  // namespace
 
@@ -76,8 +79,8 @@ CATCH_TEST_CASE("an IRHeader is packed as <IfQQ, little endian, with flag float 
   h.label = 3.0f;  // float 3.0 = 0x40400000
   h.id = 7;
   Bytes plain = rio::pack(h, {}, image.data(), image.size());
-  CATCH_CHECK(plain == Bytes{0, 0, 0, 0, 0, 0, 0x40, 0x40, 7, 0, 0, 0, 0, 0, 0, 0,
-                             0, 0, 0, 0, 0, 0, 0, 0, 'x', 'y'});
+  CATCH_CHECK(plain == Bytes{0, 0, 0, 0, 0, 0, 0x40, 0x40, 7, 0, 0, 0,   0,
+                             0, 0, 0, 0, 0, 0, 0,    0,    0, 0, 0, 'x', 'y'});
   rio::Unpacked u = rio::unpack(plain.data(), plain.size());
   CATCH_CHECK(u.header.flag == 0);
   CATCH_CHECK(u.label() == 3.0f);
@@ -86,8 +89,8 @@ CATCH_TEST_CASE("an IRHeader is packed as <IfQQ, little endian, with flag float 
 
   // With labels: flag = their count, the header's label field 0; 1.0 = 0x3f800000, 64 = 0x42800000.
   Bytes labelled = rio::pack(h, {1.0f, 64.0f}, nullptr, 0);
-  CATCH_CHECK(labelled == Bytes{2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x42});
+  CATCH_CHECK(labelled == Bytes{2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0,    0,    0, 0, 0,    0,
+                                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x42});
   u = rio::unpack(labelled.data(), labelled.size());
   CATCH_CHECK(u.labels == std::vector<float>{1.0f, 64.0f});
   CATCH_CHECK(u.label() == 1.0f);  // a training record's class is the first extra label
@@ -100,8 +103,8 @@ CATCH_TEST_CASE("a payload shorter than its IRHeader or its announced labels is 
                        "shorter than the 24-byte IRHeader"));
   Bytes p = rio::pack({}, {1.0f}, nullptr, 0);
   p[0] = 5;  // flag 5 but only one float follows
-  CATCH_CHECK(contains(runtime_error_of([&] { rio::unpack(p.data(), p.size()); }),
-                       "flag 5 announces"));
+  CATCH_CHECK(
+      contains(runtime_error_of([&] { rio::unpack(p.data(), p.size()); }), "flag 5 announces"));
 }
 
 CATCH_TEST_CASE("a record is framed as magic, cflag << 29 | length, payload, zeros to 4 bytes") {
@@ -119,7 +122,7 @@ CATCH_TEST_CASE("a payload with the magic at an aligned offset is split into par
   Bytes f = frame(payload);
   // Part 1 (cflag 1) "abcd"; the magic is dropped; part 2 (cflag 3) "ef" padded.
   CATCH_CHECK(f == Bytes{0x0a, 0x23, 0xd7, 0xce, 4, 0, 0, 0x20, 'a', 'b', 'c', 'd',
-                         0x0a, 0x23, 0xd7, 0xce, 2, 0, 0, 0x60, 'e', 'f', 0, 0});
+                         0x0a, 0x23, 0xd7, 0xce, 2, 0, 0, 0x60, 'e', 'f', 0,   0});
   auto src = rio::memory_source(f, "m.rec");
   rio::Frame back = rio::read_frame(*src, 0);
   CATCH_CHECK(back.payload == payload);
@@ -172,18 +175,18 @@ CATCH_TEST_CASE("the index is 'key<TAB>offset' lines; malformed lines are errors
 CATCH_TEST_CASE("an index offset past the end of the .rec is refused on opening") {
   Bytes f = frame(str_bytes("only"));
   auto src = rio::memory_source(f, "m.rec");
-  std::string what = runtime_error_of([&] {
-    rio::IndexedReader(src, rio::parse_index("0\t0\n1\t12\n", "m.idx"), "m.idx");
-  });
+  std::string what = runtime_error_of(
+      [&] { rio::IndexedReader(src, rio::parse_index("0\t0\n1\t12\n", "m.idx"), "m.idx"); });
   CATCH_CHECK(contains(what, "m.idx: key 1 points at byte offset 12"));
   CATCH_CHECK(contains(what, "m.rec has 12 bytes"));
 }
 
-CATCH_TEST_CASE("kz25's train.rec reads as 1845 images of 25 classes, matching an independent "
-                "Python decode") {
+CATCH_TEST_CASE(
+    "kz25's train.rec reads as 1845 images of 25 classes, matching an independent "
+    "Python decode") {
   ScratchDir ref("kz25-ref");
-  CATCH_REQUIRE(flatface::testing::reference_python("rec " + shared_data("kz25") + " " +
-                                                    ref.str() + " 1 2 1000 1845") == 0);
+  CATCH_REQUIRE(flatface::testing::reference_python("rec " + shared_data("kz25") + " " + ref.str() +
+                                                    " 1 2 1000 1845") == 0);
   InsightfaceRec rec = InsightfaceRec::open(shared_data("kz25"));
   CATCH_CHECK(rec.size() == 1845);
   CATCH_CHECK(rec.num_classes() == 25);
@@ -238,13 +241,14 @@ CATCH_TEST_CASE("records read from several threads at once are the same as read 
   CATCH_CHECK(parallel == sequential);
 }
 
-CATCH_TEST_CASE("the insightface-rec plugin serves decoded images and labels, resized to the "
-                "input size") {
+CATCH_TEST_CASE(
+    "the insightface-rec plugin serves decoded images and labels, resized to the "
+    "input size") {
   ScratchDir ref("kz25-plugin");
-  CATCH_REQUIRE(flatface::testing::reference_python("rec " + shared_data("kz25") + " " +
-                                                    ref.str() + " 1845") == 0);
-  auto set = flatface::make_train_set(plugins(), {"insightface-rec", path_options(shared_data("kz25"))},
-                                      112, 0);
+  CATCH_REQUIRE(flatface::testing::reference_python("rec " + shared_data("kz25") + " " + ref.str() +
+                                                    " 1845") == 0);
+  auto set = flatface::make_train_set(
+      plugins(), {"insightface-rec", path_options(shared_data("kz25"))}, 112, 0);
   CATCH_CHECK(set->size() == 1845);
   CATCH_CHECK(set->num_classes() == 25);
   auto last = set->get(1844);
@@ -253,8 +257,8 @@ CATCH_TEST_CASE("the insightface-rec plugin serves decoded images and labels, re
 
   // A relative path resolves against the experiment's folder (DatasetArgs::base_dir).
   const auto& entry = plugins().get(flatface::PluginKind::dataset, "insightface-rec");
-  auto small = entry.entry.train_set(
-      flatface::DatasetArgs{path_options("kz25"), shared_data(""), 56, 0});
+  auto small =
+      entry.entry.train_set(flatface::DatasetArgs{path_options("kz25"), shared_data(""), 56, 0});
   auto s = small->get(0);
   CATCH_CHECK(s.image.width == 56);
   CATCH_CHECK(s.image.height == 56);
@@ -265,7 +269,8 @@ CATCH_TEST_CASE("a folder without train.rec is a configuration error naming the 
   ScratchDir empty("no-rec");
   std::string what;
   try {
-    flatface::make_train_set(plugins(), {"insightface-rec", path_options(empty / "missing")}, 112, 0);
+    flatface::make_train_set(plugins(), {"insightface-rec", path_options(empty / "missing")}, 112,
+                             0);
   } catch (const flatface::ConfigError& e) {
     what = e.what();
   }
@@ -296,7 +301,8 @@ CATCH_TEST_CASE("a truncated copy of kz25 gives one clear error, at opening or a
     std::filesystem::resize_file(dir / "train.rec", offsets.at(1000) + 100);
     std::string what = runtime_error_of([&] { InsightfaceRec::open(dir.str()); });
     CATCH_CHECK(contains(what, dir / "train.idx"));
-    CATCH_CHECK(contains(what, "key 1001 points at byte offset " + std::to_string(offsets.at(1001))));
+    CATCH_CHECK(
+        contains(what, "key 1001 points at byte offset " + std::to_string(offsets.at(1001))));
   }
   {
     ScratchDir dir("kz25-cut-read");
@@ -304,7 +310,8 @@ CATCH_TEST_CASE("a truncated copy of kz25 gives one clear error, at opening or a
     std::filesystem::resize_file(dir / "train.rec", offsets.at(1870) + 20);
     InsightfaceRec r = InsightfaceRec::open(dir.str());
     std::string what = runtime_error_of([&] { r.identity_ranges(); });
-    CATCH_CHECK(contains(what, "record key 1870 at byte offset " + std::to_string(offsets.at(1870))));
+    CATCH_CHECK(
+        contains(what, "record key 1870 at byte offset " + std::to_string(offsets.at(1870))));
     CATCH_CHECK(contains(what, "truncated"));
     CATCH_CHECK(contains(what, "declares 32 payload bytes, the file has 12"));
   }
@@ -338,21 +345,26 @@ CATCH_TEST_CASE("a broken JPEG inside a record is an error naming the record, no
     w.write(1, rio::pack({}, {}, half.data(), half.size()));
   }
   spit(dir / "property", str_bytes("1,112,112"));
-  auto set = flatface::make_train_set(plugins(), {"insightface-rec", path_options(dir.str())}, 112, 0);
+  auto set =
+      flatface::make_train_set(plugins(), {"insightface-rec", path_options(dir.str())}, 112, 0);
   std::string what = runtime_error_of([&] { set->get(0); });
-  CATCH_CHECK(contains(what, "train.rec: record key 1 at byte offset 40: image: corrupt JPEG data"));
+  CATCH_CHECK(
+      contains(what, "train.rec: record key 1 at byte offset 40: image: corrupt JPEG data"));
 }
 
-CATCH_TEST_CASE("data pack writes an insightface folder that reads back: copied bytes, lossless "
-                "PGM/PPM, labels by folder name") {
+CATCH_TEST_CASE(
+    "data pack writes an insightface folder that reads back: copied bytes, lossless "
+    "PGM/PPM, labels by folder name") {
   ScratchDir dir("pack");
   const std::string src = dir / "faces";
   std::filesystem::create_directories(src + "/alice");
   std::filesystem::create_directories(src + "/bob");
   Image noise{12, 16, {}};
-  for (int i = 0; i < 12 * 16 * 3; ++i) noise.pixels.push_back(static_cast<std::uint8_t>(i * 37 % 251));
+  for (int i = 0; i < 12 * 16 * 3; ++i)
+    noise.pixels.push_back(static_cast<std::uint8_t>(i * 37 % 251));
   Image smooth{12, 16, {}};
-  for (int i = 0; i < 12 * 16 * 3; ++i) smooth.pixels.push_back(static_cast<std::uint8_t>(i / 3 % 200));
+  for (int i = 0; i < 12 * 16 * 3; ++i)
+    smooth.pixels.push_back(static_cast<std::uint8_t>(i / 3 % 200));
   spit(src + "/alice/a.png", flatface::encode_png(noise));
   spit(src + "/alice/b.jpg", flatface::encode_jpeg(smooth, 90));
   Bytes pgm = str_bytes("P5\n16 12\n255\n");
@@ -362,7 +374,8 @@ CATCH_TEST_CASE("data pack writes an insightface folder that reads back: copied 
   ppm.insert(ppm.end(), noise.pixels.begin(), noise.pixels.end());
   spit(src + "/bob/d.ppm", ppm);
 
-  CATCH_REQUIRE(flatface::testing::run_cli("data pack " + src + " " + dir / "out", dir / "log") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli("data pack " + src + " " + dir / "out", dir / "log") ==
+                0);
   InsightfaceRec rec = InsightfaceRec::open(dir / "out");
   CATCH_REQUIRE(rec.size() == 4);
   CATCH_CHECK(rec.num_classes() == 2);
@@ -388,8 +401,8 @@ CATCH_TEST_CASE("data pack writes an insightface folder that reads back: copied 
   CATCH_CHECK(flatface::decode_image(c).pixels == flatface::decode_image(pgm).pixels);
   CATCH_CHECK(flatface::decode_image(d).pixels == noise.pixels);
 
-  CATCH_REQUIRE(flatface::testing::run_cli(
-                    "data pack --reencode png " + src + " " + dir / "png", dir / "log2") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli("data pack --reencode png " + src + " " + dir / "png",
+                                           dir / "log2") == 0);
   InsightfaceRec png = InsightfaceRec::open(dir / "png");
   auto r = png.read(1);  // the JPEG, decoded and stored losslessly as PNG
   Bytes b(r.image_data(), r.image_data() + r.image_size());
@@ -397,8 +410,9 @@ CATCH_TEST_CASE("data pack writes an insightface folder that reads back: copied 
   CATCH_CHECK(flatface::decode_image(b).pixels ==
               flatface::decode_image(slurp(src + "/alice/b.jpg")).pixels);
 
-  CATCH_REQUIRE(flatface::testing::run_cli(
-                    "data pack --reencode jpeg --quality 80 " + src + " " + dir / "jpg", dir / "log3") == 0);
+  CATCH_REQUIRE(
+      flatface::testing::run_cli(
+          "data pack --reencode jpeg --quality 80 " + src + " " + dir / "jpg", dir / "log3") == 0);
   InsightfaceRec jpg = InsightfaceRec::open(dir / "jpg");
   for (std::size_t i = 0; i < jpg.size(); ++i) {
     auto j = jpg.read(i);
@@ -435,8 +449,8 @@ CATCH_TEST_CASE("data info describes kz25's layout, labels and payloads") {
 
 CATCH_TEST_CASE("data info reads a verification .bin's pairs") {
   ScratchDir dir("info-bin");
-  CATCH_REQUIRE(flatface::testing::run_cli("data info " + shared_data("kz25/test600.bin"),
-                                           dir / "log") == 0);
+  CATCH_REQUIRE(
+      flatface::testing::run_cli("data info " + shared_data("kz25/test600.bin"), dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "pairs:  600 (300 same, 300 different)"));
   CATCH_CHECK(contains(log, "images: 1200; jpeg 1200"));
@@ -462,7 +476,8 @@ CATCH_TEST_CASE("kz25 JPEG decode throughput", "[.bench]") {
       bytes += flatface::decode_image(r.image_data(), r.image_size()).pixels.size();
     }
     double s2 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    std::cout << "decode only: " << 3 * jpegs.size() / s << " images/s per thread; read+decode: "
-              << rec.size() / s2 << " images/s (" << bytes << " bytes)\n";
+    std::cout << "decode only: " << 3 * jpegs.size() / s
+              << " images/s per thread; read+decode: " << rec.size() / s2 << " images/s (" << bytes
+              << " bytes)\n";
   }
 }

@@ -2,9 +2,9 @@
 // numbers worked out by hand (or by an independent computation in Python).
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
-
+#include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -32,8 +32,8 @@ struct EpochSpec {
 };
 
 // A result record as the trainer writes it.
-RunRecord make_run(const std::string& setup, const std::string& perturbation, const std::string& rho,
-                   int seed, const std::vector<EpochSpec>& epochs,
+RunRecord make_run(const std::string& setup, const std::string& perturbation,
+                   const std::string& rho, int seed, const std::vector<EpochSpec>& epochs,
                    const std::string& head = "arcface s=64 m=0.5") {
   RunRecord r;
   r.attributes = {{"setup", setup},
@@ -75,7 +75,8 @@ Records hand_example() {
   const double lfw[] = {0.990, 0.992, 0.994}, cfp[] = {0.962, 0.966, 0.970},
                train[] = {0.990, 0.995, 1.000};
   for (int s = 0; s < 3; ++s)
-    add(rs, make_run("ArcFace", "none", "", s, {{train[s], {{"LFW", lfw[s]}, {"CFP-FP", cfp[s]}}}}));
+    add(rs,
+        make_run("ArcFace", "none", "", s, {{train[s], {{"LFW", lfw[s]}, {"CFP-FP", cfp[s]}}}}));
   return rs;
 }
 
@@ -136,8 +137,8 @@ CATCH_TEST_CASE("mean and sample standard deviation over seeds match the values 
 }
 
 CATCH_TEST_CASE("the Markdown table shows percent with two decimals and says what std means") {
-  std::string md = render_report(aggregate_runs(hand_example(), Selection::final_epoch),
-                                 Format::markdown);
+  std::string md =
+      render_report(aggregate_runs(hand_example(), Selection::final_epoch), Format::markdown);
   CATCH_INFO(md);
   CATCH_CHECK(row_of(md, "ArcFace").find("99.20 ± 0.20") != std::string::npos);
   CATCH_CHECK(row_of(md, "ArcFace").find("96.60 ± 0.40") != std::string::npos);
@@ -151,13 +152,16 @@ CATCH_TEST_CASE("the Markdown table shows percent with two decimals and says wha
               std::string::npos);
 }
 
-CATCH_TEST_CASE("the final epoch is reported by default; best picks each run's best epoch and warns") {
+CATCH_TEST_CASE(
+    "the final epoch is reported by default; best picks each run's best epoch and warns") {
   Records rs;
   // Seed 0 peaks at epoch 1 (average 0.95), seed 1 improves to epoch 2 (0.97).
-  add(rs, make_run("S", "none", "", 0, {{0.5, {{"LFW", 0.96}, {"CFP-FP", 0.94}}},
-                                        {0.6, {{"LFW", 0.93}, {"CFP-FP", 0.91}}}}));
-  add(rs, make_run("S", "none", "", 1, {{0.5, {{"LFW", 0.90}, {"CFP-FP", 0.90}}},
-                                        {0.7, {{"LFW", 0.98}, {"CFP-FP", 0.96}}}}));
+  add(rs, make_run("S", "none", "", 0,
+                   {{0.5, {{"LFW", 0.96}, {"CFP-FP", 0.94}}},
+                    {0.6, {{"LFW", 0.93}, {"CFP-FP", 0.91}}}}));
+  add(rs, make_run("S", "none", "", 1,
+                   {{0.5, {{"LFW", 0.90}, {"CFP-FP", 0.90}}},
+                    {0.7, {{"LFW", 0.98}, {"CFP-FP", 0.96}}}}));
   Aggregate final_agg = aggregate_runs(rs, Selection::final_epoch);
   // final: averages 0.92 and 0.97 -> mean 0.945; train 0.6, 0.7.
   CATCH_CHECK(final_agg.groups[0].average.mean == Approx(0.945));
@@ -207,10 +211,13 @@ CATCH_TEST_CASE("the LaTeX output is balanced booktabs tables with one cell per 
   Records rs = hand_example();
   for (int s = 0; s < 3; ++s)
     for (const char* rho : {"0.05", "0.1"})
-      add(rs, make_run("SAM_x", "sam", rho, s, {{0.99, {{"LFW", 0.99}, {"CFP-FP", 0.96 + 0.001 * s}}}}));
+      add(rs, make_run("SAM_x", "sam", rho, s,
+                       {{0.99, {{"LFW", 0.99}, {"CFP-FP", 0.96 + 0.001 * s}}}}));
   std::string tex = render_report(aggregate_runs(rs, Selection::final_epoch), Format::latex);
   CATCH_INFO(tex);
-  for (char c : tex) CATCH_REQUIRE(static_cast<unsigned char>(c) < 128);  // pdflatex-safe
+  auto non_ascii = std::find_if(tex.begin(), tex.end(),
+                                [](char c) { return static_cast<unsigned char>(c) >= 128; });
+  CATCH_CHECK(non_ascii == tex.end());  // pdflatex-safe without extra packages
   auto count = [&](const std::string& s) {
     std::size_t n = 0;
     for (auto p = tex.find(s); p != std::string::npos; p = tex.find(s, p + 1)) ++n;
@@ -276,7 +283,8 @@ CATCH_TEST_CASE("a failed or unfinished run is listed under the table and not av
   std::string md = render_report(agg, Format::markdown);
   CATCH_INFO(md);
   auto table_end = md.find("\n\n", md.find("| ArcFace |"));
-  auto listed = md.find("ArcFace seed 3 (run ArcFace--3): failed at step 17: non-finite loss (1 epoch done)");
+  auto listed =
+      md.find("ArcFace seed 3 (run ArcFace--3): failed at step 17: non-finite loss (1 epoch done)");
   CATCH_CHECK(md.find("Not averaged") != std::string::npos);
   CATCH_CHECK(listed != std::string::npos);
   CATCH_CHECK(listed > table_end);
@@ -388,9 +396,10 @@ CATCH_TEST_CASE("p vs baseline compares each setup with the unperturbed setup of
   CATCH_CHECK(row_of(md, "SAM-ArcFace").find(p) != std::string::npos);
 }
 
-CATCH_TEST_CASE("the CSV has one row per setup and rho with plain mean and std numbers in percent") {
-  std::string csv = render_report(aggregate_runs(hand_example(), Selection::final_epoch),
-                                  Format::csv);
+CATCH_TEST_CASE(
+    "the CSV has one row per setup and rho with plain mean and std numbers in percent") {
+  std::string csv =
+      render_report(aggregate_runs(hand_example(), Selection::final_epoch), Format::csv);
   CATCH_INFO(csv);
   auto lines = split(csv, '\n');
   CATCH_REQUIRE(lines.size() >= 2);
@@ -417,8 +426,7 @@ Records rho_sweep() {
   for (const auto& [rho, acc] : points)
     for (int s = 0; s < 2; ++s)
       add(rs, make_run("S", "sam", rho, s, {{0.99, {{"LFW", acc + (s ? 0.001 : -0.001)}}}}));
-  for (int s = 0; s < 2; ++s)
-    add(rs, make_run("Base", "none", "", s, {{0.99, {{"LFW", 0.93}}}}));
+  for (int s = 0; s < 2; ++s) add(rs, make_run("Base", "none", "", s, {{0.99, {{"LFW", 0.93}}}}));
   return rs;
 }
 
@@ -432,9 +440,9 @@ CATCH_TEST_CASE("the rho sweep table marks the best rho of each swept setup") {
   CATCH_CHECK(md.find("| Setup | ρ = 0.05 | ρ = 0.1 | ρ = 0.2 | Best ρ |") != std::string::npos);
   CATCH_CHECK(row_of(md, "S") == "| S | 95.00 ± 0.14 | **96.00 ± 0.14** | 94.00 ± 0.14 | 0.1 |");
   CATCH_CHECK(render_report(agg, Format::markdown).find("ρ sweep") != std::string::npos);
-  CATCH_CHECK(render_report(aggregate_runs(hand_example(), Selection::final_epoch),
-                            Format::markdown)
-                  .find("ρ sweep") == std::string::npos);
+  CATCH_CHECK(
+      render_report(aggregate_runs(hand_example(), Selection::final_epoch), Format::markdown)
+          .find("ρ sweep") == std::string::npos);
 }
 
 CATCH_TEST_CASE("figures are gnuplot-drawn PNG and SVG files with their data and scripts") {
@@ -443,7 +451,8 @@ CATCH_TEST_CASE("figures are gnuplot-drawn PNG and SVG files with their data and
   FigureFiles figs = write_figures(aggregate_runs(rs, Selection::final_epoch), dir.string());
   CATCH_CHECK(figs.written.size() == 4);
   for (const char* name : {"gap", "rho_sweep"}) {
-    for (const char* ext : {".dat", ".gp"}) CATCH_CHECK(fs::exists(dir / (std::string(name) + ext)));
+    for (const char* ext : {".dat", ".gp"})
+      CATCH_CHECK(fs::exists(dir / (std::string(name) + ext)));
     std::ifstream png(dir / (std::string(name) + ".png"), std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
     CATCH_REQUIRE(bytes.size() > 33);
@@ -455,21 +464,22 @@ CATCH_TEST_CASE("figures are gnuplot-drawn PNG and SVG files with their data and
              (static_cast<unsigned char>(bytes[at + 2]) << 8) |
              static_cast<unsigned char>(bytes[at + 3]);
     };
-    CATCH_CHECK(be32(8) == 13);  // IHDR length
+    CATCH_CHECK(be32(8) == 13);    // IHDR length
     CATCH_CHECK(be32(16) == 960);  // width as set in the script
     CATCH_CHECK(be32(20) == 560);
     // The SVG parses as XML with an <svg> root.
     std::string svg = (dir / (std::string(name) + ".svg")).string();
     std::string out = run_command(std::string(FLATFACE_PYTHON) +
                                   " -c \"import sys, xml.etree.ElementTree as E; "
-                                  "print(E.parse(sys.argv[1]).getroot().tag)\" " + svg + " 2>&1");
+                                  "print(E.parse(sys.argv[1]).getroot().tag)\" " +
+                                  svg + " 2>&1");
     CATCH_INFO(out);
     CATCH_CHECK(out == "{http://www.w3.org/2000/svg}svg\n");
   }
   // No swept setup: only the gap figure.
   auto only_gap = fresh_dir("figures_gap");
-  FigureFiles g = write_figures(aggregate_runs(hand_example(), Selection::final_epoch),
-                                only_gap.string());
+  FigureFiles g =
+      write_figures(aggregate_runs(hand_example(), Selection::final_epoch), only_gap.string());
   CATCH_CHECK(g.written.size() == 2);
   CATCH_CHECK(g.skipped.size() == 1);
   CATCH_CHECK_FALSE(fs::exists(only_gap / "rho_sweep.png"));

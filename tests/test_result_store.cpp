@@ -3,9 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
-
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -21,7 +20,8 @@ using flatface::RunRecord;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("flatface_store_" + name + "_" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("flatface_store_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -29,9 +29,13 @@ fs::path fresh_dir(const std::string& name) {
 
 RunRecord sample_record(int epochs) {
   RunRecord r;
-  r.attributes = {{"experiment", "casia-r50"}, {"setup", "FlatFace-SAM-ArcFace"},
-                  {"head", "arcface s=64 m=0.5"}, {"perturbation", "sam"},
-                  {"rho", "0.05"}, {"seed", "2"}, {"run_id", "ab12cd34"},
+  r.attributes = {{"experiment", "casia-r50"},
+                  {"setup", "FlatFace-SAM-ArcFace"},
+                  {"head", "arcface s=64 m=0.5"},
+                  {"perturbation", "sam"},
+                  {"rho", "0.05"},
+                  {"seed", "2"},
+                  {"run_id", "ab12cd34"},
                   {"config_toml", "[experiment]\nname = \"casia-r50\"\n"}};
   r.benchmark_names = {"LFW", "CFP-FP"};
   for (int e = 1; e <= epochs; ++e) {
@@ -53,7 +57,9 @@ RunRecord sample_record(int epochs) {
   return r;
 }
 
-bool same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
+bool same(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || a == b;
+}
 
 std::string run_command(const std::string& cmd) {
   std::string out;
@@ -120,7 +126,8 @@ CATCH_TEST_CASE("rewriting a result file each epoch replaces it and leaves no te
   fs::remove_all(dir);
 }
 
-CATCH_TEST_CASE("listing a results folder returns the .h5 files sorted and ignores .tmp leftovers") {
+CATCH_TEST_CASE(
+    "listing a results folder returns the .h5 files sorted and ignores .tmp leftovers") {
   auto dir = fresh_dir("list");
   flatface::write_run_record((dir / "b.h5").string(), sample_record(1));
   flatface::write_run_record((dir / "a.h5").string(), sample_record(1));
@@ -130,7 +137,8 @@ CATCH_TEST_CASE("listing a results folder returns the .h5 files sorted and ignor
   CATCH_REQUIRE(files.size() == 2);
   CATCH_CHECK(fs::path(files[0]).filename() == "a.h5");
   CATCH_CHECK(fs::path(files[1]).filename() == "b.h5");
-  CATCH_CHECK_THROWS_AS(flatface::list_run_files((dir / "missing").string()), flatface::ConfigError);
+  CATCH_CHECK_THROWS_AS(flatface::list_run_files((dir / "missing").string()),
+                        flatface::ConfigError);
   fs::remove_all(dir);
 }
 
@@ -148,23 +156,25 @@ CATCH_TEST_CASE("a torn temporary file from a crashed write does not hide the la
 CATCH_TEST_CASE("killing a writer with SIGKILL at an arbitrary moment leaves a complete file") {
   auto dir = fresh_dir("kill");
   const std::string path = (dir / "run.h5").string();
-  pid_t child = ::fork();
-  CATCH_REQUIRE(child >= 0);
-  if (child == 0) {
-    try {
-      for (int e = 1;; e = e % 40 + 1) flatface::write_run_record(path, sample_record(e));
-    } catch (...) {
-      ::_exit(1);
+  // Several kills at different moments of the write cycle; each must leave a readable file.
+  for (useconds_t delay : {7000u, 19000u, 31000u, 43000u, 61000u, 83000u}) {
+    pid_t child = ::fork();
+    CATCH_REQUIRE(child >= 0);
+    if (child == 0) {
+      try {
+        for (int e = 1;; e = e % 40 + 1) flatface::write_run_record(path, sample_record(e));
+      } catch (...) {
+        ::_exit(1);
+      }
     }
+    while (!fs::exists(path)) ::usleep(1000);
+    ::usleep(delay);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    RunRecord r = flatface::read_run_record(path);
+    CATCH_CHECK(r.epochs.size() >= 1);
+    CATCH_CHECK(r.epochs.back().epoch == static_cast<std::int64_t>(r.epochs.size()));
   }
-  // Let it write some files, then kill it mid-way through whatever it is doing.
-  while (!fs::exists(path)) ::usleep(1000);
-  ::usleep(50000);
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  RunRecord r = flatface::read_run_record(path);
-  CATCH_CHECK(r.epochs.size() >= 1);
-  CATCH_CHECK(r.epochs.back().epoch == static_cast<std::int64_t>(r.epochs.size()));
   fs::remove_all(dir);
 }
 

@@ -2,9 +2,8 @@
 // lfw-pairs and insightface-bin plugins, and the synthetic data set.
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -47,9 +46,15 @@ flatface::PluginRef ref(const std::string& plugin, const std::vector<Setting>& s
   return {plugin, o};
 }
 
-Options::Value text(const std::string& s) { return {s, {"test.toml", 2, 1}}; }
-Options::Value integer(std::int64_t v) { return {v, {"test.toml", 3, 1}}; }
-Options::Value real(double v) { return {v, {"test.toml", 4, 1}}; }
+Options::Value text(const std::string& s) {
+  return {s, {"test.toml", 2, 1}};
+}
+Options::Value integer(std::int64_t v) {
+  return {v, {"test.toml", 3, 1}};
+}
+Options::Value real(double v) {
+  return {v, {"test.toml", 4, 1}};
+}
 
 Image solid(int height, int width, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
   Image im{height, width, {}};
@@ -72,7 +77,8 @@ fs::path make_lfw_folder() {
       char file[64];
       std::snprintf(file, sizeof file, "%s_%04d.png", names[p].c_str(), k);
       write_bytes(root / names[p] / file,
-                  flatface::encode_png(solid(20, 16, static_cast<std::uint8_t>(40 * p), static_cast<std::uint8_t>(50 * k), 7)));
+                  flatface::encode_png(solid(20, 16, static_cast<std::uint8_t>(40 * p),
+                                             static_cast<std::uint8_t>(50 * k), 7)));
     }
   return root;
 }
@@ -140,8 +146,8 @@ CATCH_TEST_CASE("the lfw-pairs plugin serves the listed images, resized to the i
   std::ofstream(pairs) << "Abel/Abel_0001.png\tAbel/Abel_0002.png\t1\n"
                           "Abel/Abel_0001.png\tBea/Bea_0003.png\t0\n";
   auto set = flatface::make_verification_set(
-      registry(), ref("lfw-pairs", {{"root", text(root.string())}, {"pairs", text(pairs.string())}}),
-      24, 0);
+      registry(),
+      ref("lfw-pairs", {{"root", text(root.string())}, {"pairs", text(pairs.string())}}), 24, 0);
   CATCH_REQUIRE(set->num_pairs() == 2);
   CATCH_CHECK(set->issame() == std::vector<bool>{true, false});
   Image bea = set->image(3);  // Bea_0003: colour (40, 150, 7)
@@ -161,8 +167,8 @@ CATCH_TEST_CASE("the lfw-pairs plugin reads an LFW pairs.txt over root/<name>/<n
   fs::path pairs = scratch() / "lfw_real_pairs.txt";
   std::ofstream(pairs) << kLfwText;
   auto set = flatface::make_verification_set(
-      registry(), ref("lfw-pairs", {{"root", text(root.string())}, {"pairs", text(pairs.string())}}),
-      16, 0);
+      registry(),
+      ref("lfw-pairs", {{"root", text(root.string())}, {"pairs", text(pairs.string())}}), 16, 0);
   CATCH_CHECK(set->issame() == std::vector<bool>{true, false, true, false});
   CATCH_CHECK_THAT(set->describe(), Contains("4 pairs"));
 }
@@ -202,17 +208,20 @@ CATCH_TEST_CASE("the insightface-bin plugin names a missing file and a corrupt i
   fs::path file = scratch() / "corrupt.bin";
   flatface::write_verification_bin(file.string(), bad);
   CATCH_CHECK_THROWS_WITH(
-      flatface::make_verification_set(registry(), ref("insightface-bin", {{"path", text(file.string())}}),
-                                      8, 0),
+      flatface::make_verification_set(
+          registry(), ref("insightface-bin", {{"path", text(file.string())}}), 8, 0),
       Contains("corrupt.bin: image 1 (pair 0)"));
 }
 
 namespace {
 
 std::vector<Setting> synthetic(std::int64_t seed, double nuisance = 0.5) {
-  return {{"seed", integer(seed)},        {"identities", integer(6)},
-          {"images_per_identity", integer(4)}, {"verification_identities", integer(5)},
-          {"pairs", integer(20)},         {"nuisance", real(nuisance)}};
+  return {{"seed", integer(seed)},
+          {"identities", integer(6)},
+          {"images_per_identity", integer(4)},
+          {"verification_identities", integer(5)},
+          {"pairs", integer(20)},
+          {"nuisance", real(nuisance)}};
 }
 
 }  // namespace
@@ -237,7 +246,8 @@ CATCH_TEST_CASE("synthetic training samples carry label index / images_per_ident
   auto t = flatface::make_train_set(registry(), ref("synthetic", synthetic(0)), 32, 0);
   CATCH_CHECK(t->num_classes() == 6);
   CATCH_CHECK(t->size() == 24);
-  for (std::size_t i = 0; i < 24; ++i) CATCH_CHECK(t->get(i).label == static_cast<std::int64_t>(i / 4));
+  for (std::size_t i = 0; i < 24; ++i)
+    CATCH_CHECK(t->get(i).label == static_cast<std::int64_t>(i / 4));
   Image im = t->get(5).image;
   CATCH_CHECK(im.height == 32);
   CATCH_CHECK(im.width == 32);
@@ -255,8 +265,9 @@ CATCH_TEST_CASE("synthetic pairs alternate same and different, so every fold is 
   CATCH_CHECK(std::count(defaults->issame().begin(), defaults->issame().end(), true) == 300);
 }
 
-CATCH_TEST_CASE("without nuisance, same pairs are one template and no identity is shared with "
-                "the training set") {
+CATCH_TEST_CASE(
+    "without nuisance, same pairs are one template and no identity is shared with "
+    "the training set") {
   auto t = flatface::make_train_set(registry(), ref("synthetic", synthetic(0, 0.0)), 32, 0);
   auto v = flatface::make_verification_set(registry(), ref("synthetic", synthetic(0, 0.0)), 32, 0);
   std::set<std::vector<std::uint8_t>> train_templates;
@@ -294,8 +305,8 @@ CATCH_TEST_CASE("synthetic options out of range are refused naming the key") {
       flatface::make_train_set(registry(), ref("synthetic", {{"nuisance", real(3.0)}}), 32, 0),
       Contains("test.toml:4:1") && Contains("nuisance must be in [0, 2]"));
   CATCH_CHECK_THROWS_WITH(
-      flatface::make_verification_set(registry(),
-                                      ref("synthetic", {{"verification_identities", integer(1)}}), 32, 0),
+      flatface::make_verification_set(
+          registry(), ref("synthetic", {{"verification_identities", integer(1)}}), 32, 0),
       Contains("verification_identities must be at least 2"));
   CATCH_CHECK_THROWS_WITH(
       flatface::make_train_set(registry(), ref("synthetic", {{"identitiez", integer(3)}}), 32, 0),

@@ -146,6 +146,13 @@ TrainingState load_checkpoint(const std::string& path, torch::nn::Module& backbo
   return s;
 }
 
+c10::Dict<std::string, at::Tensor> load_tensor_dict_from_checkpoint(const std::string& path,
+                                                                     const std::string& module) {
+  auto d = read_checkpoint(path);
+  if (!d.contains(module)) throw RuntimeError(path + ": checkpoint has no '" + module + "'");
+  return from_generic(d.at(module));
+}
+
 CheckpointModel load_checkpoint_model(const Registry& registry, const std::string& path) {
   auto d = read_checkpoint(path);
   CheckpointModel m;

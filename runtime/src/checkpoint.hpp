@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include <ATen/core/Dict.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
@@ -37,6 +38,10 @@ void save_checkpoint(const std::string& path, const TrainingState& state, torch:
 // Restores modules, optimizer and generators in place; returns the state.
 TrainingState load_checkpoint(const std::string& path, torch::nn::Module& backbone,
                               torch::nn::Module& head, torch::optim::Optimizer& optimizer);
+
+// One module's tensors ("backbone" or "head") as stored in a checkpoint.
+c10::Dict<std::string, at::Tensor> load_tensor_dict_from_checkpoint(const std::string& path,
+                                                                     const std::string& module);
 
 // A backbone rebuilt from a checkpoint: the experiment it came from and its trained weights.
 struct CheckpointModel {

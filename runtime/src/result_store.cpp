@@ -51,8 +51,8 @@ constexpr BenchmarkField kBenchmarkFields[] = {
 
 // Root attributes with a meaning of their own; every other string attribute is a RunRecord
 // attribute.
-const std::set<std::string> kReservedAttributes{"status",     "failure_reason", "failed_step",
-                                                "benchmark_names", "rho_value", "seed_value"};
+const std::set<std::string> kReservedAttributes{"status",          "failure_reason", "failed_step",
+                                                "benchmark_names", "rho_value",      "seed_value"};
 
 void silence_hdf5() {
   static const bool once = [] {

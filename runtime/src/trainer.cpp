@@ -253,6 +253,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
 
   const std::int64_t total_steps = e.train.epochs * steps_per_epoch;
   std::int64_t last_log_step = state.global_step;
+  std::int64_t session_steps = 0;
   try {
     for (std::int64_t epoch = state.epoch; epoch < e.train.epochs; ++epoch) {
       EpochSums sums = EpochSums::unpack(state.accumulators);
@@ -305,7 +306,10 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
             line += " " + name + " " + std::to_string(m.accuracy * 100).substr(0, 5) + "%";
           spdlog::info("{} {} step {}:{}", run_tag, label, done, line);
         }
-        if (options.stop && options.stop->load() && state.step_in_epoch < steps_per_epoch) {
+        ++session_steps;
+        const bool stop_now = (options.stop && options.stop->load()) ||
+                              (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
+        if (stop_now && state.step_in_epoch < steps_per_epoch) {
           state.accumulators = sums.pack();
           state.epoch = epoch;
           state.elapsed_seconds = elapsed();
@@ -355,7 +359,9 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       spdlog::info("{} {} epoch {}/{}: loss {:.4f} train acc {:.2f}%{} ({:.0f} img/s)", run_tag,
                    label, epoch + 1, e.train.epochs, m.loss, m.train_accuracy * 100, bench,
                    m.images_per_second);
-      if (options.stop && options.stop->load() && state.epoch < e.train.epochs) {
+      const bool stop_now = (options.stop && options.stop->load()) ||
+                            (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
+      if (stop_now && state.epoch < e.train.epochs) {
         outcome.status = RunStatus::interrupted;  // the epoch's checkpoint is already saved
         outcome.total_seconds = seconds_since(run_start);
         return outcome;

@@ -40,7 +40,10 @@ struct TrainerOptions {
   bool live_progress = false;  // a terminal: one updating line; else periodic log lines
   const std::atomic<bool>* stop = nullptr;  // set by Ctrl-C: stop after the current step and save
   int threads = 1;
-  bool retry_failed = false;  // train a failed run again (from its last checkpoint) instead of skipping it
+  bool retry_failed = false;
+  // Stop as if interrupted after this many steps in this session (-1: never); for time-boxed
+  // sessions and for tests of resume.
+  std::int64_t stop_after_steps = -1;  // train a failed run again (from its last checkpoint) instead of skipping it
 };
 
 // Resolves "auto" | "cpu" | "cuda" | "cuda:N" to a device string torch accepts.

@@ -6,8 +6,8 @@
 // Anything but flatface::RuntimeError escaping (or a sanitizer report) is a finding.
 #include <algorithm>
 #include <cstddef>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -21,7 +21,9 @@ namespace flatface::datasets {
 class DecodedPairs final : public VerificationSet {
  public:
   DecodedPairs(std::vector<Image> images, std::vector<bool> issame, std::string description)
-      : images_(std::move(images)), issame_(std::move(issame)), description_(std::move(description)) {}
+      : images_(std::move(images)),
+        issame_(std::move(issame)),
+        description_(std::move(description)) {}
   std::size_t num_pairs() const override { return issame_.size(); }
   Image image(std::size_t index) const override { return images_.at(index); }
   const std::vector<bool>& issame() const override { return issame_; }

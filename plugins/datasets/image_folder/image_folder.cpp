@@ -4,6 +4,8 @@
 // (0.2) and seed (0) choosing a disjoint set of held-out identities, and pairs (300) for a
 // verification set. The split uses its own `seed` option, not the run's seed, so that a training
 // set and a verification set configured alike always hold disjoint identities.
+#include "formats/image_folder.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,7 +14,6 @@
 
 #include "flatface/plugin.hpp"
 #include "formats/image_codec.hpp"
-#include "formats/image_folder.hpp"
 
 namespace flatface::datasets {
 namespace {
@@ -50,7 +51,8 @@ std::vector<std::size_t> select_identities(const ImageFolderListing& listing, co
   std::vector<std::size_t> order = all;
   Rng rng(seed);
   for (std::size_t i = count; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  const auto held_out = static_cast<std::size_t>(std::lround(fraction * static_cast<double>(count)));
+  const auto held_out =
+      static_cast<std::size_t>(std::lround(fraction * static_cast<double>(count)));
   if (held_out < 2 || held_out >= count) {
     throw ConfigError(o.pos_of("verification_fraction").str() + ": verification_fraction " +
                       std::to_string(fraction) + " of " + std::to_string(count) +
@@ -79,14 +81,17 @@ std::string resolve_root(const DatasetArgs& args) {
 // Images not of the input size (e.g. ORL's 92x112) are resized bilinearly to
 // input_size x input_size, without keeping the aspect ratio.
 Image load(const std::string& file, std::int64_t input_size) {
-  return resize(load_image_file(file), static_cast<int>(input_size));
+  Image image = load_image_file(file);
+  if (image.width == input_size && image.height == input_size) return image;
+  return resize(image, static_cast<int>(input_size));
 }
 
 class FolderTrainSet final : public TrainSet {
  public:
   FolderTrainSet(const ImageFolderListing& listing, const std::vector<std::size_t>& identities,
                  std::int64_t input_size)
-      : root_(listing.root), classes_(static_cast<std::int64_t>(identities.size())),
+      : root_(listing.root),
+        classes_(static_cast<std::int64_t>(identities.size())),
         input_size_(input_size) {
     for (std::size_t label = 0; label < identities.size(); ++label) {
       for (const auto& f : listing.images[identities[label]]) {

@@ -56,9 +56,8 @@ std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) 
   VerificationBin bin = read_verification_bin(path.string());
   const int side = static_cast<int>(args.input_size);
   if (!preload) return std::make_shared<LazyBinPairs>(std::move(bin), path.string(), side);
-  std::vector<Image> images = decode_all(bin.images.size(), side, [&](std::size_t i) {
-    return decode_entry(bin, path.string(), i);
-  });
+  std::vector<Image> images = decode_all(
+      bin.images.size(), side, [&](std::size_t i) { return decode_entry(bin, path.string(), i); });
   std::string description = "insightface-bin " + path.string() + ": " +
                             std::to_string(bin.issame.size()) + " pairs (" + bin.format + ")";
   return std::make_shared<DecodedPairs>(std::move(images), std::move(bin.issame), description);

@@ -1,9 +1,10 @@
 // `insightface-rec`: insightface's training folder (train.rec, train.idx, property) as a TrainSet.
+#include "formats/insightface_rec.hpp"
+
 #include <filesystem>
 
 #include "flatface/plugin.hpp"
 #include "formats/image_codec.hpp"
-#include "formats/insightface_rec.hpp"
 
 namespace flatface::datasets {
 namespace {
@@ -28,7 +29,9 @@ class RecTrainSet final : public TrainSet {
     }
     // Images of another size (insightface packs are 112x112) are resized bilinearly to the
     // backbone's square input, without keeping the aspect ratio.
-    s.image = resize(s.image, static_cast<int>(input_size_));
+    if (s.image.width != input_size_ || s.image.height != input_size_) {
+      s.image = resize(s.image, static_cast<int>(input_size_));
+    }
     s.label = r.label;
     return s;
   }

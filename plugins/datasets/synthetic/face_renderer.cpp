@@ -23,7 +23,7 @@ class Rng {
   std::uint64_t next() { return mix(state_++); }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   double symmetric() { return 2 * uniform() - 1; }                            // [-1, 1)
-  double normal() {  // Box-Muller
+  double normal() {                                                           // Box-Muller
     double u = std::max(uniform(), 1e-300);
     return std::sqrt(-2 * std::log(u)) * std::cos(2 * kPi * uniform());
   }
@@ -32,7 +32,9 @@ class Rng {
   std::uint64_t state_;
 };
 
-double clamp01(double v) { return std::min(1.0, std::max(0.0, v)); }
+double clamp01(double v) {
+  return std::min(1.0, std::max(0.0, v));
+}
 
 Colour colour(Rng& r, Colour mean, double spread, double range) {
   return {clamp01(mean.r + spread * range * r.symmetric()),
@@ -123,9 +125,10 @@ static Colour face_colour(const Identity& f, double u, double v, double e, doubl
   double face = ellipse(u, v, 0, 0, f.face_w, f.face_h, px);
   double below_hair = clamp01((v - f.hairline) / px + 0.5);
   Colour skin = f.skin;
-  double stripe = f.stripe_amp * std::sin(f.stripe_freq * (u * std::cos(f.stripe_angle) +
-                                                           v * std::sin(f.stripe_angle)) +
-                                          f.stripe_phase);
+  double stripe =
+      f.stripe_amp *
+      std::sin(f.stripe_freq * (u * std::cos(f.stripe_angle) + v * std::sin(f.stripe_angle)) +
+               f.stripe_phase);
   skin = {clamp01(skin.r + stripe), clamp01(skin.g + stripe * 0.8), clamp01(skin.b + stripe * 0.6)};
   c = blend(c, skin, face * below_hair);
   // Eyes: white, then the iris; squinting with the expression.

@@ -34,11 +34,11 @@ struct Identity {
 
 struct Nuisance {
   double shift_x = 0, shift_y = 0, scale = 1, angle = 0;  // similarity transform of the face
-  double gain = 1, light_angle = 0, light_amp = 0;         // illumination: gain and a gradient
-  Colour cast{1, 1, 1};                                    // per-channel colour cast
+  double gain = 1, light_angle = 0, light_amp = 0;        // illumination: gain and a gradient
+  Colour cast{1, 1, 1};                                   // per-channel colour cast
   Colour background{0.5, 0.5, 0.5};
-  double expression = 0;                                   // mouth opening and eye squint
-  double noise_sigma = 0;                                  // Gaussian pixel noise, 0..1 scale
+  double expression = 0;   // mouth opening and eye squint
+  double noise_sigma = 0;  // Gaussian pixel noise, 0..1 scale
   bool occluded = false;
   double occ_x0 = 0, occ_y0 = 0, occ_x1 = 0, occ_y1 = 0;  // in image coordinates [-1, 1]
   Colour occ_colour;
@@ -47,7 +47,9 @@ struct Nuisance {
 
 // splitmix64 finaliser: a well-mixed 64-bit hash.
 std::uint64_t mix(std::uint64_t x);
-inline std::uint64_t key(std::uint64_t a, std::uint64_t b) { return mix(mix(a) ^ b); }
+inline std::uint64_t key(std::uint64_t a, std::uint64_t b) {
+  return mix(mix(a) ^ b);
+}
 
 // `spread` scales how far each parameter may move from the mean face (0: all identical).
 Identity make_identity(std::uint64_t key, double spread);

@@ -22,10 +22,10 @@ using synthetic::Identity;
 using synthetic::key;
 
 // Separate streams keep training and verification identities disjoint.
-constexpr std::uint64_t kTrainStream = 0x747261696e;  // "train"
-constexpr std::uint64_t kVerificationStream = 0x766572696679;  // "verify"
+constexpr std::uint64_t kTrainStream = 0x747261696e;             // "train"
+constexpr std::uint64_t kVerificationStream = 0x766572696679;    // "verify"
 constexpr std::uint64_t kSampleOffset = std::uint64_t{1} << 40;  // sample keys, apart from ids
-constexpr std::uint64_t kPairStream = 0x7061697273;  // "pairs"
+constexpr std::uint64_t kPairStream = 0x7061697273;              // "pairs"
 
 struct Settings {
   std::uint64_t seed = 0;

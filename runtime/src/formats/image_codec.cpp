@@ -40,13 +40,15 @@ namespace flatface {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw RuntimeError(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw RuntimeError(what);
+}
 
 void check_dimensions(const char* format, std::int64_t width, std::int64_t height) {
   if (width <= 0 || height <= 0 || width * height > kMaxImagePixels) {
-    fail(std::string(format) + " image of " + std::to_string(width) + "x" +
-         std::to_string(height) + " pixels: expected a positive size of at most " +
-         std::to_string(kMaxImagePixels) + " pixels");
+    fail(std::string(format) + " image of " + std::to_string(width) + "x" + std::to_string(height) +
+         " pixels: expected a positive size of at most " + std::to_string(kMaxImagePixels) +
+         " pixels");
   }
 }
 
@@ -91,7 +93,9 @@ ImageInfo probe_jpeg(const std::uint8_t* data, std::size_t size) {
     fail(std::string("corrupt JPEG header (") + std::to_string(size) +
          " bytes): " + tjGetErrorStr2(h));
   }
-  int channels = colorspace == TJCS_GRAY ? 1 : (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) ? 4 : 3;
+  int channels = colorspace == TJCS_GRAY                                ? 1
+                 : (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) ? 4
+                                                                        : 3;
   return {ImageFormat::jpeg, width, height, channels};
 }
 

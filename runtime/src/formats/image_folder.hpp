@@ -11,8 +11,8 @@ namespace flatface {
 // sorted by file name. Files directly in root and other files are ignored.
 struct ImageFolderListing {
   std::string root;
-  std::vector<std::string> identities;               // folder names
-  std::vector<std::vector<std::string>> images;      // per identity: full paths
+  std::vector<std::string> identities;           // folder names
+  std::vector<std::vector<std::string>> images;  // per identity: full paths
   std::size_t num_images() const;
 };
 

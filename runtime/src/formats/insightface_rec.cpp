@@ -10,7 +10,9 @@ namespace flatface {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw RuntimeError(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw RuntimeError(what);
+}
 
 std::string record_where(const recordio::IndexedReader& reader, std::uint64_t key) {
   return reader.source().name() + ": record key " + std::to_string(key) + " at byte offset " +
@@ -147,8 +149,8 @@ std::vector<InsightfaceRec::IdentityRange> InsightfaceRec::identity_ranges() con
         !whole_in(h.labels[1], h.labels[0], 1e15)) {
       fail(record_where(reader_, k) + ": identity record needs labels (first, end) of image keys");
     }
-    ranges.push_back({k, static_cast<std::uint64_t>(h.labels[0]),
-                      static_cast<std::uint64_t>(h.labels[1])});
+    ranges.push_back(
+        {k, static_cast<std::uint64_t>(h.labels[0]), static_cast<std::uint64_t>(h.labels[1])});
   }
   return ranges;
 }

@@ -78,8 +78,10 @@ std::vector<PairEntry> parse_pairs(const std::string& text, const std::string& s
     } else if (f.size() == 3 && (f[2] == "0" || f[2] == "1")) {  // path1 path2 label
       p = {f[0], f[1], f[2] == "1", number};
     } else {
-      throw RuntimeError(where() + "expected 'name i j', 'name1 i name2 j' or 'path1 path2 0|1', "
-                         "got '" + line + "'");
+      throw RuntimeError(where() +
+                         "expected 'name i j', 'name1 i name2 j' or 'path1 path2 0|1', "
+                         "got '" +
+                         line + "'");
     }
     pairs.push_back(p);
   }

@@ -15,7 +15,7 @@ namespace flatface {
 struct PairEntry {
   std::string first, second;  // as written (LFW: already expanded to name/name_NNNN.jpg)
   bool same = false;
-  int line = 0;               // 1-based line in the pairs file
+  int line = 0;  // 1-based line in the pairs file
 };
 
 // Parses the text of a pairs file; `source` names it in errors (RuntimeError "source:LINE: ...").

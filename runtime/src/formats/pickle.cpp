@@ -23,83 +23,224 @@ Object::~Object() {
 
 const char* opcode_name(std::uint8_t op) {
   switch (op) {
-    case 0x28: return "MARK";
-    case 0x2e: return "STOP";
-    case 0x30: return "POP";
-    case 0x31: return "POP_MARK";
-    case 0x32: return "DUP";
-    case 0x46: return "FLOAT";
-    case 0x49: return "INT";
-    case 0x4a: return "BININT";
-    case 0x4b: return "BININT1";
-    case 0x4c: return "LONG";
-    case 0x4d: return "BININT2";
-    case 0x4e: return "NONE";
-    case 0x50: return "PERSID";
-    case 0x51: return "BINPERSID";
-    case 0x52: return "REDUCE";
-    case 0x53: return "STRING";
-    case 0x54: return "BINSTRING";
-    case 0x55: return "SHORT_BINSTRING";
-    case 0x56: return "UNICODE";
-    case 0x58: return "BINUNICODE";
-    case 0x61: return "APPEND";
-    case 0x62: return "BUILD";
-    case 0x63: return "GLOBAL";
-    case 0x64: return "DICT";
-    case 0x7d: return "EMPTY_DICT";
-    case 0x65: return "APPENDS";
-    case 0x67: return "GET";
-    case 0x68: return "BINGET";
-    case 0x69: return "INST";
-    case 0x6a: return "LONG_BINGET";
-    case 0x6c: return "LIST";
-    case 0x5d: return "EMPTY_LIST";
-    case 0x6f: return "OBJ";
-    case 0x70: return "PUT";
-    case 0x71: return "BINPUT";
-    case 0x72: return "LONG_BINPUT";
-    case 0x73: return "SETITEM";
-    case 0x74: return "TUPLE";
-    case 0x29: return "EMPTY_TUPLE";
-    case 0x75: return "SETITEMS";
-    case 0x47: return "BINFLOAT";
-    case 0x80: return "PROTO";
-    case 0x81: return "NEWOBJ";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 0x85: return "TUPLE1";
-    case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";
-    case 0x88: return "NEWTRUE";
-    case 0x89: return "NEWFALSE";
-    case 0x8a: return "LONG1";
-    case 0x8b: return "LONG4";
-    case 0x42: return "BINBYTES";
-    case 0x43: return "SHORT_BINBYTES";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";
-    case 0x8e: return "BINBYTES8";
-    case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";
-    case 0x91: return "FROZENSET";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x93: return "STACK_GLOBAL";
-    case 0x94: return "MEMOIZE";
-    case 0x95: return "FRAME";
-    case 0x96: return "BYTEARRAY8";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
-    default: return "unknown";
+    case 0x28:
+      return "MARK";
+    case 0x2e:
+      return "STOP";
+    case 0x30:
+      return "POP";
+    case 0x31:
+      return "POP_MARK";
+    case 0x32:
+      return "DUP";
+    case 0x46:
+      return "FLOAT";
+    case 0x49:
+      return "INT";
+    case 0x4a:
+      return "BININT";
+    case 0x4b:
+      return "BININT1";
+    case 0x4c:
+      return "LONG";
+    case 0x4d:
+      return "BININT2";
+    case 0x4e:
+      return "NONE";
+    case 0x50:
+      return "PERSID";
+    case 0x51:
+      return "BINPERSID";
+    case 0x52:
+      return "REDUCE";
+    case 0x53:
+      return "STRING";
+    case 0x54:
+      return "BINSTRING";
+    case 0x55:
+      return "SHORT_BINSTRING";
+    case 0x56:
+      return "UNICODE";
+    case 0x58:
+      return "BINUNICODE";
+    case 0x61:
+      return "APPEND";
+    case 0x62:
+      return "BUILD";
+    case 0x63:
+      return "GLOBAL";
+    case 0x64:
+      return "DICT";
+    case 0x7d:
+      return "EMPTY_DICT";
+    case 0x65:
+      return "APPENDS";
+    case 0x67:
+      return "GET";
+    case 0x68:
+      return "BINGET";
+    case 0x69:
+      return "INST";
+    case 0x6a:
+      return "LONG_BINGET";
+    case 0x6c:
+      return "LIST";
+    case 0x5d:
+      return "EMPTY_LIST";
+    case 0x6f:
+      return "OBJ";
+    case 0x70:
+      return "PUT";
+    case 0x71:
+      return "BINPUT";
+    case 0x72:
+      return "LONG_BINPUT";
+    case 0x73:
+      return "SETITEM";
+    case 0x74:
+      return "TUPLE";
+    case 0x29:
+      return "EMPTY_TUPLE";
+    case 0x75:
+      return "SETITEMS";
+    case 0x47:
+      return "BINFLOAT";
+    case 0x80:
+      return "PROTO";
+    case 0x81:
+      return "NEWOBJ";
+    case 0x82:
+      return "EXT1";
+    case 0x83:
+      return "EXT2";
+    case 0x84:
+      return "EXT4";
+    case 0x85:
+      return "TUPLE1";
+    case 0x86:
+      return "TUPLE2";
+    case 0x87:
+      return "TUPLE3";
+    case 0x88:
+      return "NEWTRUE";
+    case 0x89:
+      return "NEWFALSE";
+    case 0x8a:
+      return "LONG1";
+    case 0x8b:
+      return "LONG4";
+    case 0x42:
+      return "BINBYTES";
+    case 0x43:
+      return "SHORT_BINBYTES";
+    case 0x8c:
+      return "SHORT_BINUNICODE";
+    case 0x8d:
+      return "BINUNICODE8";
+    case 0x8e:
+      return "BINBYTES8";
+    case 0x8f:
+      return "EMPTY_SET";
+    case 0x90:
+      return "ADDITEMS";
+    case 0x91:
+      return "FROZENSET";
+    case 0x92:
+      return "NEWOBJ_EX";
+    case 0x93:
+      return "STACK_GLOBAL";
+    case 0x94:
+      return "MEMOIZE";
+    case 0x95:
+      return "FRAME";
+    case 0x96:
+      return "BYTEARRAY8";
+    case 0x97:
+      return "NEXT_BUFFER";
+    case 0x98:
+      return "READONLY_BUFFER";
+    default:
+      return "unknown";
   }
 }
 
 namespace {
 
+// Opcode values, named as in Python's pickletools (in camel case).
+enum Opcode : std::uint8_t {
+  kMark = 0x28,
+  kEmptyTuple = 0x29,
+  kStop = 0x2e,
+  kPop = 0x30,
+  kPopMark = 0x31,
+  kDup = 0x32,
+  kBinbytes = 0x42,
+  kShortBinbytes = 0x43,
+  kFloat = 0x46,
+  kBinfloat = 0x47,
+  kInt = 0x49,
+  kBinint = 0x4a,
+  kBinint1 = 0x4b,
+  kLong = 0x4c,
+  kBinint2 = 0x4d,
+  kNone = 0x4e,
+  kPersid = 0x50,
+  kBinpersid = 0x51,
+  kReduce = 0x52,
+  kString = 0x53,
+  kBinstring = 0x54,
+  kShortBinstring = 0x55,
+  kUnicode = 0x56,
+  kBinunicode = 0x58,
+  kEmptyList = 0x5d,
+  kAppend = 0x61,
+  kBuild = 0x62,
+  kGlobal = 0x63,
+  kDict = 0x64,
+  kAppends = 0x65,
+  kGet = 0x67,
+  kBinget = 0x68,
+  kInst = 0x69,
+  kLongBinget = 0x6a,
+  kList = 0x6c,
+  kObj = 0x6f,
+  kPut = 0x70,
+  kBinput = 0x71,
+  kLongBinput = 0x72,
+  kSetitem = 0x73,
+  kTuple = 0x74,
+  kSetitems = 0x75,
+  kEmptyDict = 0x7d,
+  kProto = 0x80,
+  kNewobj = 0x81,
+  kExt1 = 0x82,
+  kExt2 = 0x83,
+  kExt4 = 0x84,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewtrue = 0x88,
+  kNewfalse = 0x89,
+  kLong1 = 0x8a,
+  kLong4 = 0x8b,
+  kShortBinunicode = 0x8c,
+  kBinunicode8 = 0x8d,
+  kBinbytes8 = 0x8e,
+  kEmptySet = 0x8f,
+  kAdditems = 0x90,
+  kFrozenset = 0x91,
+  kNewobjEx = 0x92,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
+  kBytearray8 = 0x96,
+  kNextBuffer = 0x97,
+  kReadonlyBuffer = 0x98,
+};
+
 // The only callables a pickle may name: numpy's reconstruction of arrays, dtypes and scalars, and
-// the latin-1 encoding a Python 3 protocol-2 pickle uses for bytes.
-enum class Callable { reconstruct, ndarray, dtype, scalar, frombuffer, codecs_encode };
+// the latin-1 encoding (and empty bytes()) a Python 3 protocol-2 pickle uses for bytes.
+enum class Callable { reconstruct, ndarray, dtype, scalar, frombuffer, codecs_encode, bytes };
 
 bool allowed_global(const std::string& qualified, Callable* role) {
   static const std::unordered_map<std::string, Callable> allowed = {
@@ -112,6 +253,8 @@ bool allowed_global(const std::string& qualified, Callable* role) {
       {"numpy.core.numeric._frombuffer", Callable::frombuffer},
       {"numpy._core.numeric._frombuffer", Callable::frombuffer},
       {"_codecs.encode", Callable::codecs_encode},
+      {"__builtin__.bytes", Callable::bytes},  // bytes() is how protocol 2 writes b''
+      {"builtins.bytes", Callable::bytes},
   };
   auto it = allowed.find(qualified);
   if (it == allowed.end()) return false;
@@ -119,7 +262,9 @@ bool allowed_global(const std::string& qualified, Callable* role) {
   return true;
 }
 
-ObjectPtr make(Object::Type type) { return std::make_shared<Object>(type); }
+ObjectPtr make(Object::Type type) {
+  return std::make_shared<Object>(type);
+}
 
 bool is_list_or_holds_one(const Object& o) {
   return o.type == Object::Type::list || o.contains_list;
@@ -264,16 +409,26 @@ class Reader {
 
   static std::string type_name(const Object& o) {
     switch (o.type) {
-      case Object::Type::none: return "None";
-      case Object::Type::boolean: return "bool";
-      case Object::Type::integer: return "int";
-      case Object::Type::bytes: return "bytes";
-      case Object::Type::text: return "str";
-      case Object::Type::list: return "list";
-      case Object::Type::tuple: return "tuple";
-      case Object::Type::array: return "numpy array";
-      case Object::Type::global: return "global '" + o.data + "'";
-      case Object::Type::dtype: return "numpy dtype";
+      case Object::Type::none:
+        return "None";
+      case Object::Type::boolean:
+        return "bool";
+      case Object::Type::integer:
+        return "int";
+      case Object::Type::bytes:
+        return "bytes";
+      case Object::Type::text:
+        return "str";
+      case Object::Type::list:
+        return "list";
+      case Object::Type::tuple:
+        return "tuple";
+      case Object::Type::array:
+        return "numpy array";
+      case Object::Type::global:
+        return "global '" + o.data + "'";
+      case Object::Type::dtype:
+        return "numpy dtype";
     }
     return "object";
   }
@@ -319,7 +474,8 @@ class Reader {
     return static_cast<std::uint64_t>(shape.items[0]->integer);
   }
   const std::string& byte_payload(const Object& o) {
-    if (o.type != Object::Type::bytes) unsupported("numpy array data must be bytes, got " + type_name(o));
+    if (o.type != Object::Type::bytes)
+      unsupported("numpy array data must be bytes, got " + type_name(o));
     return o.data;
   }
 
@@ -384,6 +540,10 @@ class Reader {
         push(blob(latin1(text.data), Object::Type::bytes));
         return;
       }
+      case Callable::bytes:  // only the empty call: bytes() == b''
+        if (!a.empty()) unsupported("bytes(...) is only read without arguments");
+        push(blob("", Object::Type::bytes));
+        return;
       case Callable::ndarray:
         break;
     }
@@ -413,47 +573,55 @@ class Reader {
     target.built = true;
   }
 
+  // Executes the opcode op_; true at STOP.
   bool step() {
     switch (op_) {
-      case 0x80: {  // PROTO
+      case kProto:
         protocol_ = static_cast<int>(le(1));
         if (protocol_ > 5) unsupported("pickle protocol " + std::to_string(protocol_));
         return false;
-      }
-      case 0x95: {  // FRAME: frames are transparent to a reader that holds all the bytes
+      case kFrame: {  // frames are transparent to a reader that holds all the bytes
         std::uint64_t len = le(8);
         if (len > n_ - pos_) truncated(len);
         return false;
       }
-      case 0x2e:  // STOP
+      case kStop:
         result_ = pop();
         return true;
-      case 0x28: marks_.push_back(stack_.size()); return false;  // MARK
-      case 0x5d: push(make(Object::Type::list)); return false;    // EMPTY_LIST
-      case 0x6c: {                                                  // LIST
+      case kMark:
+        marks_.push_back(stack_.size());
+        return false;
+      case kEmptyList:
+        push(make(Object::Type::list));
+        return false;
+      case kList: {
         auto items = pop_mark();
         auto l = make(Object::Type::list);
         for (auto& i : items) append(*l, std::move(i));
         push(l);
         return false;
       }
-      case 0x61: {  // APPEND
+      case kAppend: {
         ObjectPtr item = pop();
         append(*top(), std::move(item));
         return false;
       }
-      case 0x65: {  // APPENDS
+      case kAppends: {
         auto items = pop_mark();
         Object& l = *top();
         for (auto& i : items) append(l, std::move(i));
         return false;
       }
-      case 0x29: push(tuple({})); return false;  // EMPTY_TUPLE
-      case 0x74: push(tuple(pop_mark())); return false;  // TUPLE
-      case 0x85:
-      case 0x86:
-      case 0x87: {  // TUPLE1..3
-        std::size_t k = static_cast<std::size_t>(op_ - 0x84);
+      case kEmptyTuple:
+        push(tuple({}));
+        return false;
+      case kTuple:
+        push(tuple(pop_mark()));
+        return false;
+      case kTuple1:
+      case kTuple2:
+      case kTuple3: {
+        std::size_t k = static_cast<std::size_t>(op_ - kTuple1 + 1);
         if (stack_.size() < floor() + k) malformed("needs " + std::to_string(k) + " stack items");
         std::vector<ObjectPtr> items(std::make_move_iterator(stack_.end() - k),
                                      std::make_move_iterator(stack_.end()));
@@ -461,15 +629,23 @@ class Reader {
         push(tuple(std::move(items)));
         return false;
       }
-      case 0x4e: push(make(Object::Type::none)); return false;                   // NONE
-      case 0x88: push(integer(1, Object::Type::boolean)); return false;          // NEWTRUE
-      case 0x89: push(integer(0, Object::Type::boolean)); return false;          // NEWFALSE
-      case 0x4b: push(integer(static_cast<std::int64_t>(le(1)))); return false;  // BININT1
-      case 0x4d: push(integer(static_cast<std::int64_t>(le(2)))); return false;  // BININT2
-      case 0x4a:                                                                 // BININT
+      case kNone:
+        push(make(Object::Type::none));
+        return false;
+      case kNewtrue:
+      case kNewfalse:
+        push(integer(op_ == kNewtrue ? 1 : 0, Object::Type::boolean));
+        return false;
+      case kBinint1:
+        push(integer(static_cast<std::int64_t>(le(1))));
+        return false;
+      case kBinint2:
+        push(integer(static_cast<std::int64_t>(le(2))));
+        return false;
+      case kBinint:  // signed 32-bit
         push(integer(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))));
         return false;
-      case 0x8a: {  // LONG1: little-endian two's complement
+      case kLong1: {  // little-endian two's complement of a given byte length
         std::uint64_t len = le(1);
         if (len > 8) unsupported("integers wider than 64 bits are not supported");
         if (len == 0) {
@@ -481,36 +657,62 @@ class Reader {
         push(integer(static_cast<std::int64_t>(v)));
         return false;
       }
-      case 0x55: push(blob(bytes(le(1)), Object::Type::bytes, true)); return false;  // SHORT_BINSTRING
-      case 0x54: {  // BINSTRING: a signed 32-bit length
+      case kShortBinstring:  // Python 2 str
+        push(blob(bytes(le(1)), Object::Type::bytes, true));
+        return false;
+      case kBinstring: {  // Python 2 str, a signed 32-bit length
         auto len = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
         if (len < 0) malformed("negative string length " + std::to_string(len));
         push(blob(bytes(static_cast<std::uint64_t>(len)), Object::Type::bytes, true));
         return false;
       }
-      case 0x43: push(blob(bytes(le(1)), Object::Type::bytes)); return false;  // SHORT_BINBYTES
-      case 0x42: push(blob(bytes(le(4)), Object::Type::bytes)); return false;  // BINBYTES
-      case 0x8e:                                                               // BINBYTES8
-      case 0x96:                                                               // BYTEARRAY8
+      case kShortBinbytes:
+        push(blob(bytes(le(1)), Object::Type::bytes));
+        return false;
+      case kBinbytes:
+        push(blob(bytes(le(4)), Object::Type::bytes));
+        return false;
+      case kBinbytes8:
+      case kBytearray8:
         push(blob(bytes(le(8)), Object::Type::bytes));
         return false;
-      case 0x8c: push(blob(bytes(le(1)), Object::Type::text)); return false;  // SHORT_BINUNICODE
-      case 0x58: push(blob(bytes(le(4)), Object::Type::text)); return false;  // BINUNICODE
-      case 0x8d: push(blob(bytes(le(8)), Object::Type::text)); return false;  // BINUNICODE8
-      case 0x70: memo_put(decimal_line()); return false;                     // PUT
-      case 0x71: memo_put(le(1)); return false;                              // BINPUT
-      case 0x72: memo_put(le(4)); return false;                              // LONG_BINPUT
-      case 0x94: memo_put(memo_.size()); return false;                       // MEMOIZE
-      case 0x67: memo_get(decimal_line()); return false;                     // GET
-      case 0x68: memo_get(le(1)); return false;                              // BINGET
-      case 0x6a: memo_get(le(4)); return false;                              // LONG_BINGET
-      case 0x63: {                                                           // GLOBAL
+      case kShortBinunicode:
+        push(blob(bytes(le(1)), Object::Type::text));
+        return false;
+      case kBinunicode:
+        push(blob(bytes(le(4)), Object::Type::text));
+        return false;
+      case kBinunicode8:
+        push(blob(bytes(le(8)), Object::Type::text));
+        return false;
+      case kPut:
+        memo_put(decimal_line());
+        return false;
+      case kBinput:
+        memo_put(le(1));
+        return false;
+      case kLongBinput:
+        memo_put(le(4));
+        return false;
+      case kMemoize:
+        memo_put(memo_.size());
+        return false;
+      case kGet:
+        memo_get(decimal_line());
+        return false;
+      case kBinget:
+        memo_get(le(1));
+        return false;
+      case kLongBinget:
+        memo_get(le(4));
+        return false;
+      case kGlobal: {
         std::string module = line();
         std::string name = line();
         global(module, name);
         return false;
       }
-      case 0x93: {  // STACK_GLOBAL
+      case kStackGlobal: {
         ObjectPtr name = pop();
         ObjectPtr module = pop();
         if (module->type != Object::Type::text || name->type != Object::Type::text)
@@ -518,8 +720,12 @@ class Reader {
         global(module->data, name->data);
         return false;
       }
-      case 0x52: reduce(); return false;  // REDUCE
-      case 0x62: build(); return false;   // BUILD
+      case kReduce:
+        reduce();
+        return false;
+      case kBuild:
+        build();
+        return false;
       default:
         unsupported();
     }
@@ -550,7 +756,7 @@ LoadResult load(const std::uint8_t* bytes, std::size_t size, const std::string& 
 
 std::vector<std::uint8_t> dump_bytes_and_bools(const std::vector<std::vector<std::uint8_t>>& images,
                                                const std::vector<bool>& flags) {
-  constexpr std::size_t kBatch = 1000;  // items per APPENDS, as Python writes them
+  constexpr std::size_t kBatch = 1000;          // items per APPENDS, as Python writes them
   std::vector<std::uint8_t> out{0x80, 2, ']'};  // PROTO 2, EMPTY_LIST
   for (std::size_t i = 0; i < images.size(); ++i) {
     if (i % kBatch == 0) out.push_back('(');  // MARK

@@ -21,21 +21,21 @@ struct Object {
     none,
     boolean,  // `integer` is 0 or 1
     integer,
-    bytes,    // `data`; Python 3 bytes, bytearray or a Python 2 str (`python2_str`)
-    text,     // `data` as UTF-8
-    list,     // `items`
-    tuple,    // `items`
-    array,    // numpy 1-D array: `dtype` ("uint8" | "bool"), elements in `data`
-    global,   // an allowed callable, `data` = "module.name"; only meaningful inside the reader
-    dtype,    // a numpy dtype, `dtype` = "uint8" | "bool"; only meaningful inside the reader
+    bytes,   // `data`; Python 3 bytes, bytearray or a Python 2 str (`python2_str`)
+    text,    // `data` as UTF-8
+    list,    // `items`
+    tuple,   // `items`
+    array,   // numpy 1-D array: `dtype` ("uint8" | "bool"), elements in `data`
+    global,  // an allowed callable, `data` = "module.name"; only meaningful inside the reader
+    dtype,   // a numpy dtype, `dtype` = "uint8" | "bool"; only meaningful inside the reader
   };
   Type type = Type::none;
   std::int64_t integer = 0;
   std::string data;
   std::vector<ObjectPtr> items;
   std::string dtype;
-  bool python2_str = false;  // bytes that came from SHORT_BINSTRING/BINSTRING
-  bool built = true;         // false between numpy's REDUCE and its BUILD
+  bool python2_str = false;    // bytes that came from SHORT_BINSTRING/BINSTRING
+  bool built = true;           // false between numpy's REDUCE and its BUILD
   bool contains_list = false;  // a tuple holding a list at any depth (lists never nest in lists)
 
   Object() = default;

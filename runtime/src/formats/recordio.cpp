@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
 
 #include "flatface/options.hpp"
 
@@ -16,7 +16,9 @@ namespace flatface::recordio {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw RuntimeError(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw RuntimeError(what);
+}
 
 std::uint32_t get_u32(const std::uint8_t* p) {
   return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
@@ -44,7 +46,9 @@ void put_f32(std::vector<std::uint8_t>& out, float f) {
   put_u32(out, bits);
 }
 
-std::uint64_t padded(std::uint64_t n) { return (n + 3) / 4 * 4; }
+std::uint64_t padded(std::uint64_t n) {
+  return (n + 3) / 4 * 4;
+}
 
 std::string hex32(std::uint32_t v) {
   char buf[16];
@@ -104,7 +108,8 @@ class FileSource final : public ByteSource {
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {
         fail("cannot read " + std::to_string(n) + " bytes at byte " + std::to_string(offset) +
-             " of '" + path_ + "': " + (got == 0 ? "unexpected end of file" : std::strerror(errno)));
+             " of '" + path_ +
+             "': " + (got == 0 ? "unexpected end of file" : std::strerror(errno)));
       }
       dst += got;
       offset += static_cast<std::uint64_t>(got);
@@ -165,7 +170,8 @@ Frame read_frame(const ByteSource& source, std::uint64_t offset, std::int64_t ke
            (continuing ? "2 or 3 (continuing a multi-part record)" : "0 or 1 (a record start)"));
     }
     if (continuing) {  // the writer dropped the magic here when it split the payload
-      for (int i = 0; i < 4; ++i) frame.payload.push_back(static_cast<std::uint8_t>(kMagic >> (8 * i)));
+      for (int i = 0; i < 4; ++i)
+        frame.payload.push_back(static_cast<std::uint8_t>(kMagic >> (8 * i)));
     }
     std::size_t at = frame.payload.size();
     frame.payload.resize(at + h.length);
@@ -217,9 +223,9 @@ Unpacked unpack(const std::uint8_t* payload, std::size_t size) {
   u.header.id2 = get_u64(payload + 16);
   const std::size_t rest = size - kIRHeaderSize;
   if (u.header.flag > rest / 4) {
-    fail("IRHeader flag " + std::to_string(u.header.flag) + " announces that many float32 labels (" +
-         std::to_string(4ull * u.header.flag) + " bytes), but only " + std::to_string(rest) +
-         " bytes follow the header");
+    fail("IRHeader flag " + std::to_string(u.header.flag) +
+         " announces that many float32 labels (" + std::to_string(4ull * u.header.flag) +
+         " bytes), but only " + std::to_string(rest) + " bytes follow the header");
   }
   u.labels.resize(u.header.flag);
   for (std::uint32_t i = 0; i < u.header.flag; ++i) {
@@ -250,7 +256,7 @@ std::vector<std::uint8_t> pack(IRHeader header, const std::vector<float>& labels
 
 std::vector<IndexEntry> parse_index(const std::string& text, const std::string& name) {
   std::vector<IndexEntry> entries;
-  std::map<std::uint64_t, std::size_t> first_line;
+  std::unordered_map<std::uint64_t, std::size_t> first_line;
   std::size_t pos = 0, line_no = 0;
   while (pos < text.size()) {
     std::size_t eol = text.find('\n', pos);
@@ -276,7 +282,8 @@ std::vector<IndexEntry> parse_index(const std::string& text, const std::string& 
       }
       std::uint64_t v = 0;
       while (i < line.size() && line[i] >= '0' && line[i] <= '9') {
-        if (v > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) bad(std::string(field) + " too large");
+        if (v > (std::numeric_limits<std::uint64_t>::max() - 9) / 10)
+          bad(std::string(field) + " too large");
         v = v * 10 + static_cast<std::uint64_t>(line[i] - '0');
         ++i;
       }
@@ -291,7 +298,8 @@ std::vector<IndexEntry> parse_index(const std::string& text, const std::string& 
     if (i != line.size()) bad("expected 'key<TAB>offset' and nothing after it");
     auto [it, fresh] = first_line.emplace(e.key, line_no);
     if (!fresh) {
-      bad("key " + std::to_string(e.key) + " already appeared on line " + std::to_string(it->second));
+      bad("key " + std::to_string(e.key) + " already appeared on line " +
+          std::to_string(it->second));
     }
     entries.push_back(e);
   }

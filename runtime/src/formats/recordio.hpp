@@ -69,7 +69,7 @@ struct IRHeader {
 
 struct Unpacked {
   IRHeader header;
-  std::vector<float> labels;    // the `flag` labels after the header (empty when flag == 0)
+  std::vector<float> labels;     // the `flag` labels after the header (empty when flag == 0)
   std::size_t image_offset = 0;  // where the image bytes start in the payload
   // The label a training record carries: header.label, or the first extra label when flag > 0.
   float label() const { return labels.empty() ? header.label : labels.front(); }

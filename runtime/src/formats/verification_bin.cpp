@@ -23,11 +23,16 @@ std::vector<std::uint8_t> read_all(const std::string& path) {
 
 std::string kind_of(const Object& o) {
   switch (o.type) {
-    case Object::Type::bytes: return o.python2_str ? "Python 2 str" : "bytes";
-    case Object::Type::array: return "numpy " + o.dtype + " arrays";
-    case Object::Type::boolean: return "bools";
-    case Object::Type::integer: return "ints";
-    default: return "other";
+    case Object::Type::bytes:
+      return o.python2_str ? "Python 2 str" : "bytes";
+    case Object::Type::array:
+      return "numpy " + o.dtype + " arrays";
+    case Object::Type::boolean:
+      return "bools";
+    case Object::Type::integer:
+      return "ints";
+    default:
+      return "other";
   }
 }
 
@@ -105,7 +110,8 @@ void write_verification_bin(const std::string& path, const VerificationBin& bin)
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw RuntimeError(tmp + ": cannot create file");
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     out.close();
     if (!out) throw RuntimeError(tmp + ": write failed");
   }
