@@ -138,7 +138,9 @@ class Parser {
   std::size_t i_ = 0;
 };
 
-inline Value parse(const std::string& text) { return Parser(text).parse(); }
+inline Value parse(const std::string& text) {
+  return Parser(text).parse();
+}
 
 inline Value load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -41,15 +41,20 @@ inline Options options_of(const std::string& what,
   for (const auto& [key, value] : values) o.set(key, value);
   return o;
 }
-inline Options::Value num(double v) { return Options::Value{v, SourcePos{"test.toml", 2, 1}}; }
-inline Options::Value flag(bool v) { return Options::Value{v, SourcePos{"test.toml", 2, 1}}; }
+inline Options::Value num(double v) {
+  return Options::Value{v, SourcePos{"test.toml", 2, 1}};
+}
+inline Options::Value flag(bool v) {
+  return Options::Value{v, SourcePos{"test.toml", 2, 1}};
+}
 
 // A head built through its plugin entry, converted to float64.
 inline std::shared_ptr<MarginHead> head_plugin(
     const std::string& name, std::int64_t classes, std::int64_t dim,
     const std::map<std::string, Options::Value>& values = {}) {
-  auto head = step_plugins().get(PluginKind::head, name).entry.head(
-      HeadArgs{options_of("head '" + name + "'", values), dim, classes});
+  auto head = step_plugins()
+                  .get(PluginKind::head, name)
+                  .entry.head(HeadArgs{options_of("head '" + name + "'", values), dim, classes});
   head->to(at::kDouble);
   return head;
 }
@@ -73,8 +78,8 @@ inline at::Tensor labels_of(const json_lite::Value& v) {
   return longs(out);
 }
 inline at::Tensor matrix_of(const json_lite::Value& v) {
-  return doubles(v.flat(), {static_cast<std::int64_t>(v.size()),
-                            static_cast<std::int64_t>(v[0].size())});
+  return doubles(v.flat(),
+                 {static_cast<std::int64_t>(v.size()), static_cast<std::int64_t>(v[0].size())});
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -1,10 +1,9 @@
 // The `flatface` executable: exit codes (0 ok, 2 usage or config error, 1 runtime failure) and
 // what it prints. Runs the built binary with the toy test plugins.
-#include <catch2/catch.hpp>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +25,7 @@ struct Result {
 };
 
 // Runs `flatface ARGS` through the shell, with `env` (VAR=value ...) in front.
-Result flatface(const std::string& args, const std::string& env = "") {
+Result run_cli(const std::string& args, const std::string& env = "") {
   std::string cmd = env + " '" + std::string(FLATFACE_CLI) + "' " + args + " 2>&1";
   Result r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
@@ -98,7 +97,7 @@ int count_lines(const std::string& text) {
 }  // namespace
 
 CATCH_TEST_CASE("flatface --version prints the flatface, ABI and libtorch versions") {
-  auto r = flatface("--version");
+  auto r = run_cli("--version");
   CATCH_CHECK(r.code == 0);
   CATCH_CHECK(r.out.rfind(std::string("flatface ") + FLATFACE_VERSION_STRING + " (plugin ABI " +
                               std::to_string(FLATFACE_ABI_VERSION) + ")\n",
@@ -107,14 +106,14 @@ CATCH_TEST_CASE("flatface --version prints the flatface, ABI and libtorch versio
 }
 
 CATCH_TEST_CASE("flatface without a subcommand or with an unknown one is a usage error") {
-  CATCH_CHECK(flatface("").code == 2);
-  auto r = flatface("frobnicate");
+  CATCH_CHECK(run_cli("").code == 2);
+  auto r = run_cli("frobnicate");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "frobnicate"));
 }
 
 CATCH_TEST_CASE("flatface plugins --kind lists only plugins of that kind") {
-  auto r = flatface("--plugin-path '" + toy_plugins + "' plugins --kind head");
+  auto r = run_cli("--plugin-path '" + toy_plugins + "' plugins --kind head");
   CATCH_CHECK(r.code == 0);
   std::istringstream lines(r.out);
   std::string line;
@@ -124,25 +123,28 @@ CATCH_TEST_CASE("flatface plugins --kind lists only plugins of that kind") {
   while (std::getline(lines, line)) {
     ++rows;
     CATCH_CHECK(line.rfind("head ", 0) == 0);
-    if (contains(line, "test-toy-head")) ++toy, CATCH_CHECK(contains(line, "/good/toy_kit.so"));
+    if (contains(line, "test-toy-head")) {
+      ++toy;
+      CATCH_CHECK(contains(line, "/good/toy_kit.so"));
+    }
   }
   CATCH_CHECK(toy == 1);
   CATCH_CHECK(rows >= 1);
 }
 
 CATCH_TEST_CASE("flatface plugins finds FLATFACE_PLUGIN_PATH and lists every kind") {
-  auto r = flatface("plugins", "FLATFACE_PLUGIN_PATH='" + toy_plugins + "'");
+  auto r = run_cli("plugins", "FLATFACE_PLUGIN_PATH='" + toy_plugins + "'");
   CATCH_CHECK(r.code == 0);
   for (const char* name : {"test-toy-backbone", "test-toy-head", "test-toy-data", "test-toy "})
     CATCH_CHECK(contains(r.out, name));
 }
 
 CATCH_TEST_CASE("flatface plugins with a bad --kind or a broken plugin folder exits 2") {
-  auto r = flatface("plugins --kind loss");
+  auto r = run_cli("plugins --kind loss");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "--kind"));
   std::string abi = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/abi";
-  r = flatface("plugins", "FLATFACE_PLUGIN_PATH='" + abi + "'");
+  r = run_cli("plugins", "FLATFACE_PLUGIN_PATH='" + abi + "'");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "error: " + abi + "/toy_abi999.so: plugin ABI version 999"));
 }
@@ -150,7 +152,7 @@ CATCH_TEST_CASE("flatface plugins with a bad --kind or a broken plugin folder ex
 CATCH_TEST_CASE("flatface plan lists every run of the grid") {
   TempDir tmp;
   auto file = tmp.write("grid.toml", kToyGrid);
-  auto r = flatface("plan '" + file + "'");
+  auto r = run_cli("plan '" + file + "'");
   CATCH_CHECK(r.code == 0);
   // 3 seeds x (1 + 3 rho values) = 12 runs, one line each after the title.
   CATCH_CHECK(r.out.rfind("# cli: 12 runs -> results/cli\n", 0) == 0);
@@ -158,7 +160,8 @@ CATCH_TEST_CASE("flatface plan lists every run of the grid") {
   CATCH_CHECK(contains(r.out, "  toy-rho  seed=2  rho=0.3\n"));
   CATCH_CHECK(contains(r.out, "  plain  seed=0  rho=-\n"));
 
-  r = flatface("plan '" + file + "' --set 'experiment.seeds=[7]' --set setup.1.perturbation.rho=0.2");
+  r = run_cli("plan '" + file +
+              "' --set 'experiment.seeds=[7]' --set setup.1.perturbation.rho=0.2");
   CATCH_CHECK(r.code == 0);
   CATCH_CHECK(r.out.rfind("# cli: 2 runs", 0) == 0);
   CATCH_CHECK(contains(r.out, "  toy-rho  seed=7  rho=0.2\n"));
@@ -166,11 +169,11 @@ CATCH_TEST_CASE("flatface plan lists every run of the grid") {
 
 CATCH_TEST_CASE("flatface plan of a missing or malformed file exits 2 with the position") {
   TempDir tmp;
-  auto r = flatface("plan '" + (tmp.path / "missing.toml").string() + "'");
+  auto r = run_cli("plan '" + (tmp.path / "missing.toml").string() + "'");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "missing.toml"));
   auto file = tmp.write("bad.toml", with(kToyGrid, "epochs = 1", "epochs = 1x"));
-  r = flatface("plan '" + file + "'");
+  r = run_cli("plan '" + file + "'");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "error: " + file + ":13:"));
 }
@@ -178,7 +181,7 @@ CATCH_TEST_CASE("flatface plan of a missing or malformed file exits 2 with the p
 CATCH_TEST_CASE("flatface validate constructs every run's objects") {
   TempDir tmp;
   auto file = tmp.write("grid.toml", kToyGrid);
-  auto r = flatface("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
+  auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 0);
   CATCH_CHECK(r.out == file + ": ok (12 runs, 2 setups, 3 seeds, 1 verification sets)\n");
 }
@@ -186,14 +189,14 @@ CATCH_TEST_CASE("flatface validate constructs every run's objects") {
 CATCH_TEST_CASE("flatface validate takes global options after the subcommand too") {
   TempDir tmp;
   auto file = tmp.write("grid.toml", kToyGrid);
-  auto r = flatface("validate '" + file + "' --plugin-path '" + toy_plugins + "'");
+  auto r = run_cli("validate '" + file + "' --plugin-path '" + toy_plugins + "'");
   CATCH_CHECK(r.code == 0);
 }
 
 CATCH_TEST_CASE("flatface validate of a file with a misspelled option exits 2 naming it") {
   TempDir tmp;
   auto file = tmp.write("typo.toml", with(kToyGrid, "rho = [0.1, 0.2, 0.3]", "rhoo = 0.1"));
-  auto r = flatface("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
+  auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 2);
   // Line 24, column 39: `perturbation = { plugin = "test-toy", rhoo = 0.1 }`.
   CATCH_CHECK(r.out == "error: " + file +
@@ -204,7 +207,7 @@ CATCH_TEST_CASE("flatface validate of a file with a misspelled option exits 2 na
 CATCH_TEST_CASE("flatface validate of an unknown plugin exits 2 listing the available ones") {
   TempDir tmp;
   auto file = tmp.write("unknown.toml", with(kToyGrid, "test-toy-backbone", "no-such-net"));
-  auto r = flatface("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
+  auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "error: unknown backbone plugin 'no-such-net' (available: "));
   CATCH_CHECK(contains(r.out, "test-toy-backbone"));
@@ -213,7 +216,7 @@ CATCH_TEST_CASE("flatface validate of an unknown plugin exits 2 listing the avai
 CATCH_TEST_CASE("flatface validate with a missing data file is a runtime failure, exit 1") {
   TempDir tmp;
   auto file = tmp.write("nodata.toml", with(kToyGrid, "classes = 3", "path = \"/no/such.rec\""));
-  auto r = flatface("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
+  auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 1);
   CATCH_CHECK(r.out ==
               "error: dataset 'test-toy-data': /no/such.rec: cannot open the toy data file\n");

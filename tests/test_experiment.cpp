@@ -1,8 +1,7 @@
 // The experiment file: parsing, error positions, --set overrides, the grid and run ids.
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -23,9 +22,8 @@ struct TempDir {
   fs::path path;
   TempDir() {
     static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("flatface-test-experiment-" + std::to_string(::getpid()) + "-" +
-            std::to_string(counter++));
+    path = fs::temp_directory_path() / ("flatface-test-experiment-" + std::to_string(::getpid()) +
+                                        "-" + std::to_string(counter++));
     fs::create_directories(path);
   }
   ~TempDir() {
@@ -228,7 +226,9 @@ CATCH_TEST_CASE("a misspelled key in a host section is reported at its position"
   CATCH_SECTION("[train]") {
     std::string text = replace(kGrid, "epochs = 2", "epoch = 2");
     std::string msg = load_error(text);
-    CATCH_CHECK(msg.rfind(where("x.toml", text, "epoch = 2") + ": unknown key 'epoch' for [train] (known: ", 0) == 0);
+    CATCH_CHECK(
+        msg.rfind(where("x.toml", text, "epoch = 2") + ": unknown key 'epoch' for [train] (known: ",
+                  0) == 0);
     CATCH_CHECK(msg.find("epochs") != std::string::npos);
   }
   CATCH_SECTION("[[setup]]") {
@@ -278,11 +278,11 @@ CATCH_TEST_CASE("structural mistakes are reported") {
   CATCH_CHECK(load_error(text) ==
               where("x.toml", text, "[[setup]]", 2) + ": two setups are named 'ArcFace'");
   text = replace(kGrid, "seeds = [0, 1, 2]", "seeds = [0, 1, 0]");
-  CATCH_CHECK(load_error(text) == where("x.toml", text, "seeds") +
-                                      ": seed 0 is listed twice in [experiment] seeds");
+  CATCH_CHECK(load_error(text) ==
+              where("x.toml", text, "seeds") + ": seed 0 is listed twice in [experiment] seeds");
   text = replace(kGrid, "rho = [0.05, 0.1, 0.2]", "rho = [0.1, 0.1]");
-  CATCH_CHECK(load_error(text) == where("x.toml", text, "rho") +
-                                      ": rho 0.1 is listed twice for perturbation 'sam'");
+  CATCH_CHECK(load_error(text) ==
+              where("x.toml", text, "rho") + ": rho 0.1 is listed twice for perturbation 'sam'");
 }
 
 CATCH_TEST_CASE("--set overrides numbers, lists, strings and bare words before validation") {

@@ -2,9 +2,9 @@
 // reference implementations' own outputs (shared/vectors).
 #include <ATen/ops/cat.h>
 #include <ATen/ops/eye.h>
-#include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 
 #include "step_test_support.hpp"
@@ -42,7 +42,8 @@ at::Tensor logits_for(MarginHead& head, const std::vector<double>& cos, std::int
 
 }  // namespace
 
-CATCH_TEST_CASE("every head owns a [C,D] class-weight parameter named weight, drawn from N(0, 0.01)") {
+CATCH_TEST_CASE(
+    "every head owns a [C,D] class-weight parameter named weight, drawn from N(0, 0.01)") {
   for (const char* name : {"softmax", "cosface", "arcface", "adaface"}) {
     CATCH_CAPTURE(name);
     auto head = head_plugin(name, 200, 64);
@@ -111,7 +112,8 @@ CATCH_TEST_CASE("ArcFace falls back to cos(theta) - m sin(m) where theta + m > p
 CATCH_TEST_CASE("straight-through ArcFace keeps cos(theta + m) everywhere, as insightface does") {
   auto head = head_plugin("arcface", 2, 3, {{"straight_through", flag(true)}});
   at::Tensor out = logits_for(*head, {-0.95, 0.1}, 0);
-  CATCH_CHECK(out[0].item<double>() == Approx(64 * std::cos(std::acos(-0.95) + 0.5)).epsilon(1e-13));
+  CATCH_CHECK(out[0].item<double>() ==
+              Approx(64 * std::cos(std::acos(-0.95) + 0.5)).epsilon(1e-13));
 }
 
 CATCH_TEST_CASE("ArcFace's gradient through the target cosine: exact or straight through") {
@@ -127,14 +129,16 @@ CATCH_TEST_CASE("ArcFace's gradient through the target cosine: exact or straight
   };
   at::Tensor plain = grad_target(*head_plugin("softmax", 2, 3));  // s d cos / dx
   at::Tensor exact = grad_target(*head_plugin("arcface", 2, 3));
-  at::Tensor straight = grad_target(*head_plugin("arcface", 2, 3, {{"straight_through", flag(true)}}));
+  at::Tensor straight =
+      grad_target(*head_plugin("arcface", 2, 3, {{"straight_through", flag(true)}}));
   // d cos(theta + m) / d cos theta = cos m + sin m cos theta / sin theta
   const double chain = std::cos(m) + std::sin(m) * c / std::sqrt(1 - c * c);
   CATCH_CHECK(max_abs_diff(exact, chain * plain) < 1e-12);
   CATCH_CHECK(max_abs_diff(straight, plain) < 1e-12);
 }
 
-CATCH_TEST_CASE("AdaFace logits and batch statistics equal AdaFace's head.py on the reference vectors") {
+CATCH_TEST_CASE(
+    "AdaFace logits and batch statistics equal AdaFace's head.py on the reference vectors") {
   auto ref = json_lite::load(vectors("adaface_forward.json"));
   at::Tensor kernel = matrix_of(ref["kernel_DxC"]);  // [D, C]: columns are class weights
   auto head = head_plugin("adaface", kernel.size(1), kernel.size(0),
@@ -149,10 +153,13 @@ CATCH_TEST_CASE("AdaFace logits and batch statistics equal AdaFace's head.py on 
   CATCH_CHECK(buffers["batch_mean"].item<double>() == ref["batch_mean_before"].num());
   CATCH_CHECK(buffers["batch_std"].item<double>() == ref["batch_std_before"].num());
 
-  at::Tensor out = head->logits(matrix_of(ref["embeddings_unnormalised"]), labels_of(ref["labels"]));
+  at::Tensor out =
+      head->logits(matrix_of(ref["embeddings_unnormalised"]), labels_of(ref["labels"]));
   CATCH_CHECK(max_abs_diff(out, matrix_of(ref["logits"])) < 1e-10);
-  CATCH_CHECK(buffers["batch_mean"].item<double>() == Approx(ref["batch_mean_after"].num()).epsilon(1e-13));
-  CATCH_CHECK(buffers["batch_std"].item<double>() == Approx(ref["batch_std_after"].num()).epsilon(1e-13));
+  CATCH_CHECK(buffers["batch_mean"].item<double>() ==
+              Approx(ref["batch_mean_after"].num()).epsilon(1e-13));
+  CATCH_CHECK(buffers["batch_std"].item<double>() ==
+              Approx(ref["batch_std_after"].num()).epsilon(1e-13));
 }
 
 CATCH_TEST_CASE("AdaFace leaves its statistics alone while statistics updates are off") {

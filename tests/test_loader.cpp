@@ -350,7 +350,7 @@ double images_per_second(std::shared_ptr<const flatface::TrainSet> data, std::in
 // Not a check: run `test_loader "[.benchmark]"` to print decoding throughput.
 CATCH_TEST_CASE("loader throughput on JPEG data", "[.benchmark]") {
   auto jpeg = std::make_shared<JpegSet>(1024, 112);
-  std::printf("in-memory JPEG 112x112, get() alone: %.0f images/s\\n", serial_get_per_second(*jpeg));
+  std::printf("in-memory JPEG 112x112, get() alone: %.0f images/s\n", serial_get_per_second(*jpeg));
   for (int threads : {1, 2})
     std::printf("in-memory JPEG 112x112, %d thread(s): %.0f images/s\n", threads,
                 images_per_second(jpeg, 112, threads));
@@ -359,7 +359,7 @@ CATCH_TEST_CASE("loader throughput on JPEG data", "[.benchmark]") {
     flatface::PluginRef ref{"insightface-rec", flatface::Options("kz25", {})};
     ref.options.set("path", {std::string(FLATFACE_SHARED_DIR) + "/data/kz25", {}});
     auto kz25 = flatface::make_train_set(*reg, ref, 112, 0);
-    std::printf("kz25 train.rec, get() alone: %.0f images/s\\n", serial_get_per_second(*kz25));
+    std::printf("kz25 train.rec, get() alone: %.0f images/s\n", serial_get_per_second(*kz25));
     for (int threads : {1, 2})
       std::printf("kz25 train.rec (insightface-rec), %d thread(s): %.0f images/s\n", threads,
                   images_per_second(kz25, 112, threads));

@@ -1,6 +1,5 @@
 // Options: the typed key/value table every plugin receives, and its error messages.
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
@@ -83,7 +82,9 @@ CATCH_TEST_CASE("list getters take a list, or a single value as a list of one") 
 
 CATCH_TEST_CASE("a choice outside the allowed set lists the allowed values") {
   Options o = sam_table();
-  CATCH_CHECK(config_error([&] { o.get_choice("mode", "global", {"layer", "filter"}); }) ==
+  CATCH_CHECK(config_error([&] {
+                o.get_choice("mode", "global", {"layer", "filter"});
+              }) ==
               "x.toml:13:1: key 'mode' for perturbation 'sam' is 'global'; expected one of: "
               "layer, filter");
 }

@@ -1,6 +1,5 @@
 // The plugin registry: what it loads, and what it says when a library is not a usable plugin.
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "factory.hpp"
@@ -36,8 +35,8 @@ CATCH_TEST_CASE("a plugin library's entries are indexed by kind and name") {
   Registry reg;
   reg.scan_folder(dir + "/good");
   CATCH_REQUIRE(reg.all().size() == 4);
-  for (auto kind : {PluginKind::backbone, PluginKind::head, PluginKind::perturbation,
-                    PluginKind::dataset}) {
+  for (auto kind :
+       {PluginKind::backbone, PluginKind::head, PluginKind::perturbation, PluginKind::dataset}) {
     CATCH_CHECK(reg.entries(kind).size() == 1);
   }
   const auto& head = reg.get(PluginKind::head, "test-toy-head");
@@ -68,7 +67,8 @@ CATCH_TEST_CASE("an unknown plugin with nothing loaded points at the plugin path
   CATCH_CHECK(contains(msg, "check the plugin path"));
 }
 
-CATCH_TEST_CASE("a plugin built for another ABI version is rejected naming the file and both versions") {
+CATCH_TEST_CASE(
+    "a plugin built for another ABI version is rejected naming the file and both versions") {
   Registry reg;
   std::string file = dir + "/abi/toy_abi999.so";
   std::string msg = config_error([&] { reg.scan_folder(dir + "/abi"); });

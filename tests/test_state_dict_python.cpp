@@ -191,7 +191,7 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
   CATCH_CHECK_NOTHROW(flatface::load_state_dict(*net, copy(), "ok.pt"));
 
   auto missing = copy();
-  missing.erase("layer2.1.bn3.running_var");
+  CATCH_REQUIRE(missing.erase("layer2.1.bn3.running_var") == 1);
   CATCH_CHECK_THROWS_AS(flatface::load_state_dict(*net, missing, "m.pt"), flatface::ConfigError);
   CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, missing, "m.pt"),
                           Catch::StartsWith("m.pt") &&
@@ -216,8 +216,11 @@ CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming t
                           Catch::Contains(dir / "junk.pt"));
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "absent.pt"),
                           Catch::Contains(dir / "absent.pt"));
-  CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save([torch.zeros(1)], sys.argv[1])\" " +
-                           (dir / "list.pt")) == 0);
-  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "list.pt"),
+  CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save(torch.zeros(2), sys.argv[1]); "
+                           "torch.save({'w': torch.zeros(1), 'lr': 0.1}, sys.argv[2])\" " +
+                           (dir / "tensor.pt") + " " + (dir / "float.pt")) == 0);
+  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "tensor.pt"),
                           Catch::Contains("expected a dict"));
+  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "float.pt"),
+                          Catch::Contains("entry 'lr'") && Catch::Contains("expected a tensor"));
 }

@@ -1,7 +1,6 @@
 // The training-step context: BN policy of the second pass, head statistics, training accuracy,
 // scratch buffers, and the SGD it steps with.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "optimizer.hpp"
@@ -21,11 +20,13 @@ TrainSettings settings(double lr) {
 }
 
 at::Tensor batch_x() {
-  return doubles({0.3, -1.2, 0.5, 0.9, -0.1, 1.1, 0.4, -0.7, 0.2, 0.6, -0.5, 0.8, 1.3, -0.9, 0.05,
-                  0.7, 0.1, -0.3, -1.0, 0.45},
+  return doubles({0.3,  -1.2, 0.5, 0.9,  -0.1, 1.1, 0.4, -0.7, 0.2,  0.6,
+                  -0.5, 0.8,  1.3, -0.9, 0.05, 0.7, 0.1, -0.3, -1.0, 0.45},
                  {4, 5});
 }
-at::Tensor batch_y() { return longs({0, 2, 1, 1}); }
+at::Tensor batch_y() {
+  return longs({0, 2, 1, 1});
+}
 
 struct BnModel {
   std::shared_ptr<LinearBnBackbone> backbone = std::make_shared<LinearBnBackbone>(5, 4);
@@ -164,7 +165,8 @@ CATCH_TEST_CASE("make_sgd exempts 1-d parameters from weight decay only when ask
   for (const auto& p : decayed.params()) CATCH_CHECK(p.dim() == 2);
   CATCH_CHECK(plain.params().size() == 3);  // fc bias, bn weight, bn bias
   for (const auto& p : plain.params()) CATCH_CHECK(p.dim() == 1);
-  CATCH_CHECK(static_cast<const torch::optim::SGDOptions&>(decayed.options()).weight_decay() == 1e-3);
+  CATCH_CHECK(static_cast<const torch::optim::SGDOptions&>(decayed.options()).weight_decay() ==
+              1e-3);
   CATCH_CHECK(static_cast<const torch::optim::SGDOptions&>(plain.options()).weight_decay() == 0.0);
 
   set_learning_rate(*sgd, 0.001);

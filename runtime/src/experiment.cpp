@@ -32,13 +32,20 @@ SourcePos pos_of(const toml::node& node, const std::string& fallback_file) {
 
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    default: return "a date/time";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    default:
+      return "a date/time";
   }
 }
 
@@ -202,7 +209,8 @@ TrainSettings parse_train(const Options& o) {
   positive("epochs", static_cast<double>(t.epochs));
   positive("batch_size", static_cast<double>(t.batch_size));
   positive("lr", t.lr);
-  if (t.warmup_epochs < 0) throw ConfigError(o.pos_of("warmup_epochs").str() + ": train.warmup_epochs must be >= 0");
+  if (t.warmup_epochs < 0)
+    throw ConfigError(o.pos_of("warmup_epochs").str() + ": train.warmup_epochs must be >= 0");
   return t;
 }
 
@@ -428,9 +436,10 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
 
 std::vector<RunSpec> expand_grid(const Experiment& e) {
   std::vector<RunSpec> runs;
-  std::string shared = "train_data=" + e.train_data.plugin + e.train_data.options.canonical() +
-                       ";eval=";
-  for (const auto& ev : e.eval) shared += ev.name + ":" + ev.data.plugin + ev.data.options.canonical() + ";";
+  std::string shared =
+      "train_data=" + e.train_data.plugin + e.train_data.options.canonical() + ";eval=";
+  for (const auto& ev : e.eval)
+    shared += ev.name + ":" + ev.data.plugin + ev.data.options.canonical() + ";";
   shared += "backbone=" + e.backbone.plugin + e.backbone.options.canonical() + ";train{" +
             canonical_train(e.train) + "}";
   for (std::size_t si = 0; si < e.setups.size(); ++si) {
@@ -452,7 +461,8 @@ std::vector<RunSpec> expand_grid(const Experiment& e) {
            << pert.canonical() << ";seed=" << seed;
         r.canonical = os.str();
         char id[17];
-        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(fnv1a(r.canonical)));
+        std::snprintf(id, sizeof id, "%016llx",
+                      static_cast<unsigned long long>(fnv1a(r.canonical)));
         r.id = std::string(id, 10);
         runs.push_back(std::move(r));
       }

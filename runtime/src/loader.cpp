@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 
 #include "formats/image_codec.hpp"
 #include "sample_order.hpp"
@@ -108,18 +109,31 @@ bool Loader::claim(std::shared_ptr<Slot>& slot, std::int64_t& position) {
   if (!epoch_started_ || failure_ || next_open_ >= batches_per_epoch() ||
       static_cast<std::int64_t>(in_flight_.size()) >= options_.prefetch_batches)
     return false;
-  const std::int64_t n = options_.batch_size, side = options_.input_size;
+  const std::int64_t n = options_.batch_size;
   auto fresh = std::make_shared<Slot>();
   fresh->epoch = epoch_;
   auto first = order_.begin() + next_open_ * n;
   fresh->indices.assign(first, first + n);
-  fresh->images = at::empty({n, 3, side, side}, at::dtype(at::kFloat).pinned_memory(pinned_));
-  fresh->labels = at::empty({n}, at::dtype(at::kLong).pinned_memory(pinned_));
+  std::tie(fresh->images, fresh->labels) = batch_buffers();
   ++next_open_;
   in_flight_.push_back(fresh);
   slot = fresh;
   position = fresh->claimed++;
   return true;
+}
+
+std::pair<at::Tensor, at::Tensor> Loader::batch_buffers() {
+  // Only the pool refers to it (no Batch, view or autograd graph outside): safe to overwrite.
+  auto unused = [](const at::Tensor& t) { return t.use_count() == 1 && t.storage().use_count() == 1; };
+  for (const auto& buffers : pool_)
+    if (unused(buffers.first) && unused(buffers.second)) return buffers;
+  const std::int64_t n = options_.batch_size, side = options_.input_size;
+  std::pair<at::Tensor, at::Tensor> fresh{
+      at::empty({n, 3, side, side}, at::dtype(at::kFloat).pinned_memory(pinned_)),
+      at::empty({n}, at::dtype(at::kLong).pinned_memory(pinned_))};
+  // in flight, held by the consumer, and one being released
+  if (static_cast<int>(pool_.size()) < options_.prefetch_batches + 2) pool_.push_back(fresh);
+  return fresh;
 }
 
 void Loader::work() {

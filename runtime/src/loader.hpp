@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "flatface/dataset.hpp"
@@ -55,6 +56,7 @@ class Loader {
   struct Slot;  // one batch being filled
   void work();
   bool claim(std::shared_ptr<Slot>& slot, std::int64_t& position);  // with mutex_ held
+  std::pair<at::Tensor, at::Tensor> batch_buffers();                 // with mutex_ held
   void fill(Slot& slot, std::int64_t position);
 
   std::shared_ptr<const TrainSet> data_;
@@ -72,6 +74,9 @@ class Loader {
   std::int64_t next_deliver_ = 0;  // next batch index next() hands out
   std::deque<std::shared_ptr<Slot>> in_flight_;
   std::exception_ptr failure_;     // sticky until start_epoch
+  // Batch tensors handed out before; one is reused once nobody else holds it (fresh allocations
+  // of this size cost page faults that can exceed the decoding itself).
+  std::vector<std::pair<at::Tensor, at::Tensor>> pool_;
   std::vector<std::thread> workers_;
 };
 

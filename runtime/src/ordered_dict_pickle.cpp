@@ -46,10 +46,17 @@ bool describe(unsigned char code, Op& op) {
     case 'R': case 0x81: case 'b': case 'a': op.pops = 2; op.pushes = 1; return true;  // REDUCE...
     case 's': op.pops = 3; op.pushes = 1; return true;                    // SETITEM
     case 'u': case 'e': op.to_mark = true; return true;                   // SETITEMS, APPENDS
-    case '0': op.pops = 1; return true;                                   // POP
     case '2': op.pushes = 1; return true;                                 // DUP
     default: return false;
   }
+}
+
+// The memo id stored by a BINPUT / LONG_BINPUT / BINGET / LONG_BINGET at `p`.
+std::uint32_t memo_id(const std::string& pickle, std::size_t p) {
+  std::uint32_t id = 0;
+  const bool long_form = pickle[p] == 'r' || pickle[p] == 'j';
+  std::memcpy(&id, pickle.data() + p + 1, long_form ? 4 : 1);  // little endian, as pickle is
+  return id;
 }
 
 }  // namespace
@@ -59,12 +66,16 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
   const std::size_t header = sizeof(kHeader) - 1;
   if (pickle.compare(0, header, kHeader, header) != 0) return std::nullopt;
   std::size_t p = header;
-  if (p + 1 < pickle.size() && pickle[p] == 'q') p += 2;       // BINPUT of the class
-  else if (p + 4 < pickle.size() && pickle[p] == 'r') p += 5;  // LONG_BINPUT
+  // The class must be memoised: later `OrderedDict()` calls (each tensor's empty backward hooks)
+  // fetch it from there. libtorch's unpickler lacks POP, so instead of taking the class off the
+  // stack, the plain dict takes its memo slot and every `OrderedDict()` becomes None, which is
+  // what libtorch's own unpickler turns it into.
+  const std::size_t put = pickle[p] == 'q' ? 2 : pickle[p] == 'r' ? 5 : 0;
+  if (put == 0 || p + put + 2 > pickle.size()) return std::nullopt;
+  const std::uint32_t class_id = memo_id(pickle, p);
+  std::string out = "\x80\x02}" + pickle.substr(p, put);
+  p += put;
   if (pickle.compare(p, 2, ")R") != 0) return std::nullopt;
-  std::string out = pickle;
-  out[p] = '0';  // POP the class ...
-  out[p + 1] = '}';  // ... and start from an empty plain dict instead of OrderedDict()
   p += 2;
 
   // Scan the SETITEMS batches; the first opcode with only the dict on the stack that is neither
@@ -74,13 +85,11 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
   while (p < pickle.size()) {
     const auto code = static_cast<unsigned char>(pickle[p]);
     if (depth == 1 && marks.empty() && code != '(' && code != 'q' && code != 'r') {
-      if (code == '.') return out;  // no attribute state
-      out.resize(p);
-      return out + ".";
+      return out + ".";  // STOP here: either the real end or the start of the dropped state
     }
     Op op;
     if (!describe(code, op)) return std::nullopt;
-    ++p;
+    const std::size_t begin = p++;
     if (op.lines) {
       for (int i = 0; i < 2; ++i) {
         const auto nl = pickle.find('\n', p);
@@ -92,10 +101,19 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
     if (op.len_bytes > 0) {
       if (p + static_cast<std::size_t>(op.len_bytes) > pickle.size()) return std::nullopt;
       std::uint32_t len = 0;
-      std::memcpy(&len, pickle.data() + p, static_cast<std::size_t>(op.len_bytes));  // little endian
+      std::memcpy(&len, pickle.data() + p, static_cast<std::size_t>(op.len_bytes));
       skip = static_cast<std::size_t>(op.len_bytes) + len;
     }
     p += skip;
+    if (p > pickle.size()) return std::nullopt;
+    if ((code == 'h' || code == 'j') && memo_id(pickle, begin) == class_id) {
+      if (pickle.compare(p, 2, ")R") != 0) return std::nullopt;  // the class used otherwise
+      out += 'N';
+      p += 2;
+      depth += 1;
+      continue;
+    }
+    out.append(pickle, begin, p - begin);
     if (op.mark) {
       marks.push_back(depth);
       continue;

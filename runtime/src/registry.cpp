@@ -1,10 +1,9 @@
 #include "registry.hpp"
 
-#include <boost/dll/shared_library.hpp>
-
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -17,10 +16,14 @@ namespace fs = std::filesystem;
 
 const char* to_string(PluginKind kind) {
   switch (kind) {
-    case PluginKind::backbone: return "backbone";
-    case PluginKind::head: return "head";
-    case PluginKind::perturbation: return "perturbation";
-    case PluginKind::dataset: return "dataset";
+    case PluginKind::backbone:
+      return "backbone";
+    case PluginKind::head:
+      return "head";
+    case PluginKind::perturbation:
+      return "perturbation";
+    case PluginKind::dataset:
+      return "dataset";
   }
   return "?";
 }
@@ -118,7 +121,8 @@ void Registry::load_library(const std::string& path) {
   auto library = std::make_unique<Library>();
   library->path = canon;
   boost::dll::fs::error_code load_ec;
-  library->lib.load(canon, load_ec, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
+  library->lib.load(canon, load_ec,
+                    boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
   if (load_ec) {
     // Boost only says "bad file descriptor"; ask the loader itself for the reason.
     std::string why = load_ec.message();

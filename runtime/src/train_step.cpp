@@ -181,7 +181,9 @@ void TrainStep::zero_grad() {
   }
 }
 
-void TrainStep::optimizer_step() { optimizer_.step(); }
+void TrainStep::optimizer_step() {
+  optimizer_.step();
+}
 
 namespace {
 void allocate_like(std::vector<at::Tensor>& buffers, const std::vector<at::Tensor>& parameters) {

@@ -25,7 +25,7 @@ namespace flatface {
 
 struct TrainStepOptions {
   std::string bn_second_pass = "freeze";  // freeze: the second pass leaves BN running stats alone
-  bool bf16_autocast = false;             // CUDA only: the backbone forward runs under bf16 autocast
+  bool bf16_autocast = false;  // CUDA only: the backbone forward runs under bf16 autocast
 };
 
 class TrainStep final : public StepContext {

@@ -1,6 +1,7 @@
 // insightface's combined margin, built out of tree against the installed flatface package:
 // target logit s (cos(m1 θ_y + m2) − m3), other logits s cos θ_j. m1 = 1, m2 = 0.3, m3 = 0.2.
 #include <ATen/ops/randn.h>
+
 #include <flatface/plugin.hpp>
 
 namespace {
@@ -12,8 +13,8 @@ class CombinedMargin final : public flatface::MarginHead {
         m1_(args.options.get_double("m1", 1.0)),
         m2_(args.options.get_double("m2", 0.3)),
         m3_(args.options.get_double("m3", 0.2)) {
-    weight_ = register_parameter(
-        "weight", at::randn({args.num_classes, args.embedding_dim}) * 0.01);
+    weight_ =
+        register_parameter("weight", at::randn({args.num_classes, args.embedding_dim}) * 0.01);
   }
 
   at::Tensor cosine(const at::Tensor& x) override {

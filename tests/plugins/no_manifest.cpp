@@ -1,2 +1,4 @@
 // A shared library that is not a flatface plugin: it exports a function but no manifest.
-extern "C" int flatface_test_answer() { return 42; }
+extern "C" int flatface_test_answer() {
+  return 42;
+}

@@ -120,11 +120,11 @@ std::shared_ptr<VerificationSet> make_pairs(const DatasetArgs& args) {
 
 }  // namespace
 
-FLATFACE_PLUGIN(
-    flatface::backbone_entry("test-toy-backbone", "linear map of the pixels (test plugin)",
-                             &make_backbone),
-    flatface::head_entry("test-toy-head", "s cos(theta), no margin (test plugin)", &make_head),
-    flatface::dataset_entry("test-toy-data", "procedural images (test plugin)", &make_train,
-                            &make_pairs),
-    flatface::perturbation_entry("test-toy", "plain SGD step (test plugin)",
-                                 &flatface_test::make_toy_step))
+FLATFACE_PLUGIN(flatface::backbone_entry("test-toy-backbone",
+                                         "linear map of the pixels (test plugin)", &make_backbone),
+                flatface::head_entry("test-toy-head", "s cos(theta), no margin (test plugin)",
+                                     &make_head),
+                flatface::dataset_entry("test-toy-data", "procedural images (test plugin)",
+                                        &make_train, &make_pairs),
+                flatface::perturbation_entry("test-toy", "plain SGD step (test plugin)",
+                                             &flatface_test::make_toy_step))

@@ -132,7 +132,10 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(2)
     model = Reference(args.depth, args.width, args.input, args.embedding)
-    check(args, model) if args.mode == "check" else export(args, model)
+    if args.mode == "check":
+        check(args, model)
+    else:
+        export(args, model)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ namespace flatface::perturbations {
 // τ [N,C], detached. normalized: τ_j = q_j / Σ_{k≠y} q_k (the AACE authors' code), computed as
 // the softmax over the other classes' logits so that it stays exact when q_y → 1.
 // Literal eq. 13: τ_j = q_j for j ≠ y, τ_y = 0, summing to 1 − q_y.
-inline at::Tensor aace_target(const at::Tensor& logits, const at::Tensor& labels,
-                              bool normalized) {
+inline at::Tensor aace_target(const at::Tensor& logits, const at::Tensor& labels, bool normalized) {
   at::Tensor z = logits.detach();
   at::Tensor y = labels.view({-1, 1});
   if (normalized) return z.scatter(1, y, -INFINITY).softmax(1);
