@@ -79,8 +79,8 @@ Loaded load(const Globals& g, const EvalArgs& args) {
   l.registry = open_registry(g);
   l.model = load_checkpoint_model(*l.registry, args.checkpoint);
   apply_threads(g, &l.model.experiment);
-  l.device = c10::Device(
-      resolve_device(args.device.empty() ? l.model.experiment.device : args.device));
+  l.device =
+      c10::Device(resolve_device(args.device.empty() ? l.model.experiment.device : args.device));
   l.model.backbone->to(l.device);
   return l;
 }
@@ -97,8 +97,8 @@ int run_eval(const Globals& g, const EvalArgs& args) {
   std::vector<NamedSet> sets;  // all opened first: a wrong name fails before any work
   for (const auto& arg : args.sets)
     sets.push_back(open_set(*l.registry, l.model.experiment, arg, backbone.input_size()));
-  std::cout << "# " << args.checkpoint << ": run " << l.model.run_id << ", epoch "
-            << l.model.epoch << ", device " << l.device.str() << "\n";
+  std::cout << "# " << args.checkpoint << ": run " << l.model.run_id << ", epoch " << l.model.epoch
+            << ", device " << l.device.str() << "\n";
   struct Row {
     std::string name, pairs, accuracy, threshold, tar;
   };
@@ -122,9 +122,9 @@ int run_eval(const Globals& g, const EvalArgs& args) {
   }
   for (const auto& r : rows) {
     const std::string* cells[] = {&r.name, &r.pairs, &r.accuracy, &r.threshold, &r.tar};
-    for (std::size_t c = 0; c < 5; ++c) {
+    for (std::size_t c = 0; c < 5; ++c) {  // names left-aligned, numbers right-aligned
       const std::string pad(w[c] - width(*cells[c]), ' ');
-      std::cout << (c == 0 ? *cells[c] + pad : "  " + pad + *cells[c]);  // names left, numbers right
+      std::cout << (c == 0 ? *cells[c] + pad : "  " + pad + *cells[c]);
     }
     std::cout << '\n';
   }

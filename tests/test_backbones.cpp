@@ -101,6 +101,10 @@ CATCH_TEST_CASE("The FC's input follows the conv arithmetic: 112 -> 7x7, 64 -> 4
     const auto dict = flatface::state_dict(*net);
     CATCH_CHECK(dict.at("fc.weight").sizes() == at::IntArrayRef({512, 64 * side * side}));
   }
+  // A stride-2 stem adds one halving: 112 -> 56 -> 28 -> 14 -> 7 -> 4.
+  auto net = make_backbone("iresnet", {{"depth", 18}, {"width", 8}, {"stem_stride", 2}});
+  CATCH_CHECK(flatface::state_dict(*net).at("fc.weight").sizes() ==
+              at::IntArrayRef({512, 64 * 4 * 4}));
 }
 
 CATCH_TEST_CASE("IResNet-50 and -100 at width 64 have the parameter count of the architecture") {
@@ -115,11 +119,13 @@ CATCH_TEST_CASE("IResNet-50 and -100 at width 64 have the parameter count of the
   CATCH_CHECK(n100 / 1e6 == Approx(65.2).margin(0.05));
 }
 
-CATCH_TEST_CASE("iresnet-small counts the parameters of a width-16 IResNet-18 at 56x56, 128-d") {
+CATCH_TEST_CASE("iresnet-small is a width-16 IResNet-18 on 56x56 faces with a stride-2 stem") {
   auto net = make_backbone("iresnet-small");
   CATCH_CHECK(net->input_size() == 56);
   CATCH_CHECK(net->embedding_dim() == 128);
-  CATCH_CHECK(count_parameters(*net) == expected_parameters(kStages18, 16, 128, 4));
+  // The stem's stride changes no shape but the FC's: 56 -> 28 -> 14 -> 7 -> 4 -> 2.
+  CATCH_CHECK(count_parameters(*net) == expected_parameters(kStages18, 16, 128, 2));
+  CATCH_CHECK(net->forward(at::randn({2, 3, 56, 56})).sizes() == at::IntArrayRef({2, 128}));
 }
 
 CATCH_TEST_CASE("IResNet-18's parameter and buffer names follow insightface's naming, in order") {
@@ -174,6 +180,8 @@ CATCH_TEST_CASE("Unsupported iresnet options are ConfigErrors naming the key") {
                           Catch::Contains("deph"));
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}),
                           Catch::Contains("width"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"stem_stride", 4}}),
+                          Catch::Contains("stem_stride must be 1 or 2"));
 }
 
 CATCH_TEST_CASE("An image of the wrong size is a RuntimeError naming the expected shape") {

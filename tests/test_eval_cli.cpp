@@ -1,10 +1,9 @@
 // `flatface eval` and `flatface embed` on the checkpoint of a tiny run: the toy test plugins for
 // data and backbone, the real plain head and step.
-#include <catch2/catch.hpp>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +53,8 @@ struct TrainedRun {
 name = "eval-cli"
 seeds = [0]
 device = "cpu"
-output = ")" << (dir / "out").string() << R"("
+output = ")" << (dir / "out").string()
+                                    << R"("
 
 [data]
 train = { plugin = "test-toy-data", classes = 3, images = 12 }
@@ -125,24 +125,28 @@ CATCH_TEST_CASE("flatface eval reads a .bin file through the dataset plugin for 
   CATCH_CHECK(contains(r.out, "\ntoy "));
 }
 
-CATCH_TEST_CASE("flatface eval names the sets it knows when SET is neither a file nor one of them") {
+CATCH_TEST_CASE(
+    "flatface eval names the sets it knows when SET is neither a file nor one of them") {
   const auto& run = trained();
   Result r = run_cli("eval --checkpoint '" + run.checkpoint.string() + "' LFW");
   CATCH_CHECK(r.code == 2);
-  CATCH_CHECK(contains(r.out, "'LFW' is neither an existing file (.bin) nor a verification set of "
-                              "the checkpoint's experiment (toy)"));
+  CATCH_CHECK(contains(r.out,
+                       "'LFW' is neither an existing file (.bin) nor a verification set of "
+                       "the checkpoint's experiment (toy)"));
   CATCH_CHECK(!contains(r.out, "benchmark"));  // nothing evaluated before the error
 }
 
 CATCH_TEST_CASE("flatface embed writes [2N,D] float32 embeddings and uint8 issame") {
   const auto& run = trained();
   const auto out = (run.dir / "toy-embeddings.h5").string();
-  Result r = run_cli("embed --checkpoint '" + run.checkpoint.string() + "' toy --out '" + out + "'");
+  Result r =
+      run_cli("embed --checkpoint '" + run.checkpoint.string() + "' toy --out '" + out + "'");
   CATCH_REQUIRE(r.code == 0);
-  Result py = shell(std::string(FLATFACE_PYTHON) + " -c \"import h5py, numpy as np; f = h5py.File('" +
-                    out + "', 'r'); e = f['embeddings'][:]; s = f['issame'][:]; "
-                    "print(e.shape, e.dtype, s.dtype, ''.join(map(str, s)), "
-                    "bool(np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-6)), f.attrs['set'])\"");
+  Result py =
+      shell(std::string(FLATFACE_PYTHON) + " -c \"import h5py, numpy as np; f = h5py.File('" + out +
+            "', 'r'); e = f['embeddings'][:]; s = f['issame'][:]; "
+            "print(e.shape, e.dtype, s.dtype, ''.join(map(str, s)), "
+            "bool(np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-6)), f.attrs['set'])\"");
   // toy pairs alternate same / different; D = the toy backbone's embedding = 4
   CATCH_CHECK(py.out == "(40, 4) float32 uint8 10101010101010101010 True toy\n");
 }

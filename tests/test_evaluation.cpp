@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -69,7 +68,9 @@ class HalvesSet : public flatface::VerificationSet {
   int side_;
 };
 
-float normalised(std::uint8_t v) { return (v / 255.0f - 0.5f) / 0.5f; }
+float normalised(std::uint8_t v) {
+  return (v / 255.0f - 0.5f) / 0.5f;
+}
 
 }  // namespace
 
@@ -77,7 +78,8 @@ CATCH_TEST_CASE("an embedding is normalise(f(x) + f(flip x)), one row per image,
   // image 0: left white, right black -> f(x) = (1, -1, 1), f(flip x) = (-1, 1, 1): sum (0, 0, 2)
   // image 1..9: uniform value v -> sum 2 (v, v, 1) -> (v, v, 1) / sqrt(2 v^2 + 1)
   std::vector<std::uint8_t> left{255}, right{0};
-  for (int i = 1; i < 10; ++i) left.push_back(static_cast<std::uint8_t>(25 * i)), right.push_back(left.back());
+  for (int i = 1; i < 10; ++i)
+    left.push_back(static_cast<std::uint8_t>(25 * i)), right.push_back(left.back());
   HalvesSet set(left, right, std::vector<bool>(5, true), 4);
   HalvesBackbone backbone(4);
   backbone.train();
@@ -132,14 +134,15 @@ CATCH_TEST_CASE("an image that fails to decode is an error naming the set and th
 
 CATCH_TEST_CASE("embeddings and issame are written to HDF5 readable by h5py") {
   namespace fs = std::filesystem;
-  fs::path file = fs::temp_directory_path() / ("flatface_embed_" + std::to_string(::getpid()) + ".h5");
+  fs::path file =
+      fs::temp_directory_path() / ("flatface_embed_" + std::to_string(::getpid()) + ".h5");
   at::Tensor e = at::tensor({0.6f, 0.8f, 1.0f, 0.0f, 0.0f, 1.0f, -1.0f, 0.0f}).reshape({4, 2});
   flatface::write_embedding_file(file.string(), e, {true, false}, {{"set", "LFW"}});
   CATCH_CHECK(!fs::exists(file.string() + ".tmp"));
-  const std::string cmd = std::string(FLATFACE_PYTHON) + " -c \"import h5py; f = h5py.File('" +
-                          file.string() +
-                          "', 'r'); e = f['embeddings']; s = f['issame']; "
-                          "print(e.shape, e.dtype, s.dtype, list(s[:]), float(e[0, 1]), f.attrs['set'])\"";
+  const std::string cmd =
+      std::string(FLATFACE_PYTHON) + " -c \"import h5py; f = h5py.File('" + file.string() +
+      "', 'r'); e = f['embeddings']; s = f['issame']; "
+      "print(e.shape, e.dtype, s.dtype, list(s[:]), float(e[0, 1]), f.attrs['set'])\"";
   FILE* p = ::popen(cmd.c_str(), "r");
   CATCH_REQUIRE(p != nullptr);
   char buf[256] = {0};

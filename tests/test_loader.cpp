@@ -4,9 +4,8 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -62,7 +61,8 @@ class PatternSet : public flatface::TrainSet {
   int side_;
 };
 
-LoaderOptions options(std::int64_t batch, std::int64_t side, std::uint64_t seed = 7, int threads = 2) {
+LoaderOptions options(std::int64_t batch, std::int64_t side, std::uint64_t seed = 7,
+                      int threads = 2) {
   LoaderOptions o;
   o.batch_size = batch;
   o.input_size = side;
@@ -81,7 +81,8 @@ std::vector<Batch> whole_epoch(Loader& loader, std::int64_t epoch, std::int64_t 
 std::vector<std::int64_t> labels_of(const std::vector<Batch>& batches) {
   std::vector<std::int64_t> out;
   for (const auto& b : batches)
-    for (std::int64_t i = 0; i < b.labels.size(0); ++i) out.push_back(b.labels[i].item<std::int64_t>());
+    for (std::int64_t i = 0; i < b.labels.size(0); ++i)
+      out.push_back(b.labels[i].item<std::int64_t>());
   return out;
 }
 
@@ -128,8 +129,9 @@ CATCH_TEST_CASE("the order is a pure function of seed and epoch, whatever the th
   // and it is exactly epoch_permutation(n, seed, epoch), cut into batches
   auto perm = flatface::epoch_permutation(40, 11, 2);
   auto labels = labels_of(a);
-  CATCH_CHECK(std::equal(labels.begin(), labels.end(), perm.begin(),
-                         [](std::int64_t l, std::size_t p) { return l == static_cast<std::int64_t>(p); }));
+  CATCH_CHECK(
+      std::equal(labels.begin(), labels.end(), perm.begin(),
+                 [](std::int64_t l, std::size_t p) { return l == static_cast<std::int64_t>(p); }));
 }
 
 CATCH_TEST_CASE("different epochs and different seeds give different orders") {
@@ -157,9 +159,9 @@ CATCH_TEST_CASE("images are CHW, normalised as (x/255 - 0.5)/0.5, and mirrored p
   // pixels (y, x) -> RGB: (0,0) = 0 255 51, (0,1) = 153 0 0, (1,0) = 255 255 255, (1,1) = 51 51 51
   Image im{2, 2, {0, 255, 51, 153, 0, 0, 255, 255, 255, 51, 51, 51}};
   // by hand: 0 -> -1, 255 -> 1, 51 -> (0.2 - 0.5)/0.5 = -0.6, 153 -> (0.6 - 0.5)/0.5 = 0.2
-  at::Tensor expected = at::tensor({-1.0f, 0.2f, 1.0f, -0.6f,     // R
-                                    1.0f, -1.0f, 1.0f, -0.6f,     // G
-                                    -0.6f, -1.0f, 1.0f, -0.6f})   // B
+  at::Tensor expected = at::tensor({-1.0f, 0.2f, 1.0f, -0.6f,    // R
+                                    1.0f, -1.0f, 1.0f, -0.6f,    // G
+                                    -0.6f, -1.0f, 1.0f, -0.6f})  // B
                             .reshape({1, 3, 2, 2});
   at::Tensor t = flatface::images_to_tensor({im, im}, 2, {false, true});
   CATCH_CHECK(at::allclose(t.narrow(0, 0, 1), expected, 0, 1e-6));
@@ -205,7 +207,8 @@ CATCH_TEST_CASE("with flip off no sample is mirrored") {
   for (const auto& b : whole_epoch(loader, 0))
     for (std::int64_t r = 0; r < b.labels.size(0); ++r)
       CATCH_REQUIRE(at::equal(
-          b.images[r], expected_row(static_cast<std::size_t>(b.labels[r].item<std::int64_t>()), 3, false)));
+          b.images[r],
+          expected_row(static_cast<std::size_t>(b.labels[r].item<std::int64_t>()), 3, false)));
 }
 
 CATCH_TEST_CASE("images of another size are resized to the input size") {
@@ -313,7 +316,8 @@ namespace {
 class JpegSet : public flatface::TrainSet {
  public:
   JpegSet(std::size_t n, int side) {
-    for (std::size_t i = 0; i < n; ++i) jpegs_.push_back(flatface::encode_jpeg(pattern_image(i, side, side), 95));
+    for (std::size_t i = 0; i < n; ++i)
+      jpegs_.push_back(flatface::encode_jpeg(pattern_image(i, side, side), 95));
   }
   std::size_t size() const override { return jpegs_.size(); }
   std::int64_t num_classes() const override { return static_cast<std::int64_t>(jpegs_.size()); }
@@ -334,10 +338,14 @@ double serial_get_per_second(const flatface::TrainSet& data) {
   return static_cast<double>(data.size()) / s.count();
 }
 
-double images_per_second(std::shared_ptr<const flatface::TrainSet> data, std::int64_t side, int threads) {
+double images_per_second(std::shared_ptr<const flatface::TrainSet> data, std::int64_t side,
+                         int threads) {
   auto o = options(64, side, 0, threads);
   Loader loader(std::move(data), o);
-  loader.start_epoch(0);
+  loader.start_epoch(0);  // warm-up: the first batch buffers are allocated (page faults)
+  while (loader.next()) {
+  }
+  loader.start_epoch(1);
   std::int64_t images = 0;
   auto start = std::chrono::steady_clock::now();
   while (auto b = loader.next()) images += b->labels.size(0);

@@ -165,13 +165,13 @@ CATCH_TEST_CASE("An IResNet-18 written by C++ is reproduced by an independent Py
                          (dir / "io.pt")) == 0);
 }
 
-CATCH_TEST_CASE("Python's model.state_dict() loads into the C++ IResNet and gives its output") {
+CATCH_TEST_CASE("Python's model.state_dict() loads into the C++ iresnet-small and gives its output") {
   TempDir dir;
-  CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 64 " +
-                           "--embedding 32 --weights " + (dir / "weights.pt") + " --io " +
-                           (dir / "io.pt")) == 0);
-  auto net = flatface::testing::make_backbone(
-      "iresnet", {{"depth", 18}, {"width", 16}, {"input", 64}, {"embedding", 32}});
+  // iresnet-small's defaults: depth 18, width 16, 56x56, stride-2 stem, 128-d.
+  CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 56 " +
+                           "--stem-stride 2 --embedding 128 --weights " + (dir / "weights.pt") +
+                           " --io " + (dir / "io.pt")) == 0);
+  auto net = flatface::testing::make_backbone("iresnet-small");
   flatface::load_state_dict(*net, flatface::load_tensor_dict(dir / "weights.pt"),
                             dir / "weights.pt");
   const TensorDict io = flatface::load_tensor_dict(dir / "io.pt");

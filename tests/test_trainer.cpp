@@ -32,13 +32,14 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-// A tiny grid: 8 synthetic identities x 8 images, a narrow IResNet-18 at 56x56.
+// A tiny grid: a few synthetic identities x 8 images, a narrow IResNet-18 at 56x56.
 std::string tiny_toml(const fs::path& out, const std::string& head, const std::string& perturbation,
-                      int epochs, double lr = 0.1) {
+                      int epochs, double lr = 0.1, int identities = 8) {
   std::ostringstream t;
   t << "[experiment]\nname = \"tiny\"\nseeds = [0]\ndevice = \"cpu\"\noutput = \"" << out.string()
     << "\"\n"
-    << "[data]\ntrain = { plugin = \"synthetic\", identities = 8, images_per_identity = 8, "
+    << "[data]\ntrain = { plugin = \"synthetic\", identities = " << identities
+    << ", images_per_identity = 8, "
        "nuisance = 0.2 }\n"
     << "eval = [ { name = \"pairs\", plugin = \"synthetic\", identities = 8, "
        "images_per_identity = 8, nuisance = 0.2, pairs = 40, verification_identities = 6 } ]\n"
@@ -70,11 +71,11 @@ CATCH_TEST_CASE("every head and perturbation lowers the loss and raises training
     for (const auto& p : perturbations) {
       CATCH_DYNAMIC_SECTION(h << " x " << p) {
         auto dir = fresh_dir("learn");
-        Experiment e = parse_experiment(tiny_toml(dir, h, p, 5), "tiny.toml");
+        Experiment e = parse_experiment(tiny_toml(dir, h, p, 4, 0.1, 6), "tiny.toml");
         RunOutcome out = train(e);
         CATCH_REQUIRE(out.status == RunStatus::complete);
         const auto& ep = out.record.epochs;
-        CATCH_REQUIRE(ep.size() == 5);
+        CATCH_REQUIRE(ep.size() == 4);
         CATCH_CHECK(ep.back().loss < ep.front().loss);
         CATCH_CHECK(ep.back().train_accuracy > ep.front().train_accuracy);
         const bool two_pass = p.find("none") == std::string::npos;
@@ -155,4 +156,38 @@ CATCH_TEST_CASE("a complete run is skipped and its file left untouched") {
   std::string before = read_bytes(first.result_path);
   CATCH_CHECK(train(e).status == RunStatus::skipped);
   CATCH_CHECK(read_bytes(first.result_path) == before);
+}
+
+CATCH_TEST_CASE("export writes the backbone with insightface names in a file Python's torch.load reads") {
+  torch::set_num_threads(2);
+  auto dir = fresh_dir("export");
+  Experiment e = parse_experiment(
+      tiny_toml(dir, "{ plugin = \"arcface\", s = 16.0, m = 0.2 }", "{ plugin = \"none\" }", 1),
+      "tiny.toml");
+  CATCH_REQUIRE(train(e).status == RunStatus::complete);
+  const std::string ckpt = checkpoint_path(e, expand_grid(e)[0]);
+  const std::string out = (dir / "backbone.pt").string();
+  std::string cmd = std::string(FLATFACE_CLI) + " export " + ckpt + " --out " + out + " > /dev/null";
+  CATCH_REQUIRE(std::system(cmd.c_str()) == 0);
+
+  // The same tensors as the checkpoint's backbone, under insightface's parameter names.
+  auto expected = load_tensor_dict_from_checkpoint(ckpt, "backbone");
+  std::ofstream py(dir / "check.py");
+  py << "import sys, torch\n"
+        "d = torch.load(sys.argv[1])\n"
+        "need = ['conv1.weight', 'bn1.running_mean', 'prelu.weight', 'layer1.0.bn1.weight',\n"
+        "        'layer1.0.conv1.weight', 'layer1.0.prelu.weight', 'layer2.0.downsample.0.weight',\n"
+        "        'layer2.0.downsample.1.running_var', 'bn2.weight', 'fc.weight', 'features.weight']\n"
+        "missing = [k for k in need if k not in d]\n"
+        "assert not missing, missing\n"
+        "assert len(d) == int(sys.argv[2]), (len(d), sys.argv[2])\n"
+        "got, want = float(d['conv1.weight'].double().sum()), float(sys.argv[3])\n"
+        "assert abs(got - want) <= 1e-9 * max(1.0, abs(want)), ('conv1 differs', got, want)\n";
+  py.close();
+  double conv1_sum = expected.at("conv1.weight").to(at::kDouble).sum().item<double>();
+  std::ostringstream check;
+  check.precision(17);
+  check << FLATFACE_PYTHON << " " << (dir / "check.py").string() << " " << out << " "
+        << expected.size() << " " << conv1_sum;
+  CATCH_CHECK(std::system(check.str().c_str()) == 0);
 }

@@ -1,9 +1,8 @@
-// The 10-fold verification protocol: insightface eval/verification.py (calculate_roc, calculate_val).
+// The 10-fold verification protocol of insightface eval/verification.py (roc and val).
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 
 #include <catch2/catch.hpp>
-
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -93,7 +92,8 @@ std::shared_ptr<Json> read_json(const std::string& path) {
   return JsonReader(text.str()).value();
 }
 
-const std::string kReference = std::string(FLATFACE_SHARED_DIR) + "/vectors/verification_10fold.json";
+const std::string kReference =
+    std::string(FLATFACE_SHARED_DIR) + "/vectors/verification_10fold.json";
 
 // Pairs of 2-d unit vectors at the given squared distances: ||a - b||^2 = 2 - 2 cos(theta).
 at::Tensor pairs_at_distances(const std::vector<double>& d) {
@@ -135,12 +135,14 @@ CATCH_TEST_CASE("float32 embeddings give the same fold accuracies on the referen
   CATCH_CHECK(r.accuracy == Approx(ref->members.at("accuracy_mean")->number).margin(1e-10));
 }
 
-CATCH_TEST_CASE("mean threshold and TAR@FAR=1e-3 agree with a numpy transcription of verification.py") {
+CATCH_TEST_CASE(
+    "mean threshold and TAR@FAR=1e-3 agree with a numpy transcription of verification.py") {
   // numpy for the folds and arg-maxima; scipy's interp1d(kind='slinear') is a degree-1 B-spline
   // whose interval is the last knot <= x (searchsorted right - 1), clipped to the last segment.
   const std::string script = R"PY(
 import json, numpy as np
-d = json.load(open(')PY" + kReference + R"PY('))
+d = json.load(open(')PY" + kReference +
+                             R"PY('))
 e = np.array(d['embeddings_normalised']); same = np.array(d['issame'], dtype=bool)
 dist = np.sum(np.square(e[0::2] - e[1::2]), 1)
 n = len(same); sizes = [n // 10 + (1 if f < n % 10 else 0) for f in range(10)]
@@ -151,7 +153,8 @@ for f in range(10):
     test = np.zeros(n, bool); test[bounds[f]:bounds[f+1]] = True; train = ~test
     acc = [np.mean(np.less(dist[train], t) == same[train]) for t in th_acc]
     best.append(th_acc[np.argmax(acc)])
-    far = np.array([np.sum(np.less(dist[train], t) & ~same[train]) / np.sum(~same[train]) for t in th_val])
+    diff = dist[train][~same[train]]
+    far = np.array([np.sum(np.less(diff, t)) / len(diff) for t in th_val])
     if far.max() >= 1e-3:
         j = min(max(np.searchsorted(far, 1e-3, side='right') - 1, 0), len(far) - 2)
         w = 1.0 / (far[j+1] - far[j])
@@ -242,10 +245,26 @@ CATCH_TEST_CASE("the TAR threshold is 0 when no training threshold reaches the F
 
 CATCH_TEST_CASE("folds are contiguous and the first n mod 10 of them hold one pair more") {
   using Ranges = std::vector<std::pair<std::size_t, std::size_t>>;
-  CATCH_CHECK(kfold_ranges(20, 10) == Ranges{{0, 2}, {2, 4}, {4, 6}, {6, 8}, {8, 10},
-                                             {10, 12}, {12, 14}, {14, 16}, {16, 18}, {18, 20}});
-  CATCH_CHECK(kfold_ranges(23, 10) == Ranges{{0, 3}, {3, 6}, {6, 9}, {9, 11}, {11, 13},
-                                             {13, 15}, {15, 17}, {17, 19}, {19, 21}, {21, 23}});
+  CATCH_CHECK(kfold_ranges(20, 10) == Ranges{{0, 2},
+                                             {2, 4},
+                                             {4, 6},
+                                             {6, 8},
+                                             {8, 10},
+                                             {10, 12},
+                                             {12, 14},
+                                             {14, 16},
+                                             {16, 18},
+                                             {18, 20}});
+  CATCH_CHECK(kfold_ranges(23, 10) == Ranges{{0, 3},
+                                             {3, 6},
+                                             {6, 9},
+                                             {9, 11},
+                                             {11, 13},
+                                             {13, 15},
+                                             {15, 17},
+                                             {17, 19},
+                                             {19, 21},
+                                             {21, 23}});
   CATCH_CHECK(kfold_ranges(10, 10).back() == std::pair<std::size_t, std::size_t>{9, 10});
 
   // 13 pairs: folds of 2, 2, 2, 1, ... A misfit in pair 2 lands in fold 1 (pairs 2 and 3).

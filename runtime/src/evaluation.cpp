@@ -76,8 +76,8 @@ at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set
   EvalModeGuard eval_mode(backbone);
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> rows;
-  auto pending = std::async(std::launch::async, decode_range, std::cref(set), 0,
-                            std::min(step, n), threads);
+  auto pending =
+      std::async(std::launch::async, decode_range, std::cref(set), 0, std::min(step, n), threads);
   for (std::size_t begin = 0; begin < n; begin += step) {
     std::vector<Image> images = pending.get();
     const std::size_t next = begin + step;
@@ -85,8 +85,8 @@ at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set
       pending = std::async(std::launch::async, decode_range, std::cref(set), next,
                            std::min(next + step, n), threads);
     at::Tensor x = images_to_tensor(images, side, {}).to(device);
-    at::Tensor f = backbone.forward(x).to(at::kDouble) +
-                   backbone.forward(at::flip(x, {3})).to(at::kDouble);
+    at::Tensor f =
+        backbone.forward(x).to(at::kDouble) + backbone.forward(at::flip(x, {3})).to(at::kDouble);
     rows.push_back(f.to(at::kCPU));
   }
   return at::cat(rows, 0);
@@ -105,8 +105,8 @@ at::Tensor embed_pairs(Backbone& backbone, const VerificationSet& set, std::int6
   return l2_normalise(flip_summed_embeddings(backbone, set, batch_size, device)).to(at::kFloat);
 }
 
-VerificationResult evaluate(Backbone& backbone, const VerificationSet& set,
-                            std::int64_t batch_size, const c10::Device& device) {
+VerificationResult evaluate(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,
+                            const c10::Device& device) {
   at::Tensor embeddings = l2_normalise(flip_summed_embeddings(backbone, set, batch_size, device));
   return evaluate_pairs(embeddings, set.issame());
 }

@@ -20,7 +20,7 @@ at::Tensor embed_pairs(Backbone& backbone, const VerificationSet& set, std::int6
                        const c10::Device& device);
 
 // embed_pairs (kept in float64 until the distances, as insightface does) + evaluate_pairs.
-VerificationResult evaluate(Backbone& backbone, const VerificationSet& set,
-                            std::int64_t batch_size, const c10::Device& device);
+VerificationResult evaluate(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,
+                            const c10::Device& device);
 
 }  // namespace flatface

@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <array>
 #include <string>
 #include <tuple>
 
@@ -124,7 +125,9 @@ bool Loader::claim(std::shared_ptr<Slot>& slot, std::int64_t& position) {
 
 std::pair<at::Tensor, at::Tensor> Loader::batch_buffers() {
   // Only the pool refers to it (no Batch, view or autograd graph outside): safe to overwrite.
-  auto unused = [](const at::Tensor& t) { return t.use_count() == 1 && t.storage().use_count() == 1; };
+  auto unused = [](const at::Tensor& t) {
+    return t.use_count() == 1 && t.storage().use_count() == 1;
+  };
   for (const auto& buffers : pool_)
     if (unused(buffers.first) && unused(buffers.second)) return buffers;
   const std::int64_t n = options_.batch_size, side = options_.input_size;
@@ -173,8 +176,8 @@ void Loader::fill(Slot& slot, std::int64_t position) {
     throw RuntimeError(where() + e.what());
   }
   if (sample.label < 0 || sample.label >= data_->num_classes())
-    throw RuntimeError(where() + "label " + std::to_string(sample.label) +
-                       " outside [0, " + std::to_string(data_->num_classes()) + ")");
+    throw RuntimeError(where() + "label " + std::to_string(sample.label) + " outside [0, " +
+                       std::to_string(data_->num_classes()) + ")");
   const bool flip = options_.flip && flip_sample(options_.seed, slot.epoch, index);
   try {
     write_normalised(sample.image, side, flip,
@@ -198,15 +201,21 @@ void write_normalised(const Image& image, std::int64_t input_size, bool flip, fl
     resized = resize(image, s);
     src = &resized;
   }
-  const std::uint8_t* px = src->pixels.data();
-  for (int c = 0; c < 3; ++c) {
-    float* plane = chw + static_cast<std::ptrdiff_t>(c) * s * s;
-    for (int y = 0; y < s; ++y) {
-      for (int x = 0; x < s; ++x) {
-        const int sx = flip ? s - 1 - x : x;
-        const float v = px[(static_cast<std::ptrdiff_t>(y) * s + sx) * 3 + c];
-        plane[y * s + x] = (v / 255.0f - 0.5f) / 0.5f;  // insightface: ((x / 255) - 0.5) / 0.5
-      }
+  static const std::array<float, 256> normalised = [] {
+    std::array<float, 256> table{};
+    // insightface: ((x / 255) - 0.5) / 0.5
+    for (int v = 0; v < 256; ++v) table[v] = (static_cast<float>(v) / 255.0f - 0.5f) / 0.5f;
+    return table;
+  }();
+  const std::ptrdiff_t plane = static_cast<std::ptrdiff_t>(s) * s;
+  for (int y = 0; y < s; ++y) {
+    const std::uint8_t* row = src->pixels.data() + static_cast<std::ptrdiff_t>(y) * s * 3;
+    float* out = chw + static_cast<std::ptrdiff_t>(y) * s;
+    for (int x = 0; x < s; ++x) {
+      const std::uint8_t* px = row + 3 * (flip ? s - 1 - x : x);
+      out[x] = normalised[px[0]];
+      out[plane + x] = normalised[px[1]];
+      out[2 * plane + x] = normalised[px[2]];
     }
   }
 }

@@ -24,9 +24,9 @@ struct LoaderOptions {
   std::int64_t input_size = 0;  // images are resized (bilinear) to input_size x input_size
   int threads = 2;              // decoding threads; <= 0: one per core
   std::uint64_t seed = 0;
-  bool flip = true;             // random horizontal mirror, one fair coin per (seed, epoch, sample)
-  bool pin_memory = false;      // page-locked batches (only where CUDA is available)
-  int prefetch_batches = 2;     // whole batches prepared ahead of the consumer
+  bool flip = true;          // random horizontal mirror, one fair coin per (seed, epoch, sample)
+  bool pin_memory = false;   // page-locked batches (only where CUDA is available)
+  int prefetch_batches = 2;  // whole batches prepared ahead of the consumer
 };
 
 struct Batch {
@@ -56,7 +56,7 @@ class Loader {
   struct Slot;  // one batch being filled
   void work();
   bool claim(std::shared_ptr<Slot>& slot, std::int64_t& position);  // with mutex_ held
-  std::pair<at::Tensor, at::Tensor> batch_buffers();                 // with mutex_ held
+  std::pair<at::Tensor, at::Tensor> batch_buffers();                // with mutex_ held
   void fill(Slot& slot, std::int64_t position);
 
   std::shared_ptr<const TrainSet> data_;
@@ -73,7 +73,7 @@ class Loader {
   std::int64_t next_open_ = 0;     // next batch index to allocate
   std::int64_t next_deliver_ = 0;  // next batch index next() hands out
   std::deque<std::shared_ptr<Slot>> in_flight_;
-  std::exception_ptr failure_;     // sticky until start_epoch
+  std::exception_ptr failure_;  // sticky until start_epoch
   // Batch tensors handed out before; one is reused once nobody else holds it (fresh allocations
   // of this size cost page faults that can exceed the decoding itself).
   std::vector<std::pair<at::Tensor, at::Tensor>> pool_;

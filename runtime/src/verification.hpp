@@ -13,8 +13,9 @@ struct VerificationResult {
   double accuracy = 0;      // mean over folds of the held-out accuracy
   double accuracy_std = 0;  // population std over folds (numpy's np.std)
   double threshold = 0;     // mean over folds of the chosen squared-distance threshold
-  double tar_at_far = 0;    // insightface `val`: mean over folds of TAR at the interpolated threshold
-  double far = 0;           // mean over folds of the FAR actually reached on the held-out fold
+  double tar_at_far = 0;    // insightface `val`: mean over folds of TAR at the interpolated
+                            // threshold where the training folds reach FAR = far_target
+  double far = 0;           // mean over folds of the FAR that threshold gives on the held-out fold
   std::vector<double> fold_accuracies;
 };
 

@@ -10,9 +10,10 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FLATFACE_FUZZ_BUILD:-$src/build-fuzz}
 shared=${FLATFACE_SHARED_DIR:-$(cd "$src/.." && pwd)/shared}
 
+mkdir -p "$build"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFLATFACE_FUZZ=ON >"$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log"; exit 1; }
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFLATFACE_FUZZ=ON >"$build/configure.log" 2>&1 ||
+  { cat "$build/configure.log"; exit 1; }
 fuzzers=$(cd "$src/tests/fuzz" && ls fuzz_*.cpp | sed 's/\.cpp$//')
 # shellcheck disable=SC2086
 cmake --build "$build" --target $fuzzers

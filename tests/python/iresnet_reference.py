@@ -45,9 +45,9 @@ class Residual(nn.Module):
 
 
 class Reference(nn.Module):
-    def __init__(self, depth, width, side, embedding):
+    def __init__(self, depth, width, side, embedding, stem_stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
         self.bn1 = norm(width)
         self.prelu = nn.PReLU(width)
         cin = width
@@ -128,10 +128,11 @@ def main():
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--input", type=int, default=56)
     p.add_argument("--embedding", type=int, default=128)
+    p.add_argument("--stem-stride", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(2)
-    model = Reference(args.depth, args.width, args.input, args.embedding)
+    model = Reference(args.depth, args.width, args.input, args.embedding, args.stem_stride)
     if args.mode == "check":
         check(args, model)
     else:

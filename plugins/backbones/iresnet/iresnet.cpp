@@ -44,8 +44,8 @@ std::vector<std::int64_t> stage_blocks(std::int64_t depth) {
   }
 }
 
-std::int64_t feature_side(std::int64_t input) {
-  std::int64_t side = input;
+std::int64_t feature_side(std::int64_t input, std::int64_t stem_stride) {
+  std::int64_t side = (input - 1) / stem_stride + 1;
   for (int stage = 0; stage < 4; ++stage) side = (side - 1) / 2 + 1;
   return side;
 }
@@ -77,12 +77,15 @@ IResNet::IResNet(const Config& config) : config_(config) {
   if (config.width < 1) throw std::invalid_argument("width must be at least 1");
   if (config.embedding < 1) throw std::invalid_argument("embedding must be at least 1");
   if (config.input < 8) throw std::invalid_argument("input must be at least 8 pixels");
+  if (config.stem_stride != 1 && config.stem_stride != 2) {
+    throw std::invalid_argument("stem_stride must be 1 or 2");
+  }
   if (!(config.dropout >= 0.0 && config.dropout < 1.0)) {
     throw std::invalid_argument("dropout must be in [0, 1)");
   }
   const std::int64_t w = config.width;
 
-  conv1 = register_module("conv1", conv3x3(3, w, 1));
+  conv1 = register_module("conv1", conv3x3(3, w, config.stem_stride));
   bn1 = register_module("bn1", batch_norm(w));
   prelu = register_module("prelu", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(w)));
   std::int64_t channels = w;
@@ -92,7 +95,7 @@ IResNet::IResNet(const Config& config) : config_(config) {
   layer4 = register_module("layer4", make_stage(channels, 8 * w, blocks[3]));
   bn2 = register_module("bn2", batch_norm(channels));
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
-  const std::int64_t side = feature_side(config.input);
+  const std::int64_t side = feature_side(config.input, config.stem_stride);
   fc = register_module("fc", torch::nn::Linear(channels * side * side, config.embedding));
   features = register_module(
       "features", torch::nn::BatchNorm1d(
