@@ -23,7 +23,7 @@ inline Options int_options(const std::map<std::string, std::int64_t>& values) {
 }
 
 inline std::shared_ptr<Backbone> make_backbone_with(const std::string& plugin,
-                                                   const Options& options) {
+                                                    const Options& options) {
   return flatface::make_backbone(plugins(), PluginRef{plugin, options});
 }
 

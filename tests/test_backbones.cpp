@@ -2,12 +2,12 @@
 // arcface_torch IResNet, derived here from the architecture in DESIGN.md ("Backbones").
 #include <ATen/Parallel.h>
 #include <ATen/ops/randn.h>
-#include <catch2/catch.hpp>
 #include <torch/utils.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -48,7 +48,8 @@ std::int64_t expected_parameters(const std::vector<std::int64_t>& stages, std::i
 std::vector<std::string> expected_names(const std::vector<std::int64_t>& stages) {
   std::vector<std::string> names;
   auto bn = [&](const std::string& p) {
-    for (const char* leaf : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}) {
+    for (const char* leaf :
+         {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}) {
       names.push_back(p + "." + leaf);
     }
   };
@@ -83,8 +84,8 @@ CATCH_TEST_CASE("iresnet maps [N,3,s,s] images to [N,D] embeddings for s = 112, 
   for (std::int64_t depth : {18, 50}) {
     for (std::int64_t input : {112, 64, 56}) {
       CATCH_CAPTURE(depth, input);
-      auto net = make_backbone("iresnet", {{"depth", depth}, {"width", 8}, {"input", input},
-                                           {"embedding", 32}});
+      auto net = make_backbone(
+          "iresnet", {{"depth", depth}, {"width", 8}, {"input", input}, {"embedding", 32}});
       CATCH_CHECK(net->embedding_dim() == 32);
       CATCH_CHECK(net->input_size() == input);
       const auto out = net->forward(at::randn({2, 3, input, input}));
@@ -176,10 +177,8 @@ CATCH_TEST_CASE("Unsupported iresnet options are ConfigErrors naming the key") {
   CATCH_CHECK_THROWS_AS(make_backbone("iresnet", {{"depth", 42}}), ConfigError);
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"depth", 42}}),
                           Catch::Contains("depth must be one of 18, 34, 50, 100, 200"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}),
-                          Catch::Contains("deph"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}),
-                          Catch::Contains("width"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}), Catch::Contains("deph"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}), Catch::Contains("width"));
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"stem_stride", 4}}),
                           Catch::Contains("stem_stride must be 1 or 2"));
 }
@@ -209,7 +208,8 @@ CATCH_TEST_CASE("iresnet-small training throughput on two threads", "[.benchmark
   const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
   const double cpu_seconds = double(std::clock() - cpu_start) / CLOCKS_PER_SEC;
   // On a shared machine the wall clock lies; CPU time over two threads is the unloaded estimate.
-  std::printf("iresnet-small forward+backward, batch 64, 56x56, 2 threads: %.0f img/s wall, "
-              "%.0f img/s from CPU time\n",
-              steps * 64 / elapsed.count(), 2 * steps * 64 / cpu_seconds);
+  std::printf(
+      "iresnet-small forward+backward, batch 64, 56x56, 2 threads: %.0f img/s wall, "
+      "%.0f img/s from CPU time\n",
+      steps * 64 / elapsed.count(), 2 * steps * 64 / cpu_seconds);
 }

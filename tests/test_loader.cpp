@@ -134,6 +134,22 @@ CATCH_TEST_CASE("the order is a pure function of seed and epoch, whatever the th
                  [](std::int64_t l, std::size_t p) { return l == static_cast<std::int64_t>(p); }));
 }
 
+CATCH_TEST_CASE("a view of a batch kept by the caller is never overwritten by later batches") {
+  auto data = std::make_shared<PatternSet>(64, 3);
+  auto o = options(4, 3, 2);
+  o.flip = false;
+  Loader loader(data, o);
+  loader.start_epoch(0);
+  std::vector<std::pair<at::Tensor, at::Tensor>> kept;  // first row of each batch, and its label
+  while (auto b = loader.next())
+    kept.emplace_back(b->images.narrow(0, 0, 1), b->labels.narrow(0, 0, 1));
+  CATCH_REQUIRE(kept.size() == 16);
+  for (const auto& [image, label] : kept) {
+    const auto i = static_cast<std::size_t>(label.item<std::int64_t>());
+    CATCH_CHECK(at::equal(image[0], expected_row(i, 3, false)));
+  }
+}
+
 CATCH_TEST_CASE("different epochs and different seeds give different orders") {
   auto data = std::make_shared<PatternSet>(40, 4);
   Loader loader(data, options(8, 4, 11));

@@ -4,13 +4,13 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
-#include <catch2/catch.hpp>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -82,8 +82,8 @@ CATCH_TEST_CASE("state_dict lists parameters and buffers under dotted names, sha
   torch::nn::Sequential net(torch::nn::Linear(3, 2), torch::nn::BatchNorm1d(2));
   const TensorDict d = flatface::state_dict(*net);
   CATCH_CHECK(keys_of(d) == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias",
-                                                      "1.running_mean", "1.running_var",
-                                                      "1.num_batches_tracked"});
+                                                     "1.running_mean", "1.running_var",
+                                                     "1.num_batches_tracked"});
   d.at("1.running_mean").fill_(7.0);
   CATCH_CHECK(net[1]->as<torch::nn::BatchNorm1d>()->running_mean.eq(7.0).all().item<bool>());
 }
@@ -128,8 +128,8 @@ CATCH_TEST_CASE("load_tensor_dict reads Python's torch.save of a dict and of an 
       "torch.save(dict(items), sys.argv[1]); "
       "od = collections.OrderedDict(items); od._metadata = collections.OrderedDict(); "
       "od._metadata[''] = {'version': 1}; torch.save(od, sys.argv[2])";
-  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "plain.pt") + " " +
-                           (dir / "ordered.pt")) == 0);
+  CATCH_REQUIRE(
+      run_python("-c \"" + write + "\" " + (dir / "plain.pt") + " " + (dir / "ordered.pt")) == 0);
   for (const char* name : {"plain.pt", "ordered.pt"}) {
     CATCH_CAPTURE(name);
     const TensorDict d = flatface::load_tensor_dict(dir / name);
@@ -165,7 +165,8 @@ CATCH_TEST_CASE("An IResNet-18 written by C++ is reproduced by an independent Py
                          (dir / "io.pt")) == 0);
 }
 
-CATCH_TEST_CASE("Python's model.state_dict() loads into the C++ iresnet-small and gives its output") {
+CATCH_TEST_CASE(
+    "Python's model.state_dict() loads into the C++ iresnet-small and gives its output") {
   TempDir dir;
   // iresnet-small's defaults: depth 18, width 16, 56x56, stride-2 stem, 128-d.
   CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 56 " +
@@ -193,9 +194,9 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
   auto missing = copy();
   CATCH_REQUIRE(missing.erase("layer2.1.bn3.running_var") == 1);
   CATCH_CHECK_THROWS_AS(flatface::load_state_dict(*net, missing, "m.pt"), flatface::ConfigError);
-  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, missing, "m.pt"),
-                          Catch::StartsWith("m.pt") &&
-                              Catch::Contains("missing keys: layer2.1.bn3.running_var"));
+  CATCH_CHECK_THROWS_WITH(
+      flatface::load_state_dict(*net, missing, "m.pt"),
+      Catch::StartsWith("m.pt") && Catch::Contains("missing keys: layer2.1.bn3.running_var"));
 
   auto unexpected = copy();
   unexpected.insert("head.kernel", at::randn({2}));

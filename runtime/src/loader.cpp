@@ -134,8 +134,11 @@ std::pair<at::Tensor, at::Tensor> Loader::batch_buffers() {
   std::pair<at::Tensor, at::Tensor> fresh{
       at::empty({n, 3, side, side}, at::dtype(at::kFloat).pinned_memory(pinned_)),
       at::empty({n}, at::dtype(at::kLong).pinned_memory(pinned_))};
-  // in flight, held by the consumer, and one being released
-  if (static_cast<int>(pool_.size()) < options_.prefetch_batches + 2) pool_.push_back(fresh);
+  // Pinned blocks are not pooled: a non_blocking copy to the GPU may still read one after the
+  // Batch is dropped, and CUDA's host allocator already caches them until such copies complete.
+  // Room for the batches in flight, the one the consumer holds and one being released.
+  if (!pinned_ && static_cast<int>(pool_.size()) < options_.prefetch_batches + 2)
+    pool_.push_back(fresh);
   return fresh;
 }
 

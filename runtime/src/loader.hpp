@@ -74,8 +74,8 @@ class Loader {
   std::int64_t next_deliver_ = 0;  // next batch index next() hands out
   std::deque<std::shared_ptr<Slot>> in_flight_;
   std::exception_ptr failure_;  // sticky until start_epoch
-  // Batch tensors handed out before; one is reused once nobody else holds it (fresh allocations
-  // of this size cost page faults that can exceed the decoding itself).
+  // Batch tensors handed out before (unpinned only); one is reused once nobody else holds it
+  // (fresh allocations of this size cost page faults that can exceed the decoding itself).
   std::vector<std::pair<at::Tensor, at::Tensor>> pool_;
   std::vector<std::thread> workers_;
 };

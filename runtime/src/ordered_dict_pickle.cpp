@@ -8,47 +8,66 @@ namespace flatface {
 
 namespace {
 
-// How an opcode changes the stack: `pops` items (or everything above the last mark when
-// `to_mark`), then `pushes`; `arg` bytes follow it, or a length prefix of `len_bytes`.
+// How an opcode changes the stack: it pops `pops` items (or everything above the last mark when
+// `to_mark`), then pushes `pushes`; `arg` bytes follow it, or a little-endian length prefix of
+// `len_bytes` and that many bytes, or (GLOBAL) two newline-terminated strings.
 struct Op {
-  int pops = 0;
-  int pushes = 0;
-  bool to_mark = false;
-  bool mark = false;
-  int arg = 0;
-  int len_bytes = 0;
-  bool lines = false;  // GLOBAL: two newline-terminated strings
+  unsigned char code;
+  int pops, pushes;
+  bool to_mark, mark;
+  int arg, len_bytes;
+  bool lines;
 };
 
-bool describe(unsigned char code, Op& op) {
-  switch (code) {
-    case '(': op.mark = true; return true;                               // MARK
-    case ')': case '}': case ']': case 'N':                               // EMPTY_*, NONE
-    case 0x88: case 0x89: op.pushes = 1; return true;                     // NEWTRUE/NEWFALSE
-    case 'c': op.pushes = 1; op.lines = true; return true;                // GLOBAL
-    case 'J': op.pushes = 1; op.arg = 4; return true;                     // BININT
-    case 'K': op.pushes = 1; op.arg = 1; return true;                     // BININT1
-    case 'M': op.pushes = 1; op.arg = 2; return true;                     // BININT2
-    case 'G': op.pushes = 1; op.arg = 8; return true;                     // BINFLOAT
-    case 'h': op.pushes = 1; op.arg = 1; return true;                     // BINGET
-    case 'j': op.pushes = 1; op.arg = 4; return true;                     // LONG_BINGET
-    case 'q': op.arg = 1; return true;                                    // BINPUT
-    case 'r': op.arg = 4; return true;                                    // LONG_BINPUT
-    case 'X': case 'T': case 'B': op.pushes = 1; op.len_bytes = 4; return true;  // strings
-    case 'U': case 'C': case 0x8a: op.pushes = 1; op.len_bytes = 1; return true; // short, LONG1
-    case 'Q': op.pops = 1; op.pushes = 1; return true;                    // BINPERSID
-    case 0x85: op.pops = 1; op.pushes = 1; return true;                   // TUPLE1
-    case 0x86: op.pops = 2; op.pushes = 1; return true;                   // TUPLE2
-    case 0x87: op.pops = 3; op.pushes = 1; return true;                   // TUPLE3
-    case 't': op.to_mark = true; op.pushes = 1; return true;              // TUPLE
-    case 'l': op.to_mark = true; op.pushes = 1; return true;              // LIST
-    case 'd': op.to_mark = true; op.pushes = 1; return true;              // DICT
-    case 'R': case 0x81: case 'b': case 'a': op.pops = 2; op.pushes = 1; return true;  // REDUCE...
-    case 's': op.pops = 3; op.pushes = 1; return true;                    // SETITEM
-    case 'u': case 'e': op.to_mark = true; return true;                   // SETITEMS, APPENDS
-    case '2': op.pushes = 1; return true;                                 // DUP
-    default: return false;
+// The protocol-2 opcodes that torch.save's state dicts use (and a few neighbours).
+// clang-format off
+constexpr Op kOps[] = {
+  //  code  pops push to_mark mark arg len lines
+    {'(',  0, 0, false, true,  0, 0, false},  // MARK
+    {')',  0, 1, false, false, 0, 0, false},  // EMPTY_TUPLE
+    {'}',  0, 1, false, false, 0, 0, false},  // EMPTY_DICT
+    {']',  0, 1, false, false, 0, 0, false},  // EMPTY_LIST
+    {'N',  0, 1, false, false, 0, 0, false},  // NONE
+    {0x88, 0, 1, false, false, 0, 0, false},  // NEWTRUE
+    {0x89, 0, 1, false, false, 0, 0, false},  // NEWFALSE
+    {'c',  0, 1, false, false, 0, 0, true},   // GLOBAL
+    {'J',  0, 1, false, false, 4, 0, false},  // BININT
+    {'K',  0, 1, false, false, 1, 0, false},  // BININT1
+    {'M',  0, 1, false, false, 2, 0, false},  // BININT2
+    {'G',  0, 1, false, false, 8, 0, false},  // BINFLOAT
+    {'h',  0, 1, false, false, 1, 0, false},  // BINGET
+    {'j',  0, 1, false, false, 4, 0, false},  // LONG_BINGET
+    {'q',  0, 0, false, false, 1, 0, false},  // BINPUT
+    {'r',  0, 0, false, false, 4, 0, false},  // LONG_BINPUT
+    {'X',  0, 1, false, false, 0, 4, false},  // BINUNICODE
+    {'T',  0, 1, false, false, 0, 4, false},  // BINSTRING
+    {'B',  0, 1, false, false, 0, 4, false},  // BINBYTES
+    {'U',  0, 1, false, false, 0, 1, false},  // SHORT_BINSTRING
+    {'C',  0, 1, false, false, 0, 1, false},  // SHORT_BINBYTES
+    {0x8a, 0, 1, false, false, 0, 1, false},  // LONG1
+    {'Q',  1, 1, false, false, 0, 0, false},  // BINPERSID
+    {0x85, 1, 1, false, false, 0, 0, false},  // TUPLE1
+    {0x86, 2, 1, false, false, 0, 0, false},  // TUPLE2
+    {0x87, 3, 1, false, false, 0, 0, false},  // TUPLE3
+    {'t',  0, 1, true,  false, 0, 0, false},  // TUPLE
+    {'l',  0, 1, true,  false, 0, 0, false},  // LIST
+    {'d',  0, 1, true,  false, 0, 0, false},  // DICT
+    {'R',  2, 1, false, false, 0, 0, false},  // REDUCE
+    {0x81, 2, 1, false, false, 0, 0, false},  // NEWOBJ
+    {'b',  2, 1, false, false, 0, 0, false},  // BUILD
+    {'a',  2, 1, false, false, 0, 0, false},  // APPEND
+    {'s',  3, 1, false, false, 0, 0, false},  // SETITEM
+    {'u',  0, 0, true,  false, 0, 0, false},  // SETITEMS
+    {'e',  0, 0, true,  false, 0, 0, false},  // APPENDS
+    {'2',  0, 1, false, false, 0, 0, false},  // DUP
+};
+// clang-format on
+
+const Op* describe(unsigned char code) {
+  for (const Op& op : kOps) {
+    if (op.code == code) return &op;
   }
+  return nullptr;
 }
 
 // The memo id stored by a BINPUT / LONG_BINPUT / BINGET / LONG_BINGET at `p`.
@@ -62,7 +81,9 @@ std::uint32_t memo_id(const std::string& pickle, std::size_t p) {
 }  // namespace
 
 std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
-  static const char kHeader[] = "\x80\x02" "ccollections\nOrderedDict\n";
+  static const char kHeader[] =
+      "\x80\x02"
+      "ccollections\nOrderedDict\n";
   const std::size_t header = sizeof(kHeader) - 1;
   if (pickle.compare(0, header, kHeader, header) != 0) return std::nullopt;
   std::size_t p = header;
@@ -87,8 +108,9 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
     if (depth == 1 && marks.empty() && code != '(' && code != 'q' && code != 'r') {
       return out + ".";  // STOP here: either the real end or the start of the dropped state
     }
-    Op op;
-    if (!describe(code, op)) return std::nullopt;
+    const Op* found = describe(code);
+    if (found == nullptr) return std::nullopt;
+    const Op& op = *found;
     const std::size_t begin = p++;
     if (op.lines) {
       for (int i = 0; i < 2; ++i) {

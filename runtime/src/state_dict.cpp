@@ -6,13 +6,13 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 #include <vector>
 
 #include "flatface/options.hpp"
@@ -138,11 +138,11 @@ TensorDict load_tensor_dict(const std::string& path) {
   try {
     value = unpickle(path);
   } catch (const c10::Error& err) {
-    throw RuntimeError(path + ": not a torch.save file of tensors: " + err.what_without_backtrace());
+    throw RuntimeError(path +
+                       ": not a torch.save file of tensors: " + err.what_without_backtrace());
   }
   if (!value.isGenericDict()) {
-    throw RuntimeError(path + ": expected a dict of name -> tensor, found " +
-                       value.tagKind());
+    throw RuntimeError(path + ": expected a dict of name -> tensor, found " + value.tagKind());
   }
   TensorDict dict;
   for (const auto& entry : value.toGenericDict()) {

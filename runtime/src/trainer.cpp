@@ -86,8 +86,11 @@ struct EpochSums {
   }
 };
 
+// NaN marks a statistic a strategy does not compute (AACE does not take grad L_margin(w)); its
+// epsilon norm then stands for the first-pass gradient.
 bool finite_step(const StepStats& s, bool two_pass) {
-  return std::isfinite(s.loss) && std::isfinite(s.grad_norm) &&
+  const bool grad_ok = std::isfinite(s.grad_norm) || (two_pass && std::isnan(s.grad_norm));
+  return std::isfinite(s.loss) && grad_ok &&
          (!two_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
 }
 

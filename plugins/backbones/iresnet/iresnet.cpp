@@ -1,7 +1,6 @@
 #include "iresnet.hpp"
 
 #include <ATen/ops/flatten.h>
-#include <c10/util/irange.h>
 #include <torch/nn/init.h>
 
 #include <stdexcept>
@@ -33,11 +32,16 @@ torch::nn::BatchNorm2d batch_norm(std::int64_t channels) {
 
 std::vector<std::int64_t> stage_blocks(std::int64_t depth) {
   switch (depth) {
-    case 18: return {2, 2, 2, 2};
-    case 34: return {3, 4, 6, 3};
-    case 50: return {3, 4, 14, 3};
-    case 100: return {3, 13, 30, 3};
-    case 200: return {6, 26, 60, 6};
+    case 18:
+      return {2, 2, 2, 2};
+    case 34:
+      return {3, 4, 6, 3};
+    case 50:
+      return {3, 4, 14, 3};
+    case 100:
+      return {3, 13, 30, 3};
+    case 200:
+      return {6, 26, 60, 6};
     default:
       throw std::invalid_argument("depth must be one of 18, 34, 50, 100, 200 (got " +
                                   std::to_string(depth) + ")");
@@ -56,13 +60,14 @@ IBasicBlockImpl::IBasicBlockImpl(std::int64_t in_channels, std::int64_t channels
   bn1 = register_module("bn1", batch_norm(in_channels));
   conv1 = register_module("conv1", conv3x3(in_channels, channels, 1));
   bn2 = register_module("bn2", batch_norm(channels));
-  prelu = register_module("prelu", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(channels)));
+  prelu = register_module("prelu",
+                          torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(channels)));
   conv2 = register_module("conv2", conv3x3(channels, channels, stride));
   bn3 = register_module("bn3", batch_norm(channels));
   if (stride != 1 || in_channels != channels) {
     downsample = register_module(
-        "downsample", torch::nn::Sequential(conv1x1(in_channels, channels, stride),
-                                            batch_norm(channels)));
+        "downsample",
+        torch::nn::Sequential(conv1x1(in_channels, channels, stride), batch_norm(channels)));
   }
 }
 
@@ -98,8 +103,9 @@ IResNet::IResNet(const Config& config) : config_(config) {
   const std::int64_t side = feature_side(config.input, config.stem_stride);
   fc = register_module("fc", torch::nn::Linear(channels * side * side, config.embedding));
   features = register_module(
-      "features", torch::nn::BatchNorm1d(
-                      torch::nn::BatchNorm1dOptions(config.embedding).eps(kBnEps).momentum(kBnMomentum)));
+      "features",
+      torch::nn::BatchNorm1d(
+          torch::nn::BatchNorm1dOptions(config.embedding).eps(kBnEps).momentum(kBnMomentum)));
   initialise();
 }
 

@@ -2,6 +2,7 @@
 // 512-d) and `iresnet-small`, a narrow IResNet-18 on 56x56 faces with a stride-2 stem that trains
 // on two CPU cores. Both take the same options and use the same parameter names.
 #include "flatface/plugin.hpp"
+
 #include "iresnet.hpp"
 
 namespace {
