@@ -33,13 +33,7 @@ class Aace final : public Perturbation {
       at::_foreach_mul_(eps, -rho_);  // eq. 20
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    move_to_perturbed(ctx);
-
-    ctx.zero_grad();
-    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
-    loss_perturbed.backward();
-    restore_weights(ctx);
-    ctx.optimizer_step();  // eq. 19
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx);  // eq. 19
 
     auto v = to_host({loss, loss_aace, loss_perturbed, epsilon_norm});
     StepStats stats;

@@ -41,13 +41,7 @@ class Asam final : public Perturbation {
       }
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    move_to_perturbed(ctx);
-
-    ctx.zero_grad();
-    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
-    loss_perturbed.backward();
-    restore_weights(ctx);
-    ctx.optimizer_step();
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx);
 
     auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
     StepStats stats;

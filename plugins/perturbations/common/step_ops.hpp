@@ -57,6 +57,19 @@ inline void restore_weights(StepContext& ctx) {
   for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(saved[i]);
 }
 
+// The second half shared by every two-pass strategy: with ε already in ctx.epsilon(), step to
+// w + ε, take ∇L_margin there, return to w exactly and let SGD apply that gradient at w.
+// Returns L_margin(w + ε).
+inline at::Tensor descend_from_perturbed(StepContext& ctx) {
+  move_to_perturbed(ctx);
+  ctx.zero_grad();
+  at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
+  loss_perturbed.backward();
+  restore_weights(ctx);
+  ctx.optimizer_step();
+  return loss_perturbed;
+}
+
 // Several 0-dim tensors read to the host with a single synchronisation.
 inline std::vector<double> to_host(const std::vector<at::Tensor>& scalars) {
   std::vector<at::Tensor> as_double;

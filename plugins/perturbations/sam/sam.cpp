@@ -27,13 +27,7 @@ class Sam final : public Perturbation {
       for (std::size_t i = 0; i < w.size(); ++i) at::mul_out(eps[i], g[i], scale);  // eq. 17
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    move_to_perturbed(ctx);
-
-    ctx.zero_grad();
-    at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
-    loss_perturbed.backward();
-    restore_weights(ctx);
-    ctx.optimizer_step();  // eq. 18
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx);  // eq. 18
 
     auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
     StepStats stats;
