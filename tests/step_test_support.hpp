@@ -180,4 +180,49 @@ inline std::vector<at::Tensor> grad_of(const at::Tensor& loss,
   return torch::autograd::grad({loss}, params);
 }
 
+// Wraps a strategy and observes ε from outside: when the strategy asks for the second pass, the
+// weights are at w + ε and w_saved holds w, so ε = (w + ε) − w_saved (exact up to one rounding).
+class EpsilonRecorder final : public Perturbation {
+ public:
+  explicit EpsilonRecorder(std::unique_ptr<Perturbation> inner) : inner_(std::move(inner)) {}
+  StepStats step(StepContext& ctx) override {
+    Context observed(ctx, epsilon);
+    return inner_->step(observed);
+  }
+  bool two_pass() const override { return inner_->two_pass(); }
+
+  std::vector<at::Tensor> epsilon;  // of the last step's second pass; empty for one-pass steps
+
+ private:
+  class Context final : public StepContext {
+   public:
+    Context(StepContext& inner, std::vector<at::Tensor>& epsilon)
+        : inner_(inner), epsilon_(epsilon) {}
+    at::Tensor forward(Pass pass) override {
+      if (pass == Pass::second) {
+        at::NoGradGuard no_grad;
+        epsilon_.clear();
+        const auto& w = inner_.parameters();
+        for (std::size_t i = 0; i < w.size(); ++i)
+          epsilon_.push_back(w[i].detach() - inner_.saved_weights()[i]);
+      }
+      return inner_.forward(pass);
+    }
+    const at::Tensor& labels() const override { return inner_.labels(); }
+    const std::vector<at::Tensor>& parameters() const override { return inner_.parameters(); }
+    void zero_grad() override { inner_.zero_grad(); }
+    void optimizer_step() override { inner_.optimizer_step(); }
+    std::vector<at::Tensor>& saved_weights() override { return inner_.saved_weights(); }
+
+   private:
+    StepContext& inner_;
+    std::vector<at::Tensor>& epsilon_;
+  };
+  std::unique_ptr<Perturbation> inner_;
+};
+
+inline std::unique_ptr<EpsilonRecorder> recorded(std::unique_ptr<Perturbation> inner) {
+  return std::make_unique<EpsilonRecorder>(std::move(inner));
+}
+
 }  // namespace flatface::testing

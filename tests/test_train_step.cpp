@@ -113,24 +113,41 @@ CATCH_TEST_CASE("last_correct counts samples whose first-pass cosine argmax is t
   CATCH_CHECK(step.last_correct() == 2);
 }
 
-CATCH_TEST_CASE("the scratch buffers are allocated once, shaped like the parameters") {
+CATCH_TEST_CASE("take_correct sums the correct counts of the steps since the last call") {
+  auto backbone = std::make_shared<IdentityBackbone>(3);
+  auto head = head_plugin("arcface", 3, 3);
+  set_parameter(*head, "weight", doubles({1, 0, 0, 0, 1, 0, 0, 0, 1}, {3, 3}));
+  auto optimizer = make_sgd(*backbone, *head, settings(0.0));  // lr 0: the weights stay put
+  TrainStep step(backbone, head, *optimizer, {});
+  CATCH_CHECK(step.take_correct() == 0);
+  at::Tensor x = doubles({5, 1, 0, 0, 3, 1, 0, 1, 4, 2, 1, 1}, {4, 3});  // argmax 0, 1, 2, 0
+  auto none = strategy("none");
+  step.run(*none, x, longs({0, 1, 0, 2}));  // 2 correct
+  step.run(*none, x, longs({0, 1, 2, 0}));  // 4 correct
+  step.run(*none, x, longs({1, 0, 0, 2}));  // 0 correct
+  CATCH_CHECK(step.take_correct() == 6);
+  CATCH_CHECK(step.take_correct() == 0);  // reset by the call
+  step.run(*none, x, longs({0, 0, 0, 0}));  // rows 0 and 3
+  CATCH_CHECK(step.take_correct() == 2);
+}
+
+CATCH_TEST_CASE("the saved-weights buffer is allocated once, shaped like the parameters") {
   BnModel model;
   auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
   TrainStep step(model.backbone, model.head, *optimizer, {});
   const auto& params = step.parameters();
   CATCH_REQUIRE(params.size() == 5);  // fc weight, fc bias, bn weight, bn bias, class weights
   auto& saved = step.saved_weights();
-  auto& eps = step.epsilon();
   for (std::size_t i = 0; i < params.size(); ++i) {
     CATCH_CHECK(saved[i].sizes() == params[i].sizes());
-    CATCH_CHECK(eps[i].scalar_type() == params[i].scalar_type());
-    CATCH_CHECK_FALSE(eps[i].requires_grad());
+    CATCH_CHECK(saved[i].scalar_type() == params[i].scalar_type());
+    CATCH_CHECK_FALSE(saved[i].requires_grad());
   }
-  const void* first = eps[0].data_ptr();
+  const void* first = saved[0].data_ptr();
   auto sam = strategy("sam");
   step.run(*sam, batch_x(), batch_y());
   step.run(*sam, batch_x(), batch_y());
-  CATCH_CHECK(step.epsilon()[0].data_ptr() == first);
+  CATCH_CHECK(step.saved_weights()[0].data_ptr() == first);
 }
 
 CATCH_TEST_CASE("bf16 autocast on a CPU batch is refused with a clear message") {

@@ -130,11 +130,18 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   correct_ = at::Tensor();
   StepStats stats = strategy.step(*this);
   images_ = at::Tensor();  // do not keep the batch alive between steps
+  if (correct_.defined()) correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
   return stats;
 }
 
 std::int64_t TrainStep::last_correct() const {
   return correct_.defined() ? correct_.item<std::int64_t>() : 0;
+}
+
+std::int64_t TrainStep::take_correct() {
+  const std::int64_t n = correct_sum_.defined() ? correct_sum_.item<std::int64_t>() : 0;
+  correct_sum_ = at::Tensor();
+  return n;
 }
 
 at::Tensor TrainStep::embed() {
@@ -185,23 +192,13 @@ void TrainStep::optimizer_step() {
   optimizer_.step();
 }
 
-namespace {
-void allocate_like(std::vector<at::Tensor>& buffers, const std::vector<at::Tensor>& parameters) {
-  if (buffers.size() == parameters.size()) return;
-  buffers.clear();
-  buffers.reserve(parameters.size());
-  for (const auto& p : parameters) buffers.push_back(at::empty_like(p.detach()));
-}
-}  // namespace
-
 std::vector<at::Tensor>& TrainStep::saved_weights() {
-  allocate_like(saved_weights_, parameters_);
+  if (saved_weights_.size() != parameters_.size()) {  // first use: allocated once per run
+    saved_weights_.clear();
+    saved_weights_.reserve(parameters_.size());
+    for (const auto& p : parameters_) saved_weights_.push_back(at::empty_like(p.detach()));
+  }
   return saved_weights_;
-}
-
-std::vector<at::Tensor>& TrainStep::epsilon() {
-  allocate_like(epsilon_, parameters_);
-  return epsilon_;
 }
 
 }  // namespace flatface

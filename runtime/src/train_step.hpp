@@ -1,6 +1,6 @@
 // The host's side of one optimisation step: the StepContext a perturbation strategy drives
 // (paper eqs. 15-21). It runs the backbone and margin head, applies the BN policy of the second
-// pass, records training accuracy, and owns the scratch buffers for w and ε.
+// pass, records training accuracy, and owns the scratch buffer for the saved weights.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -35,8 +35,11 @@ class TrainStep final : public StepContext {
 
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
-  // Samples of the last batch whose first-pass cosine argmax equals the label.
+  // Samples of the last batch whose first-pass cosine argmax equals the label (reads the device).
   std::int64_t last_correct() const;
+  // The same count summed over every step since the last call, then reset: one device read per
+  // epoch instead of one per step.
+  std::int64_t take_correct();
 
   // StepContext
   at::Tensor forward(Pass pass) override;
@@ -45,7 +48,6 @@ class TrainStep final : public StepContext {
   void zero_grad() override;
   void optimizer_step() override;
   std::vector<at::Tensor>& saved_weights() override;
-  std::vector<at::Tensor>& epsilon() override;
 
  private:
   at::Tensor embed();  // backbone forward, under autocast when asked
@@ -56,13 +58,13 @@ class TrainStep final : public StepContext {
   TrainStepOptions options_;
   std::vector<at::Tensor> parameters_;  // backbone then head, those that require grad
   std::vector<at::Tensor> saved_weights_;
-  std::vector<at::Tensor> epsilon_;
   // Every BatchNorm that tracks running statistics: its options (for momentum) and counter.
   std::vector<torch::nn::BatchNormOptions*> batch_norm_options_;
   std::vector<at::Tensor> batch_norm_counters_;
   at::Tensor images_;
   at::Tensor labels_;
-  at::Tensor correct_;  // 0-dim, read on demand so a step needs no extra sync
+  at::Tensor correct_;      // 0-dim, read on demand so a step needs no extra sync
+  at::Tensor correct_sum_;  // 0-dim, on the device, since the last take_correct()
 };
 
 }  // namespace flatface

@@ -72,13 +72,12 @@ struct EpochSums {
     s.last_lr = v[9];
     return s;
   }
-  void add(const StepStats& st, double lr, std::int64_t correct_now, std::int64_t batch, double dt) {
+  void add(const StepStats& st, double lr, std::int64_t batch, double dt) {
     loss += st.loss;
     perturbation_loss += st.perturbation_loss;
     loss_perturbed += st.loss_perturbed;
     grad_norm += st.grad_norm;
     epsilon_norm += st.epsilon_norm;
-    correct += static_cast<double>(correct_now);
     seen += static_cast<double>(batch);
     step_seconds += dt;
     steps += 1;
@@ -278,7 +277,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
               << ", grad norm " << stats.grad_norm << ")";
           return fail(why.str());
         }
-        sums.add(stats, lr, step.last_correct(), labels.size(0), dt);
+        sums.add(stats, lr, labels.size(0), dt);
         ++state.step_in_epoch;
         ++state.global_step;
 
@@ -313,6 +312,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         const bool stop_now = (options.stop && options.stop->load()) ||
                               (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
         if (stop_now && state.step_in_epoch < steps_per_epoch) {
+          sums.correct += static_cast<double>(step.take_correct());
           state.accumulators = sums.pack();
           state.epoch = epoch;
           state.elapsed_seconds = elapsed();
@@ -325,6 +325,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         }
       }
       if (options.live_progress) std::fprintf(stdout, "\n");
+      sums.correct += static_cast<double>(step.take_correct());
 
       EpochMetrics m;
       m.epoch = epoch + 1;

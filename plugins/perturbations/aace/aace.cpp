@@ -2,6 +2,8 @@
 // (paper eqs. 20-21); then w ← SGD(w, ∇L_margin(w + ε)) (eq. 19).
 #include <ATen/ops/_foreach_mul.h>
 
+#include <utility>
+
 #include "aace_loss.hpp"
 #include "flatface/plugin.hpp"
 #include "step_ops.hpp"
@@ -25,15 +27,13 @@ class Aace final : public Perturbation {
     at::Tensor loss_aace = aace_loss(z, ctx.labels(), normalize_target_);  // eq. 21
     loss_aace.backward();
 
-    auto g = gradients(w);
-    auto& eps = ctx.epsilon();
+    auto eps = gradients(w);  // ε in place in the gradient buffers
     {
       at::NoGradGuard no_grad;
-      for (std::size_t i = 0; i < w.size(); ++i) eps[i].copy_(g[i]);
       at::_foreach_mul_(eps, -rho_);  // eq. 20
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx);  // eq. 19
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 19
 
     auto v = to_host({loss, loss_aace, loss_perturbed, epsilon_norm});
     StepStats stats;

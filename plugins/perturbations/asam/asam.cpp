@@ -2,7 +2,8 @@
 // T_w = |w| + η on weight tensors (identity on biases, BN and other 1-d parameters);
 // ε = ρ T² g / ‖T g‖₂, then w ← SGD(w, ∇L_margin(w + ε)) as in eq. 18.
 #include <ATen/ops/abs.h>
-#include <ATen/ops/mul.h>
+
+#include <utility>
 
 #include "flatface/plugin.hpp"
 #include "step_ops.hpp"
@@ -20,19 +21,17 @@ class Asam final : public Perturbation {
     at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
     loss.backward();
 
-    auto g = gradients(w);
-    at::Tensor grad_norm = global_norm(g);
-    auto& eps = ctx.epsilon();
-    auto& t = ctx.saved_weights();  // scratch for T until the weights are saved below
+    // ε is formed in place in the gradient buffers; w_saved is scratch for T until the weights
+    // are saved.
+    auto eps = gradients(w);
+    at::Tensor grad_norm = global_norm(eps);
+    auto& t = ctx.saved_weights();
     {
       at::NoGradGuard no_grad;
       for (std::size_t i = 0; i < w.size(); ++i) {
-        if (scaled(w[i])) {
-          at::abs_out(t[i], w[i]).add_(eta_);  // T = |w| + η
-          at::mul_out(eps[i], t[i], g[i]);     // T g
-        } else {
-          eps[i].copy_(g[i]);  // T = 1
-        }
+        if (!scaled(w[i])) continue;     // T = 1
+        at::abs_out(t[i], w[i]).add_(eta_);  // T = |w| + η
+        eps[i].mul_(t[i]);                   // T g
       }
       at::Tensor scale = rho_ / (global_norm(eps) + 1e-12);  // ρ / ‖T g‖
       for (std::size_t i = 0; i < w.size(); ++i) {
@@ -41,7 +40,7 @@ class Asam final : public Perturbation {
       }
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx);
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));
 
     auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
     StepStats stats;

@@ -41,12 +41,12 @@ inline at::Tensor global_norm(const std::vector<at::Tensor>& tensors) {
 }
 
 // w_saved ← w, then w ← w + ε (eq. 18 and 19 evaluate the gradient there).
-inline void move_to_perturbed(StepContext& ctx) {
+inline void move_to_perturbed(StepContext& ctx, const std::vector<at::Tensor>& epsilon) {
   at::NoGradGuard no_grad;
   const auto& w = ctx.parameters();
   auto& saved = ctx.saved_weights();
   for (std::size_t i = 0; i < w.size(); ++i) saved[i].copy_(w[i]);
-  at::_foreach_add_(w, ctx.epsilon());
+  at::_foreach_add_(w, epsilon);
 }
 
 // w ← w_saved, copied back rather than subtracting ε, so w returns bit-exactly.
@@ -57,11 +57,14 @@ inline void restore_weights(StepContext& ctx) {
   for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(saved[i]);
 }
 
-// The second half shared by every two-pass strategy: with ε already in ctx.epsilon(), step to
-// w + ε, take ∇L_margin there, return to w exactly and let SGD apply that gradient at w.
-// Returns L_margin(w + ε).
-inline at::Tensor descend_from_perturbed(StepContext& ctx) {
-  move_to_perturbed(ctx);
+// The second half shared by every two-pass strategy: step to w + ε, take ∇L_margin there, return
+// to w exactly and let SGD apply that gradient at w. Returns L_margin(w + ε).
+// ε is taken by value and usually lives in the first pass's gradient buffers (computed in place):
+// it is released before the second backward allocates new gradients, so a step holds at most one
+// extra copy of the parameters (w_saved) at any time.
+inline at::Tensor descend_from_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+  move_to_perturbed(ctx, epsilon);
+  epsilon.clear();
   ctx.zero_grad();
   at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
   loss_perturbed.backward();

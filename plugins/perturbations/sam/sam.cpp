@@ -1,6 +1,6 @@
 // FlatFace-SAM: ε = ρ g / ‖g‖₂ with g = ∇L_margin(w) over all parameters (paper eq. 17), then
 // w ← SGD(w, ∇L_margin(w + ε)) (eq. 18).
-#include <ATen/ops/mul.h>
+#include <utility>
 
 #include "flatface/plugin.hpp"
 #include "step_ops.hpp"
@@ -18,16 +18,16 @@ class Sam final : public Perturbation {
     at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
     loss.backward();
 
-    auto g = gradients(w);
-    at::Tensor grad_norm = global_norm(g);
-    auto& eps = ctx.epsilon();
+    // ε is formed in place in the gradient buffers: no extra copy of the parameters.
+    auto eps = gradients(w);
+    at::Tensor grad_norm = global_norm(eps);
     {
       at::NoGradGuard no_grad;
       at::Tensor scale = rho_ / (grad_norm + 1e-12);
-      for (std::size_t i = 0; i < w.size(); ++i) at::mul_out(eps[i], g[i], scale);  // eq. 17
+      for (auto& e : eps) e.mul_(scale);  // eq. 17
     }
     at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx);  // eq. 18
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 18
 
     auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
     StepStats stats;

@@ -27,9 +27,10 @@ class StepContext {
   virtual void zero_grad() = 0;
   // Applies the base optimizer (SGD) to the gradients currently stored in `parameters()`.
   virtual void optimizer_step() = 0;
-  // Scratch buffers shaped like `parameters()`, allocated once per run and reused every step.
+  // Scratch buffers shaped like `parameters()` (w_saved), allocated once per run and reused every
+  // step: the one extra copy of the parameters a two-pass strategy may hold. ε itself is best
+  // formed in place in the gradient buffers of the first pass.
   virtual std::vector<at::Tensor>& saved_weights() = 0;
-  virtual std::vector<at::Tensor>& epsilon() = 0;
 };
 
 // What a step reports (NaN where a value does not apply).
