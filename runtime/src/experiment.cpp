@@ -471,6 +471,17 @@ std::vector<RunSpec> expand_grid(const Experiment& e) {
   return runs;
 }
 
+PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& what) {
+  toml::table root;
+  try {
+    root = toml::parse("value = " + inline_table, what);
+  } catch (const toml::parse_error& err) {
+    throw ConfigError(what + ": '" + inline_table + "' is not an inline TOML table (" +
+                      std::string(err.description()) + ")");
+  }
+  return plugin_ref(*root.get("value"), what, what);
+}
+
 Options perturbation_options(const Experiment& e, const RunSpec& run) {
   const auto& src = e.setups[run.setup].perturbation.options;
   Options o = src.fresh_copy();

@@ -76,6 +76,10 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
 Experiment parse_experiment(const std::string& text, const std::string& path,
                             const std::vector<std::string>& overrides = {});
 
+// A plugin reference written as an inline TOML table on the command line, e.g.
+// `{ plugin = "image-folder", root = "faces/" }`; `what` names it in messages.
+PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& what);
+
 // seeds x setups x each setup's rho list.
 std::vector<RunSpec> expand_grid(const Experiment& e);
 

@@ -18,14 +18,21 @@ class Aace final : public Perturbation {
   StepStats step(StepContext& ctx) override {
     const auto& w = ctx.parameters();
     ctx.zero_grad();
-    at::Tensor z = ctx.forward(Pass::first);
-    at::Tensor loss;
+    at::Tensor loss, loss_aace, surrogate;
     {
-      at::NoGradGuard no_grad;
-      loss = margin_loss(z, ctx.labels());  // logged only; ε does not use ∇L_margin(w)
+      at::Tensor z = ctx.forward(Pass::first);
+      AaceLoss aace = aace_loss(z, ctx.labels(), normalize_target_);  // eq. 21
+      loss_aace = aace.value;
+      {
+        at::NoGradGuard no_grad;
+        loss = margin_loss(z, ctx.labels());  // logged only; ε does not use ∇L_margin(w)
+      }
+      // Σ z ⊙ ∂L_AACE/∂z has the gradient of L_AACE with respect to the weights. Unlike
+      // z.backward(grad), it lets the logits go before the backward pass (the graph keeps only
+      // the gradient, until its first node has run).
+      surrogate = (z * aace.grad_logits).sum();
     }
-    at::Tensor loss_aace = aace_loss(z, ctx.labels(), normalize_target_);  // eq. 21
-    loss_aace.backward();
+    surrogate.backward();
 
     auto eps = gradients(w);  // ε in place in the gradient buffers
     {

@@ -1,32 +1,53 @@
-// The AACE loss (paper eqs. 11-14): cross-entropy of the logits towards a target τ that puts no
-// mass on the true class and spreads it over the others in proportion to the (detached)
-// predicted probabilities.
+// The AACE loss (paper eqs. 11-14): the logits pulled towards a target τ that puts no mass on the
+// true class and spreads it over the others in proportion to the (detached) predicted
+// probabilities q = softmax(z). Value and gradient come in closed form, without autograd, so the
+// loss holds two [N,C] buffers besides the logits (autograd would keep about six; with many
+// classes these are as large as the class-weight matrix).
 #pragma once
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/log_softmax.h>
-#include <ATen/ops/softmax.h>
-#include <ATen/ops/xlogy.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
 
 namespace flatface::perturbations {
 
-// τ [N,C], detached. normalized: τ_j = q_j / Σ_{k≠y} q_k (the AACE authors' code), computed as
-// the softmax over the other classes' logits so that it stays exact when q_y → 1.
-// Literal eq. 13: τ_j = q_j for j ≠ y, τ_y = 0, summing to 1 − q_y.
-inline at::Tensor aace_target(const at::Tensor& logits, const at::Tensor& labels, bool normalized) {
+struct AaceLoss {
+  at::Tensor value;        // L_AACE = mean_i KL(τ_i ‖ q_i), 0-dim
+  at::Tensor grad_logits;  // ∂L_AACE/∂z, [N,C]
+};
+
+// τ is a constant, so ∂/∂z_i of KL(τ_i ‖ softmax(z_i)) is that of the cross-entropy −Σ τ log q
+// (eq. 11): (Σ_j τ_ij) q_i − τ_i, divided by N for the batch mean.
+//   normalized (the AACE authors' code): τ_j = q_j / Σ_{k≠y} q_k, the softmax over the other
+//     classes' logits (exact also when q_y → 1). For every j ≠ y, log τ_j − log q_j =
+//     lse(z) − lse_{k≠y}(z), and Σ τ = 1, so KL(τ ‖ q) = lse(z) − lse_{k≠y}(z) = −log(1 − q_y).
+//   literal eq. 13: τ_j = q_j for j ≠ y, τ_y = 0, summing to 1 − q_y; KL(τ ‖ q) = 0 (τ equals q
+//     on its support), while the gradient (1 − q_y) q − τ is not zero.
+inline AaceLoss aace_loss(const at::Tensor& logits, const at::Tensor& labels, bool normalized) {
+  at::NoGradGuard no_grad;
   at::Tensor z = logits.detach();
   at::Tensor y = labels.view({-1, 1});
-  if (normalized) return z.scatter(1, y, -INFINITY).softmax(1);
-  return z.softmax(1).scatter(1, y, 0.0);
-}
-
-// L_AACE = mean_i KL(τ_i ‖ softmax(z_i)) = mean_i Σ_j τ_ij (log τ_ij − log q_ij). τ is constant,
-// so the gradient is that of eq. 11's cross-entropy −Σ τ log q: ∂/∂z = (Σ_j τ_j) q − τ per row.
-inline at::Tensor aace_loss(const at::Tensor& logits, const at::Tensor& labels, bool normalized) {
-  at::Tensor tau = aace_target(logits, labels, normalized);
-  at::Tensor kl = at::xlogy(tau, tau) - tau * logits.log_softmax(1);
-  return kl.sum(1).mean();
+  const double n = static_cast<double>(z.size(0));
+  at::Tensor lse = z.logsumexp(1, /*keepdim=*/true);
+  at::Tensor q = (z - lse).exp_();  // softmax(z)
+  AaceLoss out;
+  if (normalized) {
+    at::Tensor tau = z.scatter(1, y, -INFINITY);
+    at::Tensor lse_other = tau.logsumexp(1, /*keepdim=*/true);  // lse_{k≠y}(z)
+    tau.sub_(lse_other).exp_();                                // τ, 0 at y
+    out.value = (lse - lse_other).sum() / n;
+    out.grad_logits = q.sub_(tau).div_(n);  // (q − τ)/N
+  } else {
+    at::Tensor q_y = q.gather(1, y);
+    at::Tensor tau = q.scatter(1, y, 0.0);
+    out.value = at::zeros({}, z.options());
+    out.grad_logits = q.mul_(1.0 - q_y).sub_(tau).div_(n);  // ((1 − q_y) q − τ)/N
+  }
+  return out;
 }
 
 }  // namespace flatface::perturbations

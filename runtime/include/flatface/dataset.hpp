@@ -44,7 +44,7 @@ class VerificationSet {
 
 struct DatasetArgs {
   Options options;          // the data table, less `plugin` (and `name` for verification sets)
-  std::string base_dir;     // relative paths resolve against the experiment file's folder
+  std::string base_dir;     // relative paths resolve against it (empty: the working directory)
   std::int64_t input_size;  // the backbone's square input side
   std::uint64_t seed = 0;   // the run's seed (procedural data, splits)
 };

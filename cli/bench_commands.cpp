@@ -1,0 +1,326 @@
+// flatface bench: the training step of every setup of an experiment, the loader and evaluation,
+// measured in one process after warm-up; a table on stdout and, with --json, a JSON file that
+// bench/baseline.py reads to run the same steps in Python.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <variant>
+
+#include "bench.hpp"
+#include "common.hpp"
+#include "factory.hpp"
+#include "flatface/torch_compat.hpp"
+#include "flatface/version.hpp"
+#include "trainer.hpp"
+
+namespace flatface::cli {
+
+namespace {
+
+struct BenchArgs {
+  ExperimentArgs experiment;
+  std::vector<std::string> setups;
+  StepBenchOptions step;
+  std::vector<int> loader_threads;  // empty: 1 and the compute threads
+  std::int64_t loader_batches = 30;
+  std::vector<std::string> loader_data;  // extra training sets, inline TOML tables
+  int eval_repeats = 3;
+  std::vector<std::string> skip;
+  std::string json;
+};
+
+bool skipped(const BenchArgs& a, const std::string& part) {
+  return std::find(a.skip.begin(), a.skip.end(), part) != a.skip.end();
+}
+
+// ---- a small JSON writer -------------------------------------------------------------------
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string scalar_json(const Options::Scalar& v) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
+        if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(x);
+        if constexpr (std::is_same_v<T, double>) return number(x);
+        if constexpr (std::is_same_v<T, std::string>) return quoted(x);
+      },
+      v);
+}
+
+// {"plugin": NAME, key: value, ...} of a plugin reference.
+std::string plugin_json(const std::string& plugin, const Options& options,
+                        const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  std::string out = "{\"plugin\": " + quoted(plugin);
+  for (const auto& key : options.keys()) {
+    if (key == "plugin" || key == "bn_second_pass") continue;
+    const auto* v = options.find(key);
+    out += ", " + quoted(key) + ": ";
+    if (const auto* list = std::get_if<std::vector<Options::Scalar>>(&v->data)) {
+      out += "[";
+      for (std::size_t i = 0; i < list->size(); ++i) out += (i ? ", " : "") + scalar_json((*list)[i]);
+      out += "]";
+    } else {
+      std::visit(
+          [&out](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (!std::is_same_v<T, std::vector<Options::Scalar>>) out += scalar_json(x);
+          },
+          v->data);
+    }
+  }
+  for (const auto& [k, v] : extra) out += ", " + quoted(k) + ": " + v;
+  return out + "}";
+}
+
+std::string samples_json(const std::vector<double>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + number(v[i]);
+  return out + "]";
+}
+
+std::string machine_text() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::string cpu;
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return std::string(host) + ", " + (cpu.empty() ? "unknown CPU" : cpu) + ", " +
+         std::to_string(std::thread::hardware_concurrency()) + " cores";
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// ---- the command ---------------------------------------------------------------------------
+
+int bench(const Globals& g, BenchArgs& args) {
+  Experiment e = args.experiment.load();
+  const int threads = apply_threads(g, &e);
+  auto reg = open_registry(g, &e);
+  args.step.setups = args.setups;
+  const bool cuda = resolve_device(e.device).rfind("cuda", 0) == 0;
+
+  std::ostringstream json;
+  json << "{\n  \"tool\": \"flatface\",\n  \"version\": " << quoted(FLATFACE_VERSION_STRING)
+       << ",\n  \"torch_version\": " << quoted(torch_version_string())
+       << ",\n  \"date\": " << quoted(utc_now()) << ",\n  \"machine\": " << quoted(machine_text())
+       << ",\n  \"experiment\": " << quoted(e.file);
+
+  StepBench steps;
+  if (!skipped(args, "step")) {
+    steps = bench_steps(e, *reg, args.step);
+    std::printf("# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
+                "%s, median of %d after %d warm-up (interleaved)\n",
+                e.backbone.plugin.c_str(), steps.device.c_str(),
+                static_cast<long long>(steps.batch_size), static_cast<long long>(steps.input_size),
+                static_cast<long long>(steps.input_size), static_cast<long long>(steps.classes),
+                threads, e.train.precision.c_str(), args.step.steps, args.step.warmup);
+    std::printf("%-26s %-12s %10s %10s %10s %9s %9s\n", "setup", "perturb", "median ms",
+                "p10 ms", "p90 ms", "img/s", "x plain");
+    for (const auto& s : steps.steps) {
+      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %9.1f %9s\n", s.setup.c_str(),
+                  s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90, s.images_per_second,
+                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-");
+    }
+
+    // The settings bench/baseline.py needs to run the same steps.
+    json << ",\n  \"config\": {\"device\": " << quoted(steps.device) << ", \"threads\": " << threads
+         << ", \"batch_size\": " << steps.batch_size << ", \"classes\": " << steps.classes
+         << ", \"precision\": " << quoted(e.train.precision) << ", \"steps\": " << args.step.steps
+         << ", \"warmup\": " << args.step.warmup << ", \"seed\": " << args.step.seed
+         << ",\n    \"backbone\": " << plugin_json(e.backbone.plugin, e.backbone.options)
+         << ",\n    \"input\": " << steps.input_size << ", \"train\": {\"lr\": " << number(e.train.lr)
+         << ", \"momentum\": " << number(e.train.momentum)
+         << ", \"weight_decay\": " << number(e.train.weight_decay)
+         << ", \"decay_bn_and_bias\": " << (e.train.decay_bn_and_bias ? "true" : "false")
+         << "},\n    \"setups\": [";
+    bool first = true;
+    for (std::size_t i = 0; i < e.setups.size(); ++i) {
+      const Setup& s = e.setups[i];
+      if (!args.setups.empty() &&
+          std::find(args.setups.begin(), args.setups.end(), s.name) == args.setups.end())
+        continue;
+      RunSpec run;
+      run.setup = i;
+      if (!s.rhos.empty()) run.rho = s.rhos.front();
+      json << (first ? "\n" : ",\n") << "      {\"name\": " << quoted(s.name)
+           << ", \"head\": " << plugin_json(s.head.plugin, s.head.options)
+           << ", \"perturbation\": "
+           << plugin_json(s.perturbation.plugin, perturbation_options(e, run),
+                          {{"bn_second_pass", quoted(s.bn_second_pass)}})
+           << "}";
+      first = false;
+    }
+    json << "]},\n  \"parameters\": " << steps.parameters << ",\n  \"steps\": [";
+    for (std::size_t i = 0; i < steps.steps.size(); ++i) {
+      const auto& s = steps.steps[i];
+      json << (i ? ",\n" : "\n") << "    {\"setup\": " << quoted(s.setup)
+           << ", \"head\": " << quoted(s.head) << ", \"perturbation\": " << quoted(s.perturbation)
+           << ", \"two_pass\": " << (s.two_pass ? "true" : "false")
+           << ", \"median_ms\": " << number(s.ms.median) << ", \"p10_ms\": " << number(s.ms.p10)
+           << ", \"p90_ms\": " << number(s.ms.p90) << ", \"min_ms\": " << number(s.ms.min)
+           << ", \"images_per_second\": " << number(s.images_per_second)
+           << ", \"ratio_to_plain\": " << (s.ratio_to_plain ? number(*s.ratio_to_plain) : "null")
+           << ", \"loss_first\": " << number(s.loss_first)
+           << ", \"loss_last\": " << number(s.loss_last)
+           << ", \"samples_ms\": " << samples_json(s.samples_ms) << "}";
+    }
+    json << "\n  ]";
+  }
+
+  if (!skipped(args, "loader")) {
+    std::vector<int> counts = args.loader_threads;
+    if (counts.empty()) counts = threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1};
+    std::vector<std::pair<std::string, PluginRef>> sets{{e.train_data.plugin, e.train_data}};
+    for (std::size_t i = 0; i < args.loader_data.size(); ++i) {
+      PluginRef ref = parse_plugin_ref(args.loader_data[i],
+                                       "--loader-data #" + std::to_string(i + 1));
+      sets.emplace_back(ref.plugin, ref);
+    }
+    const std::int64_t input = make_backbone(*reg, e.backbone)->input_size();
+    // The plain step's rate at the compute thread count, which the loader must outpace.
+    double consumed = 0;
+    for (const auto& s : steps.steps)
+      if (!s.two_pass && consumed == 0) consumed = s.images_per_second;
+    std::printf("\n# loader: batch %lld, resized to %lldx%lld, flip + normalise%s\n",
+                static_cast<long long>(e.train.batch_size), static_cast<long long>(input),
+                static_cast<long long>(input),
+                consumed > 0 ? "; x step = loader img/s / plain step img/s" : "");
+    std::printf("%-48s %8s %10s %10s\n", "dataset", "threads", "img/s", "x step");
+    json << ",\n  \"loader\": [";
+    bool first = true;
+    for (const auto& [name, ref] : sets) {
+      auto data = make_train_set(*reg, ref, input, 0);
+      const std::string label = data->describe().substr(0, 48);
+      for (int t : counts) {
+        LoaderTiming l = bench_loader(data, label, e.train.batch_size, input, t,
+                                      args.loader_batches);
+        const bool comparable = consumed > 0 && t == threads;
+        std::printf("%-48s %8d %10.0f %10s\n", label.c_str(), t, l.images_per_second,
+                    comparable ? number(l.images_per_second / consumed).substr(0, 5).c_str()
+                               : "-");
+        json << (first ? "\n" : ",\n") << "    {\"dataset\": " << quoted(data->describe())
+             << ", \"plugin\": " << quoted(name) << ", \"threads\": " << t
+             << ", \"images\": " << l.images << ", \"seconds\": " << number(l.seconds)
+             << ", \"images_per_second\": " << number(l.images_per_second)
+             << ", \"ratio_to_plain_step\": "
+             << (comparable ? number(l.images_per_second / consumed) : "null") << "}";
+        first = false;
+      }
+    }
+    json << "\n  ]";
+  }
+
+  if (!skipped(args, "eval") && !e.eval.empty()) {
+    torch::manual_seed(static_cast<std::uint64_t>(args.step.seed));
+    auto backbone = make_backbone(*reg, e.backbone);
+    const std::string device = resolve_device(e.device);
+    backbone->to(c10::Device(device));
+    std::printf("\n# evaluation: flip-sum embeddings + 10-fold protocol, median of %d\n",
+                args.eval_repeats);
+    std::printf("%-24s %8s %10s %10s\n", "benchmark", "pairs", "seconds", "pairs/s");
+    json << ",\n  \"eval\": [";
+    for (std::size_t i = 0; i < e.eval.size(); ++i) {
+      auto set = make_verification_set(*reg, e.eval[i].data, backbone->input_size(), 0);
+      EvalTiming t = bench_eval(*backbone, *set, e.eval[i].name, e.train.batch_size, device,
+                                args.eval_repeats);
+      std::printf("%-24s %8zu %10.3f %10.0f\n", t.benchmark.c_str(), t.pairs, t.seconds.median,
+                  t.pairs_per_second);
+      json << (i ? ",\n" : "\n") << "    {\"benchmark\": " << quoted(t.benchmark)
+           << ", \"pairs\": " << t.pairs << ", \"median_seconds\": " << number(t.seconds.median)
+           << ", \"pairs_per_second\": " << number(t.pairs_per_second) << "}";
+    }
+    json << "\n  ]";
+  }
+
+  const double rss = peak_rss_mib();
+  std::printf("\npeak RSS %.1f MiB%s\n", rss,
+              cuda ? " (host memory; GPU memory is not included)" : "");
+  json << ",\n  \"peak_rss_mb\": " << number(rss) << "\n}\n";
+  if (!args.json.empty()) {
+    std::ofstream out(args.json);
+    out << json.str();
+    if (!out) throw RuntimeError("cannot write " + args.json);
+    std::printf("wrote %s\n", args.json.c_str());
+  }
+  return 0;
+}
+
+void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
+  static BenchArgs args;
+  auto* cmd = app.add_subcommand(
+      "bench", "Time the training step of each setup, the loader and evaluation");
+  args.experiment.add_to(*cmd);
+  cmd->add_option("--setup", args.setups, "Measure only this setup (repeatable)");
+  cmd->add_option("--classes", args.step.classes,
+                  "Identities of the class-weight matrix (default: the training set's)");
+  cmd->add_option("--steps", args.step.steps, "Timed steps per setup")->capture_default_str();
+  cmd->add_option("--warmup", args.step.warmup, "Untimed steps per setup first")
+      ->capture_default_str();
+  cmd->add_option("--seed", args.step.seed, "Seed of the weights and the batch")
+      ->capture_default_str();
+  cmd->add_option("--loader-threads", args.loader_threads,
+                  "Loader thread counts to measure (default: 1 and --threads)")
+      ->delimiter(',');
+  cmd->add_option("--loader-batches", args.loader_batches, "Batches timed per loader measurement")
+      ->capture_default_str();
+  cmd->add_option("--loader-data", args.loader_data,
+                  "Another training set to time the loader on, as an inline TOML table, e.g. "
+                  "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
+  cmd->add_option("--eval-repeats", args.eval_repeats, "Timed evaluations per benchmark")
+      ->capture_default_str();
+  cmd->add_option("--skip", args.skip, "Leave out a part: step, loader, eval (repeatable)")
+      ->check(CLI::IsMember({"step", "loader", "eval"}));
+  cmd->add_option("--json", args.json, "Also write the measurements to this JSON file");
+  cmd->callback([&g, &chosen] { chosen = [&g] { return bench(g, args); }; });
+}
+
+const CommandRegistrar bench_registrar(60, "bench", &add_bench_commands);
+
+}  // namespace
+
+}  // namespace flatface::cli

@@ -1,0 +1,217 @@
+#include "bench.hpp"
+
+#include <ATen/Context.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
+#include <c10/core/Device.h>
+#include <sys/resource.h>
+#include <torch/cuda.h>
+#include <torch/optim/sgd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "evaluation.hpp"
+#include "factory.hpp"
+#include "loader.hpp"
+#include "optimizer.hpp"
+#include "train_step.hpp"
+#include "trainer.hpp"
+
+namespace flatface {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Waits for queued GPU work, so a wall-clock interval covers the kernels it launched.
+void synchronize(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+// One setup's model, ready to step.
+struct Cell {
+  std::shared_ptr<Backbone> backbone;
+  std::shared_ptr<MarginHead> head;
+  std::unique_ptr<Perturbation> strategy;
+  std::unique_ptr<torch::optim::SGD> optimizer;
+  std::unique_ptr<TrainStep> step;
+  StepTiming timing;
+};
+
+}  // namespace
+
+double percentile(std::vector<double> samples, double q) {
+  if (samples.empty()) return std::nan("");
+  std::sort(samples.begin(), samples.end());
+  const double rank = q / 100.0 * static_cast<double>(samples.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(rank));
+  const std::size_t hi = std::min(lo + 1, samples.size() - 1);
+  return samples[lo] + (rank - static_cast<double>(lo)) * (samples[hi] - samples[lo]);
+}
+
+TimingSummary summarize(std::vector<double> samples) {
+  TimingSummary s;
+  s.n = samples.size();
+  if (samples.empty()) return s;
+  s.median = percentile(samples, 50);
+  s.p10 = percentile(samples, 10);
+  s.p90 = percentile(samples, 90);
+  s.min = *std::min_element(samples.begin(), samples.end());
+  s.max = *std::max_element(samples.begin(), samples.end());
+  return s;
+}
+
+StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options) {
+  StepBench out;
+  out.device = resolve_device(e.device);
+  const c10::Device device(out.device);
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  out.batch_size = e.train.batch_size;
+
+  std::vector<Cell> cells;
+  for (std::size_t s = 0; s < e.setups.size(); ++s) {
+    const Setup& setup = e.setups[s];
+    if (!options.setups.empty() &&
+        std::find(options.setups.begin(), options.setups.end(), setup.name) ==
+            options.setups.end())
+      continue;
+    torch::manual_seed(static_cast<std::uint64_t>(options.seed));
+    Cell c;
+    c.backbone = make_backbone(reg, e.backbone);
+    out.input_size = c.backbone->input_size();
+    if (out.classes == 0) {
+      out.classes = options.classes > 0
+                        ? options.classes
+                        : make_train_set(reg, e.train_data, out.input_size,
+                                         static_cast<std::uint64_t>(options.seed))
+                              ->num_classes();
+    }
+    c.head = make_head(reg, setup.head, c.backbone->embedding_dim(), out.classes);
+    RunSpec run;
+    run.setup = s;
+    run.seed = options.seed;
+    if (!setup.rhos.empty()) run.rho = setup.rhos.front();
+    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+    c.backbone->to(device);
+    c.head->to(device);
+    if (device.is_cuda()) {
+      for (auto& p : c.backbone->parameters())
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+    c.optimizer = make_sgd(*c.backbone, *c.head, e.train);
+    TrainStepOptions step_options;
+    step_options.bn_second_pass = setup.bn_second_pass;
+    step_options.bf16_autocast = device.is_cuda() && e.train.precision == "bf16";
+    c.step = std::make_unique<TrainStep>(c.backbone, c.head, *c.optimizer, step_options);
+    c.timing.setup = setup.name;
+    c.timing.head = setup.head.plugin;
+    c.timing.perturbation = setup.perturbation.plugin;
+    c.timing.two_pass = c.strategy->two_pass();
+    if (out.parameters == 0) {
+      for (const auto& p : c.step->parameters()) out.parameters += p.numel();
+    }
+    cells.push_back(std::move(c));
+  }
+  if (cells.empty()) throw ConfigError("bench: no setup of " + e.file + " matches the selection");
+
+  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
+  at::Tensor images = at::randn({out.batch_size, 3, out.input_size, out.input_size}).to(device);
+  if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor labels = at::randint(out.classes, {out.batch_size}, at::kLong).to(device);
+
+  // Round-robin: each round times one step of every setup, so drift in the machine's speed
+  // reaches all of them alike and their ratios stay meaningful.
+  for (int round = 0; round < options.warmup + options.steps; ++round) {
+    for (auto& c : cells) {
+      synchronize(device);
+      const auto t = Clock::now();
+      StepStats stats = c.step->run(*c.strategy, images, labels);
+      synchronize(device);
+      const double ms = 1e3 * seconds_since(t);
+      if (round < options.warmup) continue;
+      if (round == options.warmup) c.timing.loss_first = stats.loss;
+      c.timing.loss_last = stats.loss;
+      c.timing.samples_ms.push_back(ms);
+    }
+  }
+  for (auto& c : cells) {
+    c.timing.ms = summarize(c.timing.samples_ms);
+    c.timing.images_per_second =
+        static_cast<double>(out.batch_size) / (c.timing.ms.median / 1e3);
+  }
+  for (auto& c : cells) {
+    for (const auto& plain : cells) {
+      if (!plain.timing.two_pass && plain.timing.head == c.timing.head) {
+        c.timing.ratio_to_plain = c.timing.ms.median / plain.timing.ms.median;
+        break;
+      }
+    }
+  }
+  for (auto& c : cells) out.steps.push_back(std::move(c.timing));
+  return out;
+}
+
+LoaderTiming bench_loader(std::shared_ptr<const TrainSet> data, const std::string& name,
+                          std::int64_t batch_size, std::int64_t input_size, int threads,
+                          std::int64_t batches) {
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.input_size = input_size;
+  lo.threads = threads;
+  Loader loader(std::move(data), lo);
+  if (loader.batches_per_epoch() == 0) {
+    throw ConfigError("bench: '" + name + "' holds fewer images than one batch of " +
+                      std::to_string(batch_size));
+  }
+  std::int64_t epoch = 0;
+  loader.start_epoch(epoch);
+  auto next = [&] {
+    auto b = loader.next();
+    if (!b) {
+      loader.start_epoch(++epoch);
+      b = loader.next();
+    }
+    return b;
+  };
+  next();  // warm-up: threads started, the first batches in flight
+  LoaderTiming r;
+  r.dataset = name;
+  r.threads = threads;
+  const auto t = Clock::now();
+  for (std::int64_t i = 0; i < batches; ++i) r.images += next()->images.size(0);
+  r.seconds = seconds_since(t);
+  r.images_per_second = static_cast<double>(r.images) / r.seconds;
+  return r;
+}
+
+EvalTiming bench_eval(Backbone& backbone, const VerificationSet& set, const std::string& name,
+                      std::int64_t batch_size, const std::string& device_name, int repeats) {
+  const c10::Device device(device_name);
+  EvalTiming r;
+  r.benchmark = name;
+  r.pairs = set.num_pairs();
+  std::vector<double> seconds;
+  for (int i = 0; i <= repeats; ++i) {
+    synchronize(device);
+    const auto t = Clock::now();
+    evaluate(backbone, set, batch_size, device);
+    if (i > 0) seconds.push_back(seconds_since(t));  // the first run warms up
+  }
+  r.seconds = summarize(seconds);
+  r.pairs_per_second = static_cast<double>(r.pairs) / r.seconds.median;
+  return r;
+}
+
+double peak_rss_mib() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+}  // namespace flatface
