@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <iostream>
 
@@ -51,6 +52,7 @@ bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::stri
 }
 
 int run(const Globals& g, const RunArgs& args) {
+  const auto started = std::chrono::steady_clock::now();
   Experiment e = args.experiment.load();
   std::vector<RunSpec> runs;
   for (const auto& r : expand_grid(e))
@@ -72,6 +74,7 @@ int run(const Globals& g, const RunArgs& args) {
   spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(), resolve_device(e.device),
                threads, e.output);
   int failed = 0, done = 0, skipped = 0;
+  double train_seconds = 0, eval_seconds = 0;
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
     TrainerOptions opts;
@@ -83,6 +86,8 @@ int run(const Globals& g, const RunArgs& args) {
     opts.retry_failed = args.retry_failed;
     opts.stop_after_steps = args.stop_after_steps;
     RunOutcome out = train_run(e, r, shared, opts);
+    train_seconds += out.train_seconds;
+    eval_seconds += out.eval_seconds;
     const auto& s = e.setups[r.setup];
     std::string label = s.name + " seed=" + std::to_string(r.seed) +
                         (r.rho ? " rho=" + format_rho(*r.rho) : "");
@@ -121,6 +126,14 @@ int run(const Globals& g, const RunArgs& args) {
   }
   spdlog::info("{}: {} trained, {} already complete, {} failed; results in {}", e.name, done,
                skipped, failed, e.output);
+  // Where the time went: what is neither a training step nor evaluation is the grid's overhead
+  // (start-up, plugins, data sets, waiting for the loader, HDF5 files, checkpoints).
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double other = wall - train_seconds - eval_seconds;
+  spdlog::info("{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + other {:.1f}s "
+               "({:.1f}% overhead)",
+               e.name, wall, train_seconds, eval_seconds, other, wall > 0 ? 100 * other / wall : 0);
   if (!args.no_report) {
     using namespace flatface::reports;
     auto agg = aggregate_runs(load_results({e.output}), Selection::final_epoch);

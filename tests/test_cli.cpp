@@ -11,48 +11,15 @@
 #include <string>
 
 #include "flatface/torch_compat.hpp"
+#include "cli_test_support.hpp"
 #include "flatface/version.hpp"
 
 namespace fs = std::filesystem;
+using namespace flatface::testing;
 
 namespace {
 
 const std::string toy_plugins = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good";
-
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-// Runs `flatface ARGS` through the shell, with `env` (VAR=value ...) in front.
-Result run_cli(const std::string& args, const std::string& env = "") {
-  std::string cmd = env + " '" + std::string(FLATFACE_CLI) + "' " + args + " 2>&1";
-  Result r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) r.out.append(buf, n);
-  int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("flatface-test-cli-" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto file = (path / name).string();
-    std::ofstream(file) << text;
-    return file;
-  }
-};
 
 const std::string kToyGrid = R"([experiment]
 name = "cli"
@@ -79,16 +46,6 @@ name = "toy-rho"
 head = { plugin = "test-toy-head" }
 perturbation = { plugin = "test-toy", rho = [0.1, 0.2, 0.3] }
 )";
-
-std::string with(std::string text, const std::string& from, const std::string& to) {
-  auto at = text.find(from);
-  if (at == std::string::npos) throw std::logic_error("test text lacks: " + from);
-  return text.replace(at, from.size(), to);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
@@ -150,7 +107,7 @@ CATCH_TEST_CASE("flatface plugins with a bad --kind or a broken plugin folder ex
 }
 
 CATCH_TEST_CASE("flatface plan lists every run of the grid") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("grid.toml", kToyGrid);
   auto r = run_cli("plan '" + file + "'");
   CATCH_CHECK(r.code == 0);
@@ -168,7 +125,7 @@ CATCH_TEST_CASE("flatface plan lists every run of the grid") {
 }
 
 CATCH_TEST_CASE("flatface plan of a missing or malformed file exits 2 with the position") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto r = run_cli("plan '" + (tmp.path / "missing.toml").string() + "'");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out, "missing.toml"));
@@ -179,7 +136,7 @@ CATCH_TEST_CASE("flatface plan of a missing or malformed file exits 2 with the p
 }
 
 CATCH_TEST_CASE("flatface validate constructs every run's objects") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("grid.toml", kToyGrid);
   auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 0);
@@ -187,14 +144,14 @@ CATCH_TEST_CASE("flatface validate constructs every run's objects") {
 }
 
 CATCH_TEST_CASE("flatface validate takes global options after the subcommand too") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("grid.toml", kToyGrid);
   auto r = run_cli("validate '" + file + "' --plugin-path '" + toy_plugins + "'");
   CATCH_CHECK(r.code == 0);
 }
 
 CATCH_TEST_CASE("flatface validate of a file with a misspelled option exits 2 naming it") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("typo.toml", with(kToyGrid, "rho = [0.1, 0.2, 0.3]", "rhoo = 0.1"));
   auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 2);
@@ -205,7 +162,7 @@ CATCH_TEST_CASE("flatface validate of a file with a misspelled option exits 2 na
 }
 
 CATCH_TEST_CASE("flatface validate of an unknown plugin exits 2 listing the available ones") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("unknown.toml", with(kToyGrid, "test-toy-backbone", "no-such-net"));
   auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 2);
@@ -214,7 +171,7 @@ CATCH_TEST_CASE("flatface validate of an unknown plugin exits 2 listing the avai
 }
 
 CATCH_TEST_CASE("flatface validate with a missing data file is a runtime failure, exit 1") {
-  TempDir tmp;
+  TempDir tmp("cli");
   auto file = tmp.write("nodata.toml", with(kToyGrid, "classes = 3", "path = \"/no/such.rec\""));
   auto r = run_cli("--plugin-path '" + toy_plugins + "' validate '" + file + "'");
   CATCH_CHECK(r.code == 1);

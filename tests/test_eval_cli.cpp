@@ -10,37 +10,19 @@
 #include <sstream>
 #include <string>
 
+#include "cli_test_support.hpp"
 #include "result_store.hpp"
 
 namespace fs = std::filesystem;
+using namespace flatface::testing;
 
 namespace {
 
 const std::string kToyPlugins = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good";
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result shell(const std::string& cmd) {
-  Result r;
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-Result run_cli(const std::string& args) {
+Result run_toy_cli(const std::string& args) {
   return shell("'" + std::string(FLATFACE_CLI) + "' --threads 1 --plugin-path '" + kToyPlugins +
                "' " + args);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 // One toy run trained for one epoch, shared by the test cases: its folder and checkpoint.
@@ -72,7 +54,7 @@ name = "plain"
 head = { plugin = "softmax" }
 perturbation = { plugin = "none" }
 )";
-    Result r = run_cli("run '" + (dir / "toy.toml").string() + "' --no-report");
+    Result r = run_toy_cli("run '" + (dir / "toy.toml").string() + "' --no-report");
     if (r.code != 0) throw std::runtime_error("training the toy run failed:\n" + r.out);
     for (const auto& f : fs::directory_iterator(dir / "out" / "checkpoints"))
       if (f.path().extension() == ".ckpt") checkpoint = f.path();
@@ -95,7 +77,7 @@ const TrainedRun& trained() {
 CATCH_TEST_CASE("flatface eval prints the accuracy the run recorded for its verification set") {
   const auto& run = trained();
   CATCH_REQUIRE(!run.checkpoint.empty());
-  Result r = run_cli("eval --checkpoint '" + run.checkpoint.string() + "' toy --batch-size 7");
+  Result r = run_toy_cli("eval --checkpoint '" + run.checkpoint.string() + "' toy --batch-size 7");
   CATCH_REQUIRE(r.code == 0);
   std::istringstream lines(r.out);
   std::string header, columns, row;
@@ -118,7 +100,7 @@ CATCH_TEST_CASE("flatface eval prints the accuracy the run recorded for its veri
 CATCH_TEST_CASE("flatface eval reads a .bin file through the dataset plugin for its extension") {
   const auto& run = trained();
   const std::string bin = std::string(FLATFACE_SHARED_DIR) + "/data/kz25/test600.bin";
-  Result r = run_cli("eval --checkpoint '" + run.checkpoint.string() + "' '" + bin + "' toy");
+  Result r = run_toy_cli("eval --checkpoint '" + run.checkpoint.string() + "' '" + bin + "' toy");
   CATCH_REQUIRE(r.code == 0);
   CATCH_CHECK(contains(r.out, "\ntest600 "));
   CATCH_CHECK(contains(r.out, " 600 "));
@@ -128,7 +110,7 @@ CATCH_TEST_CASE("flatface eval reads a .bin file through the dataset plugin for 
 CATCH_TEST_CASE(
     "flatface eval names the sets it knows when SET is neither a file nor one of them") {
   const auto& run = trained();
-  Result r = run_cli("eval --checkpoint '" + run.checkpoint.string() + "' LFW");
+  Result r = run_toy_cli("eval --checkpoint '" + run.checkpoint.string() + "' LFW");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out,
                        "'LFW' is neither an existing file (.bin) nor a verification set of "
@@ -140,7 +122,7 @@ CATCH_TEST_CASE("flatface embed writes [2N,D] float32 embeddings and uint8 issam
   const auto& run = trained();
   const auto out = (run.dir / "toy-embeddings.h5").string();
   Result r =
-      run_cli("embed --checkpoint '" + run.checkpoint.string() + "' toy --out '" + out + "'");
+      run_toy_cli("embed --checkpoint '" + run.checkpoint.string() + "' toy --out '" + out + "'");
   CATCH_REQUIRE(r.code == 0);
   Result py =
       shell(std::string(FLATFACE_PYTHON) + " -c \"import h5py, numpy as np; f = h5py.File('" + out +

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_support.hpp"
 #include "experiment.hpp"
 
 using flatface::ConfigError;
@@ -15,27 +16,9 @@ using flatface::Experiment;
 
 namespace fs = std::filesystem;
 
-namespace {
+using flatface::testing::TempDir;
 
-// A folder of its own under the system temp dir, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("flatface-test-experiment-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto file = (path / name).string();
-    std::ofstream(file) << text;
-    return file;
-  }
-};
+namespace {
 
 const std::string kGrid = R"([experiment]
 name = "grid"
@@ -114,7 +97,7 @@ Experiment parse(const std::string& text, const std::vector<std::string>& overri
 }  // namespace
 
 CATCH_TEST_CASE("an experiment file is read from disk into typed settings") {
-  TempDir tmp;
+  TempDir tmp("experiment");
   auto file = tmp.write("grid.toml", kGrid);
   Experiment e = flatface::load_experiment(file);
   CATCH_CHECK(e.file == file);

@@ -1,0 +1,169 @@
+// `flatface run` killed with SIGKILL at many moments: every result file stays readable, a
+// complete run's file is never touched again, and resuming ends with exactly the numbers of an
+// uninterrupted grid (CPU, same thread count).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "cli_test_support.hpp"
+#include "result_store.hpp"
+
+using namespace flatface;
+using namespace flatface::testing;
+
+namespace {
+
+// Two setups (one and two passes) of a tiny real model on synthetic identities, 3 epochs each.
+std::string grid(const fs::path& output) {
+  return R"([experiment]
+name = "crash"
+seeds = [0]
+device = "cpu"
+threads = 1
+output = ")" + output.string() + R"("
+
+[data]
+train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
+eval = [
+  { name = "S", plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 6 },
+]
+
+[model]
+backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
+
+[train]
+epochs = 3
+batch_size = 16
+milestones = [2]
+log_every_steps = 1
+
+[[setup]]
+name = "ArcFace"
+head = { plugin = "arcface" }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "SAM-ArcFace"
+head = { plugin = "arcface" }
+perturbation = { plugin = "sam", rho = 0.05 }
+)";
+}
+
+std::string bytes_of(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Every result file of the folder, read back (a file that does not read is a test failure).
+std::map<std::string, RunRecord> records(const fs::path& folder) {
+  std::map<std::string, RunRecord> out;
+  if (!fs::exists(folder)) return out;
+  for (const auto& file : list_run_files(folder.string()))
+    out[fs::path(file).filename().string()] = read_run_record(file);
+  return out;
+}
+
+std::size_t epochs_recorded(const fs::path& folder) {
+  std::size_t n = 0;
+  for (const auto& [name, r] : records(folder)) n += r.epochs.size();
+  return n;
+}
+
+// `flatface run TOML` in the background, its output in `log`.
+pid_t start_run(const std::string& toml, const fs::path& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execl(FLATFACE_CLI, "flatface", "run", toml.c_str(), "--no-report",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+}  // namespace
+
+CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the uninterrupted numbers") {
+  TempDir tmp("crash");
+  const fs::path reference = tmp.path / "reference", crashed = tmp.path / "crashed";
+  Result ref = run_cli("run '" + tmp.write("reference.toml", grid(reference)) + "' --no-report");
+  CATCH_REQUIRE(ref.code == 0);
+  const std::string toml = tmp.write("crashed.toml", grid(crashed));
+  const fs::path log = tmp.path / "crashed.log";
+
+  std::map<std::string, std::string> complete;  // file -> its bytes when first seen complete
+  int kills = 0;
+  bool finished = false;
+  using namespace std::chrono_literals;
+  // Kill soon after each new epoch appears, at a delay that varies, so that the kills land in
+  // evaluation, between the result file and the checkpoint, in the next epoch's steps, ...
+  const std::chrono::milliseconds delays[] = {0ms, 120ms, 30ms, 300ms, 60ms, 600ms};
+  for (int attempt = 0; attempt < 24 && !finished; ++attempt) {
+    const std::size_t target = epochs_recorded(crashed) + 1;
+    pid_t pid = start_run(toml, log);
+    CATCH_REQUIRE(pid > 0);
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        CATCH_REQUIRE(WIFEXITED(status));
+        CATCH_REQUIRE(WEXITSTATUS(status) == 0);
+        finished = true;
+        break;
+      }
+      if (epochs_recorded(crashed) >= target) {
+        std::this_thread::sleep_for(delays[attempt % std::size(delays)]);
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ++kills;
+        break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    // After every kill: each file reads, and a complete run's file is byte-identical.
+    for (const auto& [name, record] : records(crashed)) {
+      if (record.status != "complete") continue;
+      const std::string bytes = bytes_of(crashed / name);
+      auto [it, first_time] = complete.emplace(name, bytes);
+      CATCH_CHECK((first_time || it->second == bytes));
+    }
+  }
+  CATCH_CHECK(kills >= 3);
+  if (!finished) CATCH_REQUIRE(run_cli("run '" + toml + "' --no-report").code == 0);
+
+  auto expected = records(reference);
+  auto got = records(crashed);
+  CATCH_REQUIRE(expected.size() == 2);
+  CATCH_REQUIRE(got.size() == expected.size());
+  for (const auto& [name, want] : expected) {
+    CATCH_CAPTURE(name);
+    const RunRecord& have = got.at(name);
+    CATCH_CHECK(have.status == "complete");
+    CATCH_REQUIRE(have.epochs.size() == want.epochs.size());
+    for (std::size_t k = 0; k < want.epochs.size(); ++k) {
+      CATCH_CAPTURE(k);
+      const auto &a = have.epochs[k], &b = want.epochs[k];
+      CATCH_CHECK(same(a.loss, b.loss));
+      CATCH_CHECK(same(a.loss_perturbed, b.loss_perturbed));
+      CATCH_CHECK(same(a.grad_norm, b.grad_norm));
+      CATCH_CHECK(same(a.epsilon_norm, b.epsilon_norm));
+      CATCH_CHECK(same(a.train_accuracy, b.train_accuracy));
+      CATCH_CHECK(same(a.lr, b.lr));
+      CATCH_CHECK(same(a.benchmarks.at("S").accuracy, b.benchmarks.at("S").accuracy));
+      CATCH_CHECK(same(a.benchmarks.at("S").threshold, b.benchmarks.at("S").threshold));
+    }
+  }
+}
