@@ -1,0 +1,113 @@
+// `flatface bench`: its order statistics by hand, and one short run of the command on a tiny real
+// model whose JSON must describe every setup, the loader and evaluation.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "bench.hpp"
+#include "cli_test_support.hpp"
+#include "json_lite.hpp"
+
+using namespace flatface;
+using namespace flatface::testing;
+using Catch::Detail::Approx;
+
+namespace {
+constexpr std::size_t first = 0, second = 1;  // JSON array indices
+}  // namespace
+
+CATCH_TEST_CASE("percentiles interpolate linearly between order statistics") {
+  // Sorted 1, 2, 3, 4: rank q/100 * 3.
+  const std::vector<double> v{4, 1, 3, 2};
+  CATCH_CHECK(percentile(v, 50) == Approx(2.5));  // rank 1.5
+  CATCH_CHECK(percentile(v, 10) == Approx(1.3));  // rank 0.3
+  CATCH_CHECK(percentile(v, 90) == Approx(3.7));  // rank 2.7
+  CATCH_CHECK(percentile(v, 0) == 1);
+  CATCH_CHECK(percentile(v, 100) == 4);
+  TimingSummary s = summarize({5, 7, 6});
+  CATCH_CHECK(s.n == 3);
+  CATCH_CHECK(s.median == 6);
+  CATCH_CHECK(s.min == 5);
+  CATCH_CHECK(s.max == 7);
+  CATCH_CHECK(std::isnan(percentile({}, 50)));
+}
+
+CATCH_TEST_CASE("flatface bench times every setup, the loader and evaluation and writes JSON") {
+  TempDir tmp("bench");
+  const std::string toml = tmp.write("bench.toml", R"([experiment]
+name = "bench-test"
+seeds = [0]
+device = "cpu"
+threads = 1
+
+[data]
+train = { plugin = "synthetic", identities = 4, images_per_identity = 8, seed = 0 }
+eval = [
+  { name = "S", plugin = "synthetic", identities = 4, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 4 },
+]
+
+[model]
+backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
+
+[train]
+batch_size = 8
+
+[[setup]]
+name = "plain"
+head = { plugin = "arcface", s = 32.0 }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "flat"
+head = { plugin = "arcface", s = 32.0 }
+perturbation = { plugin = "sam", rho = [0.07, 0.2] }
+)");
+  const std::string json = (tmp.path / "bench.json").string();
+  Result r = run_cli("bench '" + toml + "' --classes 11 --steps 3 --warmup 1 --loader-batches 4 "
+                     "--loader-threads 1,2 --eval-repeats 1 --json '" + json + "'");
+  CATCH_REQUIRE(r.code == 0);
+  CATCH_CHECK(contains(r.out, "plain"));
+  CATCH_CHECK(contains(r.out, "peak RSS"));
+
+  auto doc = json_lite::load(json);
+  const auto& cfg = doc["config"];
+  CATCH_CHECK(cfg["classes"].num() == 11);
+  CATCH_CHECK(cfg["batch_size"].num() == 8);
+  CATCH_CHECK(cfg["threads"].num() == 1);
+  CATCH_CHECK(cfg["backbone"]["width"].num() == 4);
+  CATCH_CHECK(cfg["setups"][second]["perturbation"]["rho"].num() == Approx(0.07));  // the first rho
+  CATCH_CHECK(cfg["setups"][second]["head"]["s"].num() == 32);
+
+  const auto& steps = doc["steps"];
+  CATCH_REQUIRE(steps.size() == 2);
+  CATCH_CHECK(steps[first]["two_pass"].boolean == false);
+  CATCH_CHECK(steps[second]["two_pass"].boolean == true);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CATCH_CHECK(steps[i]["samples_ms"].size() == 3);
+    CATCH_CHECK(steps[i]["median_ms"].num() > 0);
+    CATCH_CHECK(std::isfinite(steps[i]["loss_last"].num()));
+    // img/s = batch / median
+    CATCH_CHECK(steps[i]["images_per_second"].num() ==
+                Approx(8 / (steps[i]["median_ms"].num() / 1e3)));
+  }
+  CATCH_CHECK(steps[first]["ratio_to_plain"].num() == 1);
+  CATCH_CHECK(steps[second]["ratio_to_plain"].num() ==
+              Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+
+  const auto& loader = doc["loader"];
+  CATCH_REQUIRE(loader.size() == 2);  // one training set, threads 1 and 2
+  CATCH_CHECK(loader[first]["threads"].num() == 1);
+  CATCH_CHECK(loader[second]["threads"].num() == 2);
+  CATCH_CHECK(loader[first]["images"].num() == 4 * 8);  // 4 batches of 8
+  const auto& eval = doc["eval"];
+  CATCH_REQUIRE(eval.size() == 1);
+  CATCH_CHECK(eval[first]["pairs"].num() == 40);
+  CATCH_CHECK(doc["peak_rss_mb"].num() > 0);
+}
+
+CATCH_TEST_CASE("flatface bench with a setup that does not exist exits 2") {
+  TempDir tmp("bench-bad");
+  Result r = run_cli("bench '" + std::string(FLATFACE_SOURCE_DIR) +
+                     "/experiments/quickstart.toml' --setup NoSuchSetup --skip loader --skip eval");
+  CATCH_CHECK(r.code == 2);
+  CATCH_CHECK(contains(r.out, "no setup"));
+}
