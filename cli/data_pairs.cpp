@@ -11,6 +11,7 @@
 #include "formats/image_folder.hpp"
 #include "formats/lfw_pairs.hpp"
 #include "formats/verification_bin.hpp"
+#include "sample_order.hpp"
 
 namespace flatface::cli {
 namespace {
@@ -21,21 +22,8 @@ struct PairsArgs {
   std::uint64_t seed = 0;
 };
 
-// splitmix64: the same pairs for the same seed on every platform.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-
- private:
-  std::uint64_t state_;
-};
+// SplitMix64 (sample_order.hpp): the same draws for the same seed on every platform.
+using Rng = SplitMix64;
 
 using Pair = std::pair<std::string, std::string>;
 

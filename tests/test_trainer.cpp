@@ -126,6 +126,32 @@ CATCH_TEST_CASE("a run resumed from an interruption reproduces the uninterrupted
   for (const auto& kv : wa) CATCH_CHECK(at::equal(kv.value(), wb.at(kv.key())));
 }
 
+CATCH_TEST_CASE("the same seed gives the same numbers on the CPU and another seed differs") {
+  torch::set_num_threads(2);
+  const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";
+  const std::string pert = "{ plugin = \"sam\", rho = 0.05 }";
+  auto run_with_seed = [&](const std::string& dir, int seed) {
+    Experiment e = parse_experiment(tiny_toml(fresh_dir(dir), head, pert, 2), "tiny.toml",
+                                    {"experiment.seeds=[" + std::to_string(seed) + "]"});
+    RunOutcome out = train(e);
+    CATCH_REQUIRE(out.status == RunStatus::complete);
+    return out.record.epochs;
+  };
+  const auto a = run_with_seed("seed_a", 3);
+  const auto b = run_with_seed("seed_b", 3);
+  const auto c = run_with_seed("seed_c", 4);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    CATCH_CHECK(a[i].loss == b[i].loss);
+    CATCH_CHECK(a[i].loss_perturbed == b[i].loss_perturbed);
+    CATCH_CHECK(a[i].train_accuracy == b[i].train_accuracy);
+    CATCH_CHECK(a[i].benchmarks.at("pairs").accuracy == b[i].benchmarks.at("pairs").accuracy);
+  }
+  // Another seed: other initial weights, data order and flips, so other losses from the start.
+  CATCH_CHECK(a[0].loss != c[0].loss);
+  CATCH_CHECK(a[1].loss != c[1].loss);
+  CATCH_CHECK(a[0].grad_norm != c[0].grad_norm);
+}
+
 CATCH_TEST_CASE("a non-finite loss fails the run at its step and records why") {
   torch::set_num_threads(2);
   auto dir = fresh_dir("nan");

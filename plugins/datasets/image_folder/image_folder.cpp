@@ -13,26 +13,14 @@
 #include <utility>
 
 #include "flatface/plugin.hpp"
+#include "sample_order.hpp"
 #include "formats/image_codec.hpp"
 
 namespace flatface::datasets {
 namespace {
 
-// splitmix64: a fixed, portable generator (std::shuffle's algorithm differs between libraries).
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-
- private:
-  std::uint64_t state_;
-};
+// SplitMix64 (sample_order.hpp): the same draws for the same seed on every platform.
+using Rng = SplitMix64;
 
 // The identities (indices into the listing, in name order) that `split` selects.
 std::vector<std::size_t> select_identities(const ImageFolderListing& listing, const Options& o) {

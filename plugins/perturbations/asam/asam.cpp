@@ -17,19 +17,15 @@ class Asam final : public Perturbation {
 
   StepStats step(StepContext& ctx) override {
     const auto& w = ctx.parameters();
-    ctx.zero_grad();
-    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
-    loss.backward();
-
+    MarginGradient g = margin_gradient(ctx);
     // ε is formed in place in the gradient buffers; w_saved is scratch for T until the weights
     // are saved.
-    auto eps = gradients(w);
-    at::Tensor grad_norm = global_norm(eps);
+    auto& eps = g.grad;
     auto& t = ctx.saved_weights();
     {
       at::NoGradGuard no_grad;
       for (std::size_t i = 0; i < w.size(); ++i) {
-        if (!scaled(w[i])) continue;     // T = 1
+        if (!scaled(w[i])) continue;         // T = 1
         at::abs_out(t[i], w[i]).add_(eta_);  // T = |w| + η
         eps[i].mul_(t[i]);                   // T g
       }
@@ -42,7 +38,7 @@ class Asam final : public Perturbation {
     at::Tensor epsilon_norm = global_norm(eps);
     at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));
 
-    auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
+    auto v = to_host({g.loss, loss_perturbed, g.norm, epsilon_norm});
     StepStats stats;
     stats.loss = v[0];
     stats.perturbation_loss = v[0];

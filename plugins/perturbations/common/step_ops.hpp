@@ -40,6 +40,23 @@ inline at::Tensor global_norm(const std::vector<at::Tensor>& tensors) {
   return at::stack(at::_foreach_norm(tensors)).norm();
 }
 
+// The first pass of the strategies that follow ∇L_margin(w) (none, SAM, ASAM): L_margin(w), its
+// gradient g over all parameters (the gradient buffers themselves) and ‖g‖₂.
+struct MarginGradient {
+  at::Tensor loss;
+  std::vector<at::Tensor> grad;
+  at::Tensor norm;
+};
+inline MarginGradient margin_gradient(StepContext& ctx) {
+  ctx.zero_grad();
+  MarginGradient m;
+  m.loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+  m.loss.backward();
+  m.grad = gradients(ctx.parameters());
+  m.norm = global_norm(m.grad);
+  return m;
+}
+
 // w_saved ← w, then w ← w + ε (eq. 18 and 19 evaluate the gradient there).
 inline void move_to_perturbed(StepContext& ctx, const std::vector<at::Tensor>& epsilon) {
   at::NoGradGuard no_grad;

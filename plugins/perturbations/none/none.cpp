@@ -8,13 +8,10 @@ namespace {
 class NoPerturbation final : public Perturbation {
  public:
   StepStats step(StepContext& ctx) override {
-    ctx.zero_grad();
-    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
-    loss.backward();
-    at::Tensor grad_norm = global_norm(gradients(ctx.parameters()));
+    MarginGradient g = margin_gradient(ctx);
     ctx.optimizer_step();  // eq. 15
 
-    auto v = to_host({loss, grad_norm});
+    auto v = to_host({g.loss, g.norm});
     StepStats stats;
     stats.loss = v[0];
     stats.perturbation_loss = kNaN;

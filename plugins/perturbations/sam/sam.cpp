@@ -13,23 +13,18 @@ class Sam final : public Perturbation {
   explicit Sam(double rho) : rho_(rho) {}
 
   StepStats step(StepContext& ctx) override {
-    const auto& w = ctx.parameters();
-    ctx.zero_grad();
-    at::Tensor loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
-    loss.backward();
-
+    MarginGradient g = margin_gradient(ctx);
     // ε is formed in place in the gradient buffers: no extra copy of the parameters.
-    auto eps = gradients(w);
-    at::Tensor grad_norm = global_norm(eps);
+    auto& eps = g.grad;
     {
       at::NoGradGuard no_grad;
-      at::Tensor scale = rho_ / (grad_norm + 1e-12);
+      at::Tensor scale = rho_ / (g.norm + 1e-12);
       for (auto& e : eps) e.mul_(scale);  // eq. 17
     }
     at::Tensor epsilon_norm = global_norm(eps);
     at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 18
 
-    auto v = to_host({loss, loss_perturbed, grad_norm, epsilon_norm});
+    auto v = to_host({g.loss, loss_perturbed, g.norm, epsilon_norm});
     StepStats stats;
     stats.loss = v[0];
     stats.perturbation_loss = v[0];  // ε follows the gradient of L_margin itself
