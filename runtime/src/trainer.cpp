@@ -160,8 +160,10 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   auto head = make_head(reg, setup.head, backbone->embedding_dim(), train_set->num_classes());
   auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
   for (const auto& ev : e.eval) {
-    if (!shared.verification[ev.name])
-      shared.verification[ev.name] = make_verification_set(reg, ev.data, backbone->input_size(), 0);
+    if (shared.verification[ev.name]) continue;
+    const auto t = Clock::now();  // decoding the pairs is part of evaluating them
+    shared.verification[ev.name] = make_verification_set(reg, ev.data, backbone->input_size(), 0);
+    outcome.eval_seconds += seconds_since(t);
   }
   backbone->to(device);
   head->to(device);
@@ -257,9 +259,10 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   std::int64_t last_log_step = state.global_step;
   std::int64_t session_steps = 0;
   try {
+    std::int64_t loading_epoch = -1;  // the epoch the loader is preparing
     for (std::int64_t epoch = state.epoch; epoch < e.train.epochs; ++epoch) {
       EpochSums sums = EpochSums::unpack(state.accumulators);
-      loader.start_epoch(epoch, state.step_in_epoch);
+      if (loading_epoch != epoch) loader.start_epoch(epoch, state.step_in_epoch);
       while (auto batch = loader.next()) {
         const double lr = learning_rate(e.train, epoch, state.step_in_epoch, steps_per_epoch);
         set_learning_rate(*optimizer, lr);
@@ -326,6 +329,11 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       }
       if (options.live_progress) std::fprintf(stdout, "\n");
       sums.correct += static_cast<double>(step.take_correct());
+      // The next epoch's first batches are prepared while this one is evaluated and saved.
+      if (epoch + 1 < e.train.epochs) {
+        loader.start_epoch(epoch + 1);
+        loading_epoch = epoch + 1;
+      }
 
       EpochMetrics m;
       m.epoch = epoch + 1;
@@ -351,8 +359,10 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         record.status = "complete";
         record.attributes["end_time"] = timestamp();
       }
+      const auto save_start = Clock::now();
       write_run_record(outcome.result_path, record);
       save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
+      outcome.save_seconds += seconds_since(save_start);
 
       std::string bench;
       for (const auto& [name, b] : m.benchmarks) {

@@ -23,7 +23,8 @@ struct RunOutcome {
   std::string result_path;  // the run's .h5 file
   RunRecord record;         // what was written last
   double train_seconds = 0; // time inside training steps
-  double eval_seconds = 0;  // time inside evaluation
+  double eval_seconds = 0;  // time inside evaluation, opening the verification sets included
+  double save_seconds = 0;  // writing the result file and the checkpoint after each epoch
   double total_seconds = 0;
 };
 

@@ -6,9 +6,12 @@
 // images_per_identity (20), verification_identities (50), pairs (600, alternately same and
 // different), size (rendering side, default the input size), nuisance (0.5: intra-class
 // variation) and spread (1.0: how far identities lie apart). Training and verification identities
-// come from separate key streams, so the verification set is open-set.
+// come from separate key streams, so the verification set is open-set. Training images are kept in
+// memory after their first rendering (up to 1 GiB per set); verification pairs are rendered up
+// front.
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <sstream>
 
 #include "decoded_pairs.hpp"
@@ -100,10 +103,19 @@ std::string describe(const Settings& s) {
   return d.str();
 }
 
+// Images are kept after their first rendering when the whole set fits in this many bytes:
+// rendering costs more than a training step of the small backbone consumes.
+constexpr std::int64_t kCacheBytes = std::int64_t{1} << 30;
+
 class SyntheticTrainSet final : public TrainSet {
  public:
   explicit SyntheticTrainSet(Settings s)
-      : s_(s), identities_(identities(s, kTrainStream, s.identities)) {}
+      : s_(s),
+        identities_(identities(s, kTrainStream, s.identities)),
+        cached_(static_cast<std::int64_t>(size()) * s.input_size * s.input_size * 3 <=
+                kCacheBytes),
+        once_(cached_ ? size() : 0),
+        cache_(cached_ ? size() : 0) {}
   std::size_t size() const override {
     return static_cast<std::size_t>(s_.identities * s_.images_per_identity);
   }
@@ -114,8 +126,12 @@ class SyntheticTrainSet final : public TrainSet {
                          std::to_string(size()) + ")");
     auto label = static_cast<std::int64_t>(index) / s_.images_per_identity;
     auto k = static_cast<std::uint64_t>(static_cast<std::int64_t>(index) % s_.images_per_identity);
-    return Sample{draw(s_, identities_[static_cast<std::size_t>(label)], kTrainStream, label, k),
-                  label};
+    auto render = [&] {
+      return draw(s_, identities_[static_cast<std::size_t>(label)], kTrainStream, label, k);
+    };
+    if (!cached_) return Sample{render(), label};
+    std::call_once(once_[index], [&] { cache_[index] = render(); });
+    return Sample{cache_[index], label};
   }
   std::string describe() const override {
     return "synthetic faces: " + std::to_string(s_.identities) + " identities x " +
@@ -125,6 +141,9 @@ class SyntheticTrainSet final : public TrainSet {
  private:
   Settings s_;
   std::vector<Identity> identities_;
+  bool cached_;
+  mutable std::vector<std::once_flag> once_;  // one per image: rendered by the first reader
+  mutable std::vector<Image> cache_;
 };
 
 class SyntheticPairs final : public VerificationSet {
