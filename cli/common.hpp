@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,9 @@ struct CommandRegistrar {
   CommandRegistrar(int order, const char* name, AddCommands add);
 };
 void add_all_commands(CLI::App& app, Globals& g, Command& chosen);
+
+// When main() began (for the wall time a command reports).
+std::chrono::steady_clock::time_point program_start();
 
 }  // namespace flatface::cli
 

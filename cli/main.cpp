@@ -23,9 +23,14 @@ void keep_freed_memory_for_reuse() {
 #endif
 }
 
+std::chrono::steady_clock::time_point g_program_start;
+
 }  // namespace
 
+std::chrono::steady_clock::time_point flatface::cli::program_start() { return g_program_start; }
+
 int main(int argc, char** argv) {
+  g_program_start = std::chrono::steady_clock::now();
   using namespace flatface;
   keep_freed_memory_for_reuse();
   CLI::App app{"flatface: margin-based face recognition with sharpness-aware training"};

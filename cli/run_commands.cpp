@@ -5,9 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <iostream>
 
 #include "common.hpp"
@@ -54,25 +51,7 @@ bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::stri
   return true;
 }
 
-// Seconds since this process started (loading libtorch and the plugins included), from
-// /proc/self/stat; since `fallback` where that is not available.
-double process_seconds(std::chrono::steady_clock::time_point fallback) {
-  std::ifstream stat("/proc/self/stat"), uptime("/proc/uptime");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  double up = 0;
-  const auto after_name = text.rfind(')');  // the command name may hold spaces
-  if (after_name != std::string::npos && (uptime >> up)) {
-    std::istringstream fields(text.substr(after_name + 2));
-    std::string field;
-    for (int i = 3; i <= 22 && fields >> field; ++i) {
-      if (i == 22) return up - std::stod(field) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    }
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - fallback).count();
-}
-
 int run(const Globals& g, const RunArgs& args) {
-  const auto started = std::chrono::steady_clock::now();
   Experiment e = args.experiment.load();
   std::vector<RunSpec> runs;
   for (const auto& r : expand_grid(e))
@@ -150,7 +129,10 @@ int run(const Globals& g, const RunArgs& args) {
   // Where the time went: what is neither a training step nor evaluation (which includes decoding
   // the verification pairs) is the grid's overhead: start-up, plugins, training sets, waiting for
   // the loader, HDF5 files, checkpoints.
-  const double wall = process_seconds(started);
+  // From main(): loading libtorch before it (~0.75 s with Debian's build) is not included, and a
+  // process start time would be wrong for `bash -c "... && flatface run"`, which execs into us.
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start()).count();
   const double other = wall - train_seconds - eval_seconds;
   spdlog::info("{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + other {:.1f}s "
                "({:.1f}% overhead; saving results and checkpoints {:.1f}s)",
