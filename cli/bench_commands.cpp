@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -26,8 +25,7 @@ namespace {
 
 struct BenchArgs {
   ExperimentArgs experiment;
-  std::vector<std::string> setups;
-  StepBenchOptions step;
+  StepBenchOptions step;  // --setup fills step.setups
   std::vector<int> loader_threads;  // empty: 1 and the compute threads
   std::int64_t loader_batches = 30;
   std::vector<std::string> loader_data;  // extra training sets, inline TOML tables
@@ -128,26 +126,18 @@ std::string machine_text() {
          std::to_string(std::thread::hardware_concurrency()) + " cores";
 }
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 // ---- the command ---------------------------------------------------------------------------
 
 int bench(const Globals& g, BenchArgs& args) {
   Experiment e = args.experiment.load();
   const int threads = apply_threads(g, &e);
   auto reg = open_registry(g, &e);
-  args.step.setups = args.setups;
   const bool cuda = resolve_device(e.device).rfind("cuda", 0) == 0;
 
   std::ostringstream json;
   json << "{\n  \"tool\": \"flatface\",\n  \"version\": " << quoted(FLATFACE_VERSION_STRING)
        << ",\n  \"torch_version\": " << quoted(torch_version_string())
-       << ",\n  \"date\": " << quoted(utc_now()) << ",\n  \"machine\": " << quoted(machine_text())
+       << ",\n  \"date\": " << quoted(utc_timestamp()) << ",\n  \"machine\": " << quoted(machine_text())
        << ",\n  \"experiment\": " << quoted(e.file);
 
   StepBench steps;
@@ -178,22 +168,17 @@ int bench(const Globals& g, BenchArgs& args) {
          << ", \"weight_decay\": " << number(e.train.weight_decay)
          << ", \"decay_bn_and_bias\": " << (e.train.decay_bn_and_bias ? "true" : "false")
          << "},\n    \"setups\": [";
-    bool first = true;
-    for (std::size_t i = 0; i < e.setups.size(); ++i) {
-      const Setup& s = e.setups[i];
-      if (!args.setups.empty() &&
-          std::find(args.setups.begin(), args.setups.end(), s.name) == args.setups.end())
-        continue;
+    for (std::size_t i = 0; i < steps.steps.size(); ++i) {  // the setups measured, as measured
+      const Setup& s = e.setups[steps.steps[i].setup_index];
       RunSpec run;
-      run.setup = i;
-      if (!s.rhos.empty()) run.rho = s.rhos.front();
-      json << (first ? "\n" : ",\n") << "      {\"name\": " << quoted(s.name)
+      run.setup = steps.steps[i].setup_index;
+      run.rho = steps.steps[i].rho;
+      json << (i ? ",\n" : "\n") << "      {\"name\": " << quoted(s.name)
            << ", \"head\": " << plugin_json(s.head.plugin, s.head.options)
            << ", \"perturbation\": "
            << plugin_json(s.perturbation.plugin, perturbation_options(e, run),
                           {{"bn_second_pass", quoted(s.bn_second_pass)}})
            << "}";
-      first = false;
     }
     json << "]},\n  \"parameters\": " << steps.parameters << ",\n  \"steps\": [";
     for (std::size_t i = 0; i < steps.steps.size(); ++i) {
@@ -295,7 +280,7 @@ void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
   auto* cmd = app.add_subcommand(
       "bench", "Time the training step of each setup, the loader and evaluation");
   args.experiment.add_to(*cmd);
-  cmd->add_option("--setup", args.setups, "Measure only this setup (repeatable)");
+  cmd->add_option("--setup", args.step.setups, "Measure only this setup (repeatable)");
   cmd->add_option("--classes", args.step.classes,
                   "Identities of the class-weight matrix (default: the training set's)");
   cmd->add_option("--steps", args.step.steps, "Timed steps per setup")->capture_default_str();

@@ -100,17 +100,17 @@ CATCH_TEST_CASE("AdaFace's running statistics update once per step, in the first
   }
 }
 
-CATCH_TEST_CASE("last_correct counts samples whose first-pass cosine argmax is the label") {
+CATCH_TEST_CASE("the correct count is of samples whose first-pass cosine argmax is the label") {
   auto backbone = std::make_shared<IdentityBackbone>(3);
   auto head = head_plugin("arcface", 3, 3);
   set_parameter(*head, "weight", doubles({1, 0, 0, 0, 1, 0, 0, 0, 1}, {3, 3}));
   auto optimizer = make_sgd(*backbone, *head, settings(0.0));
   TrainStep step(backbone, head, *optimizer, {});
-  CATCH_CHECK(step.last_correct() == 0);
+  CATCH_CHECK(step.take_correct() == 0);
   // argmax per row: 0, 1, 2, 0 against labels 0, 1, 0, 2 -> two correct.
   at::Tensor x = doubles({5, 1, 0, 0, 3, 1, 0, 1, 4, 2, 1, 1}, {4, 3});
-  step.run(*strategy("sam"), x, longs({0, 1, 0, 2}));
-  CATCH_CHECK(step.last_correct() == 2);
+  step.run(*strategy("sam"), x, longs({0, 1, 0, 2}));  // two passes, counted once
+  CATCH_CHECK(step.take_correct() == 2);
 }
 
 CATCH_TEST_CASE("take_correct sums the correct counts of the steps since the last call") {

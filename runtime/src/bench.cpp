@@ -1,22 +1,19 @@
 #include "bench.hpp"
 
-#include <ATen/Context.h>
 #include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
 #include <c10/core/Device.h>
 #include <sys/resource.h>
 #include <torch/cuda.h>
-#include <torch/optim/sgd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "device_model.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
 #include "loader.hpp"
-#include "optimizer.hpp"
-#include "train_step.hpp"
 #include "trainer.hpp"
 
 namespace flatface {
@@ -36,11 +33,8 @@ void synchronize(const c10::Device& device) {
 
 // One setup's model, ready to step.
 struct Cell {
-  std::shared_ptr<Backbone> backbone;
-  std::shared_ptr<MarginHead> head;
   std::unique_ptr<Perturbation> strategy;
-  std::unique_ptr<torch::optim::SGD> optimizer;
-  std::unique_ptr<TrainStep> step;
+  DeviceModel model;
   StepTiming timing;
 };
 
@@ -71,7 +65,6 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
   StepBench out;
   out.device = resolve_device(e.device);
   const c10::Device device(out.device);
-  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   out.batch_size = e.train.batch_size;
 
   std::vector<Cell> cells;
@@ -82,9 +75,8 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
             options.setups.end())
       continue;
     torch::manual_seed(static_cast<std::uint64_t>(options.seed));
-    Cell c;
-    c.backbone = make_backbone(reg, e.backbone);
-    out.input_size = c.backbone->input_size();
+    auto backbone = make_backbone(reg, e.backbone);
+    out.input_size = backbone->input_size();
     if (out.classes == 0) {
       out.classes = options.classes > 0
                         ? options.classes
@@ -92,29 +84,22 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
                                          static_cast<std::uint64_t>(options.seed))
                               ->num_classes();
     }
-    c.head = make_head(reg, setup.head, c.backbone->embedding_dim(), out.classes);
+    auto head = make_head(reg, setup.head, backbone->embedding_dim(), out.classes);
     RunSpec run;
     run.setup = s;
     run.seed = options.seed;
     if (!setup.rhos.empty()) run.rho = setup.rhos.front();
+    Cell c;
     c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
-    c.backbone->to(device);
-    c.head->to(device);
-    if (device.is_cuda()) {
-      for (auto& p : c.backbone->parameters())
-        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-    c.optimizer = make_sgd(*c.backbone, *c.head, e.train);
-    TrainStepOptions step_options;
-    step_options.bn_second_pass = setup.bn_second_pass;
-    step_options.bf16_autocast = device.is_cuda() && e.train.precision == "bf16";
-    c.step = std::make_unique<TrainStep>(c.backbone, c.head, *c.optimizer, step_options);
+    c.model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
+    c.timing.setup_index = s;
+    c.timing.rho = run.rho;
     c.timing.setup = setup.name;
     c.timing.head = setup.head.plugin;
     c.timing.perturbation = setup.perturbation.plugin;
     c.timing.two_pass = c.strategy->two_pass();
     if (out.parameters == 0) {
-      for (const auto& p : c.step->parameters()) out.parameters += p.numel();
+      for (const auto& p : c.model.step->parameters()) out.parameters += p.numel();
     }
     cells.push_back(std::move(c));
   }
@@ -131,7 +116,7 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
     for (auto& c : cells) {
       synchronize(device);
       const auto t = Clock::now();
-      StepStats stats = c.step->run(*c.strategy, images, labels);
+      StepStats stats = c.model.step->run(*c.strategy, images, labels);
       synchronize(device);
       const double ms = 1e3 * seconds_since(t);
       if (round < options.warmup) continue;

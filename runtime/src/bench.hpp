@@ -33,6 +33,8 @@ struct StepBenchOptions {
 };
 
 struct StepTiming {
+  std::size_t setup_index = 0;  // into Experiment::setups
+  std::optional<double> rho;    // the setup's first rho, the one measured
   std::string setup;
   std::string head;          // plugin names
   std::string perturbation;

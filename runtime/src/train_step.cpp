@@ -134,10 +134,6 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   return stats;
 }
 
-std::int64_t TrainStep::last_correct() const {
-  return correct_.defined() ? correct_.item<std::int64_t>() : 0;
-}
-
 std::int64_t TrainStep::take_correct() {
   const std::int64_t n = correct_sum_.defined() ? correct_sum_.item<std::int64_t>() : 0;
   correct_sum_ = at::Tensor();

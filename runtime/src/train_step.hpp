@@ -35,10 +35,8 @@ class TrainStep final : public StepContext {
 
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
-  // Samples of the last batch whose first-pass cosine argmax equals the label (reads the device).
-  std::int64_t last_correct() const;
-  // The same count summed over every step since the last call, then reset: one device read per
-  // epoch instead of one per step.
+  // Samples whose first-pass cosine argmax equals the label, summed over every step since the
+  // last call, then reset: one device read per epoch instead of one per step.
   std::int64_t take_correct();
 
   // StepContext
@@ -63,7 +61,7 @@ class TrainStep final : public StepContext {
   std::vector<at::Tensor> batch_norm_counters_;
   at::Tensor images_;
   at::Tensor labels_;
-  at::Tensor correct_;      // 0-dim, read on demand so a step needs no extra sync
+  at::Tensor correct_;      // 0-dim, of this step's first pass, on the device
   at::Tensor correct_sum_;  // 0-dim, on the device, since the last take_correct()
 };
 

@@ -1,6 +1,5 @@
 #include "trainer.hpp"
 
-#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/optim/sgd.h>
 
@@ -15,6 +14,7 @@
 #include <sstream>
 
 #include "checkpoint.hpp"
+#include "device_model.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
 #include "flatface/torch_compat.hpp"
@@ -33,13 +33,6 @@ namespace {
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string timestamp() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 std::string format_duration(double s) {
@@ -93,12 +86,14 @@ bool finite_step(const StepStats& s, bool two_pass) {
          (!two_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
 }
 
-void make_channels_last(torch::nn::Module& m) {
-  for (auto& p : m.parameters())
-    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-}
-
 }  // namespace
+
+std::string utc_timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
 
 std::string resolve_device(const std::string& requested) {
   if (requested == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
@@ -148,7 +143,6 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   const std::string device_name = resolve_device(e.device);
   const c10::Device device(device_name);
   const bool cuda = device.is_cuda();
-  if (cuda) at::globalContext().setBenchmarkCuDNN(true);
 
   // Same seed, same numbers: weights, head and data order all derive from it.
   torch::manual_seed(static_cast<std::uint64_t>(run.seed));
@@ -165,15 +159,9 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
     shared.verification[ev.name] = make_verification_set(reg, ev.data, backbone->input_size(), 0);
     outcome.eval_seconds += seconds_since(t);
   }
-  backbone->to(device);
-  head->to(device);
-  if (cuda) make_channels_last(*backbone);
-
-  auto optimizer = make_sgd(*backbone, *head, e.train);
-  TrainStepOptions step_options;
-  step_options.bn_second_pass = setup.bn_second_pass;
-  step_options.bf16_autocast = cuda && e.train.precision == "bf16";
-  TrainStep step(backbone, head, *optimizer, step_options);
+  DeviceModel model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
+  auto& optimizer = model.optimizer;
+  TrainStep& step = *model.step;
 
   LoaderOptions lo;
   lo.batch_size = e.train.batch_size;
@@ -200,7 +188,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       {"flatface_version", FLATFACE_VERSION_STRING},
       {"torch_version", torch_version_string()},
       {"device", device_name},
-      {"start_time", timestamp()},
+      {"start_time", utc_timestamp()},
       {"end_time", ""},
   };
   for (const auto& ev : e.eval) record.benchmark_names.push_back(ev.name);
@@ -232,7 +220,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
     record.status = "failed";
     record.failure_reason = why;
     record.failed_step = state.global_step;
-    record.attributes["end_time"] = timestamp();
+    record.attributes["end_time"] = utc_timestamp();
     write_run_record(outcome.result_path, record);
     outcome.status = RunStatus::failed;
     outcome.reason = why;
@@ -357,7 +345,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       state.elapsed_seconds = m.wall_time;
       if (state.epoch == e.train.epochs) {
         record.status = "complete";
-        record.attributes["end_time"] = timestamp();
+        record.attributes["end_time"] = utc_timestamp();
       }
       const auto save_start = Clock::now();
       write_run_record(outcome.result_path, record);

@@ -47,6 +47,9 @@ struct TrainerOptions {
   std::int64_t stop_after_steps = -1;  // train a failed run again (from its last checkpoint) instead of skipping it
 };
 
+// Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.
+std::string utc_timestamp();
+
 // Resolves "auto" | "cpu" | "cuda" | "cuda:N" to a device string torch accepts.
 std::string resolve_device(const std::string& requested);
 
