@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -48,14 +49,15 @@ inline std::string with(std::string text, const std::string& from, const std::st
   return text.replace(at, from.size(), to);
 }
 
-// A folder of its own under the system temp dir, removed afterwards.
+// A fresh folder of its own under the system temp dir, removed when the object goes.
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& prefix) {
-    static int counter = 0;
+    static std::atomic<int> counter{0};
     path = fs::temp_directory_path() /
            ("flatface-" + prefix + "-" + std::to_string(::getpid()) + "-" +
             std::to_string(counter++));
+    fs::remove_all(path);
     fs::create_directories(path);
   }
   ~TempDir() {
@@ -64,6 +66,8 @@ struct TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
+  std::string str() const { return path.string(); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
   std::string write(const std::string& name, const std::string& text) const {
     auto file = (path / name).string();
     std::ofstream(file) << text;

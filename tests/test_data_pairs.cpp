@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "cli_test_support.hpp"
 #include "formats/image_codec.hpp"
 #include "formats/image_folder.hpp"
 #include "formats/verification_bin.hpp"
@@ -25,13 +26,10 @@ namespace fs = std::filesystem;
 
 const std::string kOrl = std::string(FLATFACE_SHARED_DIR) + "/data/orl";
 
+// One scratch folder for the whole test program, removed at exit.
 fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("flatface_test_pairs_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const flatface::testing::TempDir dir("test-pairs");
+  return dir.path;
 }
 
 std::string slurp(const fs::path& p) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_support.hpp"
 #include "flatface/options.hpp"
 #include "formats/image_codec.hpp"
 #include "formats/pickle.hpp"
@@ -30,13 +31,10 @@ namespace fs = std::filesystem;
 
 const std::string kKz25 = std::string(FLATFACE_SHARED_DIR) + "/data/kz25/";
 
+// One scratch folder for the whole test program, removed at exit.
 fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("flatface_test_pickle_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const flatface::testing::TempDir dir("test-pickle");
+  return dir.path;
 }
 
 void write_file(const fs::path& p, const Bytes& b) {

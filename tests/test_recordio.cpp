@@ -374,7 +374,7 @@ CATCH_TEST_CASE(
   ppm.insert(ppm.end(), noise.pixels.begin(), noise.pixels.end());
   spit(src + "/bob/d.ppm", ppm);
 
-  CATCH_REQUIRE(flatface::testing::run_cli("data pack " + src + " " + dir / "out", dir / "log") ==
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data pack " + src + " " + dir / "out", dir / "log") ==
                 0);
   InsightfaceRec rec = InsightfaceRec::open(dir / "out");
   CATCH_REQUIRE(rec.size() == 4);
@@ -401,7 +401,7 @@ CATCH_TEST_CASE(
   CATCH_CHECK(flatface::decode_image(c).pixels == flatface::decode_image(pgm).pixels);
   CATCH_CHECK(flatface::decode_image(d).pixels == noise.pixels);
 
-  CATCH_REQUIRE(flatface::testing::run_cli("data pack --reencode png " + src + " " + dir / "png",
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data pack --reencode png " + src + " " + dir / "png",
                                            dir / "log2") == 0);
   InsightfaceRec png = InsightfaceRec::open(dir / "png");
   auto r = png.read(1);  // the JPEG, decoded and stored losslessly as PNG
@@ -411,7 +411,7 @@ CATCH_TEST_CASE(
               flatface::decode_image(slurp(src + "/alice/b.jpg")).pixels);
 
   CATCH_REQUIRE(
-      flatface::testing::run_cli(
+      flatface::testing::run_cli_to_file(
           "data pack --reencode jpeg --quality 80 " + src + " " + dir / "jpg", dir / "log3") == 0);
   InsightfaceRec jpg = InsightfaceRec::open(dir / "jpg");
   for (std::size_t i = 0; i < jpg.size(); ++i) {
@@ -425,7 +425,7 @@ CATCH_TEST_CASE("data pack names an unreadable image file") {
   ScratchDir dir("pack-bad");
   std::filesystem::create_directories(dir / "faces/x");
   spit(dir / "faces/x/broken.png", str_bytes("not a png"));
-  CATCH_CHECK(flatface::testing::run_cli("data pack " + (dir / "faces") + " " + dir / "out",
+  CATCH_CHECK(flatface::testing::run_cli_to_file("data pack " + (dir / "faces") + " " + dir / "out",
                                          dir / "log") == 1);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "broken.png"));
@@ -434,7 +434,7 @@ CATCH_TEST_CASE("data pack names an unreadable image file") {
 
 CATCH_TEST_CASE("data info describes kz25's layout, labels and payloads") {
   ScratchDir dir("info");
-  CATCH_REQUIRE(flatface::testing::run_cli("data info " + shared_data("kz25"), dir / "log") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data info " + shared_data("kz25"), dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "property:  25 classes, images 112x112"));
   CATCH_CHECK(contains(log, "index:     1871 records"));
@@ -450,7 +450,7 @@ CATCH_TEST_CASE("data info describes kz25's layout, labels and payloads") {
 CATCH_TEST_CASE("data info reads a verification .bin's pairs") {
   ScratchDir dir("info-bin");
   CATCH_REQUIRE(
-      flatface::testing::run_cli("data info " + shared_data("kz25/test600.bin"), dir / "log") == 0);
+      flatface::testing::run_cli_to_file("data info " + shared_data("kz25/test600.bin"), dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "pairs:  600 (300 same, 300 different)"));
   CATCH_CHECK(contains(log, "images: 1200; jpeg 1200"));

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "cli_test_support.hpp"
 #include "factory.hpp"
 #include "formats/image_codec.hpp"
 #include "formats/lfw_pairs.hpp"
@@ -24,13 +25,10 @@ namespace fs = std::filesystem;
 
 const std::string kKz25 = std::string(FLATFACE_SHARED_DIR) + "/data/kz25/";
 
+// One scratch folder for the whole test program, removed at exit.
 fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("flatface_test_vsets_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const flatface::testing::TempDir dir("test-vsets");
+  return dir.path;
 }
 
 const flatface::Registry& registry() {
