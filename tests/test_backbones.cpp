@@ -4,7 +4,7 @@
 #include <ATen/ops/randn.h>
 #include <torch/utils.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -14,6 +14,7 @@
 #include "backbone_test_support.hpp"
 #include "state_dict.hpp"
 
+using catch_compat::Approx;
 using flatface::testing::make_backbone;
 
 namespace {
@@ -176,18 +177,18 @@ CATCH_TEST_CASE("Unsupported iresnet options are ConfigErrors naming the key") {
   using flatface::ConfigError;
   CATCH_CHECK_THROWS_AS(make_backbone("iresnet", {{"depth", 42}}), ConfigError);
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"depth", 42}}),
-                          Catch::Contains("depth must be one of 18, 34, 50, 100, 200"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}), Catch::Contains("deph"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}), Catch::Contains("width"));
+                          catch_compat::Contains("depth must be one of 18, 34, 50, 100, 200"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}), catch_compat::Contains("deph"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}), catch_compat::Contains("width"));
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"stem_stride", 4}}),
-                          Catch::Contains("stem_stride must be 1 or 2"));
+                          catch_compat::Contains("stem_stride must be 1 or 2"));
 }
 
 CATCH_TEST_CASE("An image of the wrong size is a RuntimeError naming the expected shape") {
   auto net = make_backbone("iresnet-small");
   CATCH_CHECK_THROWS_AS(net->forward(at::randn({2, 3, 112, 112})), flatface::RuntimeError);
   CATCH_CHECK_THROWS_WITH(net->forward(at::randn({2, 3, 112, 112})),
-                          Catch::Contains("[N,3,56,56]"));
+                          catch_compat::Contains("[N,3,56,56]"));
 }
 
 // Not run by default: `test_backbones "[.benchmark]"` prints training throughput on two threads.

@@ -1,6 +1,6 @@
 // `flatface bench`: its order statistics by hand, and one short run of the command on a tiny real
 // model whose JSON must describe every setup, the loader and evaluation.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 
 #include "bench.hpp"
@@ -9,7 +9,7 @@
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Detail::Approx;
+using catch_compat::Approx;
 
 namespace {
 constexpr std::size_t first = 0, second = 1;  // JSON array indices

@@ -3,7 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +17,7 @@
 #include "formats/image_folder.hpp"
 #include "formats/verification_bin.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Contains;
 using Bytes = std::vector<std::uint8_t>;
 
 namespace {

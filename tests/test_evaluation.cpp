@@ -5,7 +5,7 @@
 #include <ATen/ops/tensor.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,7 +14,8 @@
 #include "embedding_file.hpp"
 #include "evaluation.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Approx;
+using catch_compat::Contains;
 using flatface::Image;
 
 namespace {

@@ -1,7 +1,7 @@
 // The experiment file: parsing, error positions, --set overrides, the grid and run ids.
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>

@@ -4,14 +4,14 @@
 #include <ATen/ops/eye.h>
 
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 
 #include "step_test_support.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Detail::Approx;
+using catch_compat::Approx;
 
 namespace {
 

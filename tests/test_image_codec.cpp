@@ -1,5 +1,5 @@
 // Encoded images to RGB and back: format sniffing, PGM/PPM parsing, PNG/JPEG, bilinear resize.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cstdint>
 #include <cstdlib>
 #include <string>

@@ -1,7 +1,7 @@
 // Image folders (root/<identity>/<image>): listing, the `image-folder` plugin as a training set and
 // as verification pairs, identity splits, and `flatface data info | pack` on ORL.
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>

@@ -5,7 +5,7 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -17,7 +17,7 @@
 #include "loader.hpp"
 #include "sample_order.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Contains;
 using flatface::Batch;
 using flatface::Image;
 using flatface::Loader;

@@ -1,5 +1,5 @@
 // Options: the typed key/value table every plugin receives, and its error messages.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <string>
 #include <vector>
 

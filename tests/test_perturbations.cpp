@@ -4,7 +4,7 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/stack.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 
 #include "optimizer.hpp"
@@ -13,7 +13,7 @@
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Detail::Approx;
+using catch_compat::Approx;
 
 namespace {
 

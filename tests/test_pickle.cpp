@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,7 +20,7 @@
 #include "formats/pickle.hpp"
 #include "formats/verification_bin.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Contains;
 using flatface::RuntimeError;
 using flatface::pickle::Object;
 using Bytes = std::vector<std::uint8_t>;

@@ -1,6 +1,6 @@
 // MXNet RecordIO as insightface writes it: framing, IRHeader, index, the training layout, the
 // `insightface-rec` plugin and `flatface data pack | info`.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,5 @@
 // The plugin registry: what it loads, and what it says when a library is not a usable plugin.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <string>
 
 #include "factory.hpp"

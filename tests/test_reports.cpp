@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <array>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -22,7 +22,7 @@
 namespace fs = std::filesystem;
 using namespace flatface;
 using namespace flatface::reports;
-using Catch::Detail::Approx;
+using catch_compat::Approx;
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <array>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -183,9 +183,9 @@ CATCH_TEST_CASE("reading a missing or foreign file fails with a message naming t
   const std::string missing = (dir / "nope.h5").string();
   const std::string foreign = (dir / "foreign.h5").string();
   std::ofstream(foreign) << "not hdf5 at all";
-  CATCH_CHECK_THROWS_WITH(flatface::read_run_record(missing), Catch::Contains(missing));
+  CATCH_CHECK_THROWS_WITH(flatface::read_run_record(missing), catch_compat::Contains(missing));
   CATCH_CHECK_THROWS_AS(flatface::read_run_record(foreign), flatface::RuntimeError);
-  CATCH_CHECK_THROWS_WITH(flatface::read_run_record(foreign), Catch::Contains(foreign));
+  CATCH_CHECK_THROWS_WITH(flatface::read_run_record(foreign), catch_compat::Contains(foreign));
   fs::remove_all(dir);
 }
 

@@ -10,7 +10,7 @@
 #include <torch/utils.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -196,17 +196,17 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
   CATCH_CHECK_THROWS_AS(flatface::load_state_dict(*net, missing, "m.pt"), flatface::ConfigError);
   CATCH_CHECK_THROWS_WITH(
       flatface::load_state_dict(*net, missing, "m.pt"),
-      Catch::StartsWith("m.pt") && Catch::Contains("missing keys: layer2.1.bn3.running_var"));
+      catch_compat::StartsWith("m.pt") && catch_compat::Contains("missing keys: layer2.1.bn3.running_var"));
 
   auto unexpected = copy();
   unexpected.insert("head.kernel", at::randn({2}));
   CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, unexpected, "u.pt"),
-                          Catch::Contains("unexpected keys: head.kernel"));
+                          catch_compat::Contains("unexpected keys: head.kernel"));
 
   auto misshaped = copy();
   misshaped.insert_or_assign("fc.bias", at::randn({512}));
   CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, misshaped, "s.pt"),
-                          Catch::Contains("shape mismatch: fc.bias (file [512], model [128])"));
+                          catch_compat::Contains("shape mismatch: fc.bias (file [512], model [128])"));
 }
 
 CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming the path") {
@@ -214,14 +214,14 @@ CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming t
   std::ofstream(dir / "junk.pt") << "not a zip";
   CATCH_CHECK_THROWS_AS(flatface::load_tensor_dict(dir / "junk.pt"), flatface::RuntimeError);
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "junk.pt"),
-                          Catch::Contains(dir / "junk.pt"));
+                          catch_compat::Contains(dir / "junk.pt"));
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "absent.pt"),
-                          Catch::Contains(dir / "absent.pt"));
+                          catch_compat::Contains(dir / "absent.pt"));
   CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save(torch.zeros(2), sys.argv[1]); "
                            "torch.save({'w': torch.zeros(1), 'lr': 0.1}, sys.argv[2])\" " +
                            (dir / "tensor.pt") + " " + (dir / "float.pt")) == 0);
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "tensor.pt"),
-                          Catch::Contains("expected a dict"));
+                          catch_compat::Contains("expected a dict"));
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "float.pt"),
-                          Catch::Contains("entry 'lr'") && Catch::Contains("expected a tensor"));
+                          catch_compat::Contains("entry 'lr'") && catch_compat::Contains("expected a tensor"));
 }

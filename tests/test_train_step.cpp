@@ -1,6 +1,6 @@
 // The training-step context: BN policy of the second pass, head statistics, training accuracy,
 // scratch buffers, and the SGD it steps with.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 
 #include "optimizer.hpp"
@@ -9,7 +9,7 @@
 
 using namespace flatface;
 using namespace flatface::testing;
-using Catch::Detail::Approx;
+using catch_compat::Approx;
 
 namespace {
 
@@ -155,7 +155,7 @@ CATCH_TEST_CASE("bf16 autocast on a CPU batch is refused with a clear message") 
   auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
   TrainStep step(model.backbone, model.head, *optimizer, {"freeze", true});
   CATCH_CHECK_THROWS_WITH(step.run(*strategy("none"), batch_x(), batch_y()),
-                          Catch::Contains("CUDA"));
+                          catch_compat::Contains("CUDA"));
 }
 
 CATCH_TEST_CASE("make_sgd exempts 1-d parameters from weight decay only when asked") {

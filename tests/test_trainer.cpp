@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cmath>
 #include <filesystem>
 #include <fstream>

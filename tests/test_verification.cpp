@@ -2,7 +2,7 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -16,7 +16,8 @@
 #include "flatface/options.hpp"
 #include "verification.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Approx;
+using catch_compat::Contains;
 using flatface::evaluate_pairs;
 using flatface::kfold_ranges;
 using flatface::VerificationResult;

@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -15,7 +15,7 @@
 #include "formats/lfw_pairs.hpp"
 #include "formats/verification_bin.hpp"
 
-using Catch::Matchers::Contains;
+using catch_compat::Contains;
 using flatface::Image;
 using flatface::Options;
 
