@@ -13,8 +13,12 @@
 namespace catch_compat {
 using Catch::Approx;
 // v3 renamed the substring matcher; v2's name reads better beside CATCH_CHECK_THAT.
-inline auto Contains(const std::string& text) { return Catch::Matchers::ContainsSubstring(text); }
-inline auto StartsWith(const std::string& text) { return Catch::Matchers::StartsWith(text); }
+inline auto Contains(const std::string& text) {
+  return Catch::Matchers::ContainsSubstring(text);
+}
+inline auto StartsWith(const std::string& text) {
+  return Catch::Matchers::StartsWith(text);
+}
 }  // namespace catch_compat
 #else
 #include <catch2/catch.hpp>

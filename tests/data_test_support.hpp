@@ -43,7 +43,7 @@ inline int system_status(const std::string& command) {
   return rc == -1 ? -1 : WEXITSTATUS(rc);
 }
 
-// Runs tests/python/image_reference.py with the given arguments through /usr/bin/python3.
+// Runs tests/python/image_reference.py with the given arguments through FLATFACE_PYTHON.
 inline int reference_python(const std::string& args) {
   return system_status(std::string(FLATFACE_PYTHON) + " " + FLATFACE_TEST_SOURCE_DIR +
                "/python/image_reference.py " + args);

@@ -4,7 +4,6 @@
 #include <ATen/ops/randn.h>
 #include <torch/utils.h>
 
-#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "backbone_test_support.hpp"
+#include "catch_compat.hpp"
 #include "state_dict.hpp"
 
 using catch_compat::Approx;
@@ -178,8 +178,10 @@ CATCH_TEST_CASE("Unsupported iresnet options are ConfigErrors naming the key") {
   CATCH_CHECK_THROWS_AS(make_backbone("iresnet", {{"depth", 42}}), ConfigError);
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"depth", 42}}),
                           catch_compat::Contains("depth must be one of 18, 34, 50, 100, 200"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}), catch_compat::Contains("deph"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}), catch_compat::Contains("width"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"deph", 18}}),
+                          catch_compat::Contains("deph"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("iresnet-small", {{"width", 0}}),
+                          catch_compat::Contains("width"));
   CATCH_CHECK_THROWS_WITH(make_backbone("iresnet", {{"stem_stride", 4}}),
                           catch_compat::Contains("stem_stride must be 1 or 2"));
 }

@@ -1,9 +1,9 @@
 // `flatface bench`: its order statistics by hand, and one short run of the command on a tiny real
 // model whose JSON must describe every setup, the loader and evaluation.
-#include "catch_compat.hpp"
 #include <cmath>
 
 #include "bench.hpp"
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "json_lite.hpp"
 
@@ -62,8 +62,10 @@ head = { plugin = "arcface", s = 32.0 }
 perturbation = { plugin = "sam", rho = [0.07, 0.2] }
 )");
   const std::string json = (tmp.path / "bench.json").string();
-  Result r = run_cli("bench '" + toml + "' --classes 11 --steps 3 --warmup 1 --loader-batches 4 "
-                     "--loader-threads 1,2 --eval-repeats 1 --json '" + json + "'");
+  Result r = run_cli("bench '" + toml +
+                     "' --classes 11 --steps 3 --warmup 1 --loader-batches 4 "
+                     "--loader-threads 1,2 --eval-repeats 1 --json '" +
+                     json + "'");
   CATCH_REQUIRE(r.code == 0);
   CATCH_CHECK(contains(r.out, "plain"));
   CATCH_CHECK(contains(r.out, "peak RSS"));
@@ -90,8 +92,9 @@ perturbation = { plugin = "sam", rho = [0.07, 0.2] }
                 Approx(8 / (steps[i]["median_ms"].num() / 1e3)));
   }
   CATCH_CHECK(steps[first]["ratio_to_plain"].num() == 1);
-  CATCH_CHECK(steps[second]["ratio_to_plain"].num() ==
-              Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+  CATCH_CHECK(
+      steps[second]["ratio_to_plain"].num() ==
+      Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
 
   const auto& loader = doc["loader"];
   CATCH_REQUIRE(loader.size() == 2);  // one training set, threads 1 and 2

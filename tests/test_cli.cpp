@@ -3,15 +3,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
-#include "flatface/torch_compat.hpp"
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
+#include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
 
 namespace fs = std::filesystem;

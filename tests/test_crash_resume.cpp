@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -15,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "result_store.hpp"
 
@@ -30,7 +30,8 @@ name = "crash"
 seeds = [0]
 device = "cpu"
 threads = 1
-output = ")" + output.string() + R"("
+output = ")" +
+         output.string() + R"("
 
 [data]
 train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
@@ -93,7 +94,9 @@ pid_t start_run(const std::string& toml, const fs::path& log) {
   return pid;
 }
 
-bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+bool same(double a, double b) {
+  return a == b || (std::isnan(a) && std::isnan(b));
+}
 
 }  // namespace
 

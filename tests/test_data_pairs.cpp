@@ -3,7 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "formats/image_codec.hpp"
 #include "formats/image_folder.hpp"

@@ -3,13 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "result_store.hpp"
 

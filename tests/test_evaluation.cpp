@@ -5,12 +5,12 @@
 #include <ATen/ops/tensor.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "catch_compat.hpp"
 #include "embedding_file.hpp"
 #include "evaluation.hpp"
 

@@ -1,13 +1,14 @@
 // The experiment file: parsing, error positions, --set overrides, the grid and run ids.
 #include <unistd.h>
 
-#include "catch_compat.hpp"
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "experiment.hpp"
 

@@ -4,9 +4,9 @@
 #include <ATen/ops/eye.h>
 
 #include <algorithm>
-#include "catch_compat.hpp"
 #include <cmath>
 
+#include "catch_compat.hpp"
 #include "step_test_support.hpp"
 
 using namespace flatface;

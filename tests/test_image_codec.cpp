@@ -1,10 +1,11 @@
 // Encoded images to RGB and back: format sniffing, PGM/PPM parsing, PNG/JPEG, bilinear resize.
-#include "catch_compat.hpp"
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "data_test_support.hpp"
 #include "formats/image_codec.hpp"
 

@@ -1,7 +1,6 @@
 // Image folders (root/<identity>/<image>): listing, the `image-folder` plugin as a training set and
 // as verification pairs, identity splits, and `flatface data info | pack` on ORL.
 #include <algorithm>
-#include "catch_compat.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
@@ -10,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "data_test_support.hpp"
 #include "factory.hpp"
 #include "formats/image_codec.hpp"
@@ -216,7 +216,8 @@ CATCH_TEST_CASE("a corrupt image in the folder is an error naming the file") {
 
 CATCH_TEST_CASE("data info describes the ORL folder") {
   ScratchDir dir("orl-info");
-  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data info " + shared_data("orl"), dir / "log") == 0);
+  CATCH_REQUIRE(
+      flatface::testing::run_cli_to_file("data info " + shared_data("orl"), dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "identities: 40 (s1 .. s9"));
   CATCH_CHECK(contains(log, "images:     400"));
@@ -227,8 +228,8 @@ CATCH_TEST_CASE("data info describes the ORL folder") {
 
 CATCH_TEST_CASE("data pack turns ORL into a RecordIO whose PNG payloads hold the PGM pixels") {
   ScratchDir dir("orl-pack");
-  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data pack " + shared_data("orl") + " " + dir / "out",
-                                           dir / "log") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file(
+                    "data pack " + shared_data("orl") + " " + dir / "out", dir / "log") == 0);
   CATCH_CHECK(contains(flatface::testing::text_of(dir / "log"), "pgm -> png 400"));
   CATCH_CHECK(flatface::testing::text_of(dir / "out/property") == "40,112,92");
   auto rec = flatface::InsightfaceRec::open(dir / "out");

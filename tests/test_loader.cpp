@@ -5,13 +5,13 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
-#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdio>
 #include <set>
 #include <stdexcept>
 #include <thread>
 
+#include "catch_compat.hpp"
 #include "factory.hpp"
 #include "formats/image_codec.hpp"
 #include "loader.hpp"

@@ -1,8 +1,8 @@
 // Options: the typed key/value table every plugin receives, and its error messages.
-#include "catch_compat.hpp"
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "flatface/options.hpp"
 
 using flatface::ConfigError;

@@ -4,9 +4,9 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/stack.h>
 
-#include "catch_compat.hpp"
 #include <cmath>
 
+#include "catch_compat.hpp"
 #include "optimizer.hpp"
 #include "step_test_support.hpp"
 #include "train_step.hpp"
@@ -283,7 +283,7 @@ CATCH_TEST_CASE("ASAM's epsilon is rho T^2 g / ||T g|| with T = |w| + 0.01 on we
   auto asam = recorded(strategy("asam", {{"rho", num(rho)}}));
   StepStats stats = step.run(*asam, batch_x(), batch_y());
 
-  at::Tensor t_weight = w0[0].abs() + 0.01;  // the bias (1-d) keeps T = 1
+  at::Tensor t_weight = w0[0].abs() + 0.01;                         // the bias (1-d) keeps T = 1
   const double tg_norm = norm_of({t_weight * g[0], g[1]}) + 1e-12;  // guarded as SAM's
   const auto& eps = asam->epsilon;
   CATCH_CHECK(max_abs_diff(eps[0], rho * t_weight * t_weight * g[0] / tg_norm) < 1e-14);

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include "catch_compat.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "flatface/options.hpp"
 #include "formats/image_codec.hpp"
@@ -47,7 +47,7 @@ Bytes read_file(const fs::path& p) {
   return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Runs a Python script with /usr/bin/python3 (numpy, PIL) and returns its stdout.
+// Runs a Python script with FLATFACE_PYTHON (numpy, PIL) and returns its stdout.
 std::string python(const std::string& script, const std::string& args = "") {
   fs::path file = scratch() / "script.py";
   fs::path out = scratch() / "script.out";

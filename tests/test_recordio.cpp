@@ -1,6 +1,5 @@
 // MXNet RecordIO as insightface writes it: framing, IRHeader, index, the training layout, the
 // `insightface-rec` plugin and `flatface data pack | info`.
-#include "catch_compat.hpp"
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "data_test_support.hpp"
 #include "factory.hpp"
 #include "formats/image_codec.hpp"
@@ -374,8 +374,8 @@ CATCH_TEST_CASE(
   ppm.insert(ppm.end(), noise.pixels.begin(), noise.pixels.end());
   spit(src + "/bob/d.ppm", ppm);
 
-  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data pack " + src + " " + dir / "out", dir / "log") ==
-                0);
+  CATCH_REQUIRE(
+      flatface::testing::run_cli_to_file("data pack " + src + " " + dir / "out", dir / "log") == 0);
   InsightfaceRec rec = InsightfaceRec::open(dir / "out");
   CATCH_REQUIRE(rec.size() == 4);
   CATCH_CHECK(rec.num_classes() == 2);
@@ -401,8 +401,8 @@ CATCH_TEST_CASE(
   CATCH_CHECK(flatface::decode_image(c).pixels == flatface::decode_image(pgm).pixels);
   CATCH_CHECK(flatface::decode_image(d).pixels == noise.pixels);
 
-  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data pack --reencode png " + src + " " + dir / "png",
-                                           dir / "log2") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file(
+                    "data pack --reencode png " + src + " " + dir / "png", dir / "log2") == 0);
   InsightfaceRec png = InsightfaceRec::open(dir / "png");
   auto r = png.read(1);  // the JPEG, decoded and stored losslessly as PNG
   Bytes b(r.image_data(), r.image_data() + r.image_size());
@@ -426,7 +426,7 @@ CATCH_TEST_CASE("data pack names an unreadable image file") {
   std::filesystem::create_directories(dir / "faces/x");
   spit(dir / "faces/x/broken.png", str_bytes("not a png"));
   CATCH_CHECK(flatface::testing::run_cli_to_file("data pack " + (dir / "faces") + " " + dir / "out",
-                                         dir / "log") == 1);
+                                                 dir / "log") == 1);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "broken.png"));
   CATCH_CHECK(contains(log, "unknown image format"));
@@ -434,7 +434,8 @@ CATCH_TEST_CASE("data pack names an unreadable image file") {
 
 CATCH_TEST_CASE("data info describes kz25's layout, labels and payloads") {
   ScratchDir dir("info");
-  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data info " + shared_data("kz25"), dir / "log") == 0);
+  CATCH_REQUIRE(
+      flatface::testing::run_cli_to_file("data info " + shared_data("kz25"), dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "property:  25 classes, images 112x112"));
   CATCH_CHECK(contains(log, "index:     1871 records"));
@@ -449,8 +450,8 @@ CATCH_TEST_CASE("data info describes kz25's layout, labels and payloads") {
 
 CATCH_TEST_CASE("data info reads a verification .bin's pairs") {
   ScratchDir dir("info-bin");
-  CATCH_REQUIRE(
-      flatface::testing::run_cli_to_file("data info " + shared_data("kz25/test600.bin"), dir / "log") == 0);
+  CATCH_REQUIRE(flatface::testing::run_cli_to_file("data info " + shared_data("kz25/test600.bin"),
+                                                   dir / "log") == 0);
   std::string log = flatface::testing::text_of(dir / "log");
   CATCH_CHECK(contains(log, "pairs:  600 (300 same, 300 different)"));
   CATCH_CHECK(contains(log, "images: 1200; jpeg 1200"));

@@ -1,7 +1,7 @@
 // The plugin registry: what it loads, and what it says when a library is not a usable plugin.
-#include "catch_compat.hpp"
 #include <string>
 
+#include "catch_compat.hpp"
 #include "factory.hpp"
 #include "flatface/version.hpp"
 #include "registry.hpp"

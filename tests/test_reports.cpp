@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include <string>
 
 #include "aggregate.hpp"
+#include "catch_compat.hpp"
 #include "figures.hpp"
 #include "report_tables.hpp"
 #include "result_store.hpp"

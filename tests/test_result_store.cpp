@@ -4,13 +4,13 @@
 #include <unistd.h>
 
 #include <array>
-#include "catch_compat.hpp"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "result_store.hpp"
 

@@ -10,7 +10,6 @@
 #include <torch/utils.h>
 #include <unistd.h>
 
-#include "catch_compat.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "backbone_test_support.hpp"
+#include "catch_compat.hpp"
 #include "state_dict.hpp"
 
 namespace fs = std::filesystem;
@@ -194,9 +194,9 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
   auto missing = copy();
   CATCH_REQUIRE(missing.erase("layer2.1.bn3.running_var") == 1);
   CATCH_CHECK_THROWS_AS(flatface::load_state_dict(*net, missing, "m.pt"), flatface::ConfigError);
-  CATCH_CHECK_THROWS_WITH(
-      flatface::load_state_dict(*net, missing, "m.pt"),
-      catch_compat::StartsWith("m.pt") && catch_compat::Contains("missing keys: layer2.1.bn3.running_var"));
+  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, missing, "m.pt"),
+                          catch_compat::StartsWith("m.pt") &&
+                              catch_compat::Contains("missing keys: layer2.1.bn3.running_var"));
 
   auto unexpected = copy();
   unexpected.insert("head.kernel", at::randn({2}));
@@ -205,8 +205,9 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
 
   auto misshaped = copy();
   misshaped.insert_or_assign("fc.bias", at::randn({512}));
-  CATCH_CHECK_THROWS_WITH(flatface::load_state_dict(*net, misshaped, "s.pt"),
-                          catch_compat::Contains("shape mismatch: fc.bias (file [512], model [128])"));
+  CATCH_CHECK_THROWS_WITH(
+      flatface::load_state_dict(*net, misshaped, "s.pt"),
+      catch_compat::Contains("shape mismatch: fc.bias (file [512], model [128])"));
 }
 
 CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming the path") {
@@ -222,6 +223,7 @@ CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming t
                            (dir / "tensor.pt") + " " + (dir / "float.pt")) == 0);
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "tensor.pt"),
                           catch_compat::Contains("expected a dict"));
-  CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "float.pt"),
-                          catch_compat::Contains("entry 'lr'") && catch_compat::Contains("expected a tensor"));
+  CATCH_CHECK_THROWS_WITH(
+      flatface::load_tensor_dict(dir / "float.pt"),
+      catch_compat::Contains("entry 'lr'") && catch_compat::Contains("expected a tensor"));
 }

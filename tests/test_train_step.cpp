@@ -1,8 +1,15 @@
 // The training-step context: BN policy of the second pass, head statistics, training accuracy,
 // scratch buffers, and the SGD it steps with.
-#include "catch_compat.hpp"
+#include <ATen/Context.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
+#include <torch/cuda.h>
+
 #include <cmath>
 
+#include "backbone_test_support.hpp"
+#include "catch_compat.hpp"
+#include "device_model.hpp"
 #include "optimizer.hpp"
 #include "step_test_support.hpp"
 #include "train_step.hpp"
@@ -126,7 +133,7 @@ CATCH_TEST_CASE("take_correct sums the correct counts of the steps since the las
   step.run(*none, x, longs({0, 1, 2, 0}));  // 4 correct
   step.run(*none, x, longs({1, 0, 0, 2}));  // 0 correct
   CATCH_CHECK(step.take_correct() == 6);
-  CATCH_CHECK(step.take_correct() == 0);  // reset by the call
+  CATCH_CHECK(step.take_correct() == 0);    // reset by the call
   step.run(*none, x, longs({0, 0, 0, 0}));  // rows 0 and 3
   CATCH_CHECK(step.take_correct() == 2);
 }
@@ -188,4 +195,57 @@ CATCH_TEST_CASE("make_sgd exempts 1-d parameters from weight decay only when ask
 
   set_learning_rate(*sgd, 0.001);
   for (auto& g : sgd->param_groups()) CATCH_CHECK(g.options().get_lr() == 0.001);
+}
+
+// Hidden (not run by ctest): bench/gpu_check.sh runs `test_train_step "[cuda]"` on a GPU machine.
+// The same model, batch and two steps on the CPU and on CUDA, in fp32 with TF32 off, for every
+// strategy of the paper with both heads: losses, gradient norms, final gradients and weights agree.
+CATCH_TEST_CASE("on CUDA, two steps of each strategy equal the same steps on the CPU", "[.cuda]") {
+  CATCH_REQUIRE(torch::cuda::is_available());
+  at::globalContext().setAllowTF32CuDNN(false);  // cuDNN's default: TF32 convolutions
+  at::globalContext().setAllowTF32CuBLAS(false);
+  const c10::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
+  for (const char* head_name : {"arcface", "adaface"}) {
+    for (const char* strategy_name : {"none", "sam", "aace"}) {
+      CATCH_INFO(head_name << " x " << strategy_name);
+      std::map<std::string, Options::Value> rho;
+      if (std::string(strategy_name) != "none") rho["rho"] = num(0.05);
+      std::vector<StepStats> stats[2];
+      std::vector<at::Tensor> grads[2], weights[2];
+      int side = 0;
+      for (const auto& device : {cpu, cuda}) {
+        at::manual_seed(7);
+        auto backbone = make_backbone("iresnet-small");
+        auto head =
+            step_plugins()
+                .get(PluginKind::head, head_name)
+                .entry.head(HeadArgs{options_of("head", {}), backbone->embedding_dim(), 10});
+        auto images = at::randn({8, 3, 56, 56});
+        if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+        auto labels = at::randint(10, {8}, at::kLong);
+        DeviceModel model = place_on_device(backbone, head, settings(0.1), "freeze", device);
+        auto perturbation = strategy(strategy_name, rho);
+        for (int s = 0; s < 2; ++s) {
+          stats[side].push_back(
+              model.step->run(*perturbation, images.to(device), labels.to(device)));
+        }
+        for (const auto& p : model.step->parameters()) {
+          grads[side].push_back(p.grad().to(at::kCPU));
+          weights[side].push_back(p.detach().to(at::kCPU));
+        }
+        ++side;
+      }
+      for (std::size_t s = 0; s < 2; ++s) {
+        CATCH_CHECK(stats[1][s].loss == Approx(stats[0][s].loss).epsilon(1e-4));
+        CATCH_CHECK(stats[1][s].loss_perturbed == Approx(stats[0][s].loss_perturbed).epsilon(1e-4));
+        CATCH_CHECK(stats[1][s].epsilon_norm == Approx(stats[0][s].epsilon_norm).epsilon(1e-3));
+      }
+      CATCH_REQUIRE(grads[0].size() == grads[1].size());
+      for (std::size_t i = 0; i < grads[0].size(); ++i) {
+        const double scale = grads[0][i].abs().max().item<double>() + 1e-12;
+        CATCH_CHECK(max_abs_diff(grads[1][i], grads[0][i]) / scale < 1e-3);
+        CATCH_CHECK(max_abs_diff(weights[1][i], weights[0][i]) < 1e-5);
+      }
+    }
+  }
 }

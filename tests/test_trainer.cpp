@@ -3,12 +3,12 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
-#include "catch_compat.hpp"
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "catch_compat.hpp"
 #include "checkpoint.hpp"
 #include "factory.hpp"
 #include "result_store.hpp"
@@ -185,7 +185,8 @@ CATCH_TEST_CASE("a complete run is skipped and its file left untouched") {
   CATCH_CHECK(read_bytes(first.result_path) == before);
 }
 
-CATCH_TEST_CASE("export writes the backbone with insightface names in a file Python's torch.load reads") {
+CATCH_TEST_CASE(
+    "export writes the backbone with insightface names in a file Python's torch.load reads") {
   torch::set_num_threads(2);
   auto dir = fresh_dir("export");
   Experiment e = parse_experiment(
@@ -194,7 +195,8 @@ CATCH_TEST_CASE("export writes the backbone with insightface names in a file Pyt
   CATCH_REQUIRE(train(e).status == RunStatus::complete);
   const std::string ckpt = checkpoint_path(e, expand_grid(e)[0]);
   const std::string out = (dir / "backbone.pt").string();
-  std::string cmd = std::string(FLATFACE_CLI) + " export " + ckpt + " --out " + out + " > /dev/null";
+  std::string cmd =
+      std::string(FLATFACE_CLI) + " export " + ckpt + " --out " + out + " > /dev/null";
   CATCH_REQUIRE(std::system(cmd.c_str()) == 0);
 
   // The same tensors as the checkpoint's backbone, under insightface's parameter names.
@@ -203,8 +205,10 @@ CATCH_TEST_CASE("export writes the backbone with insightface names in a file Pyt
   py << "import sys, torch\n"
         "d = torch.load(sys.argv[1])\n"
         "need = ['conv1.weight', 'bn1.running_mean', 'prelu.weight', 'layer1.0.bn1.weight',\n"
-        "        'layer1.0.conv1.weight', 'layer1.0.prelu.weight', 'layer2.0.downsample.0.weight',\n"
-        "        'layer2.0.downsample.1.running_var', 'bn2.weight', 'fc.weight', 'features.weight']\n"
+        "        'layer1.0.conv1.weight', 'layer1.0.prelu.weight', "
+        "'layer2.0.downsample.0.weight',\n"
+        "        'layer2.0.downsample.1.running_var', 'bn2.weight', 'fc.weight', "
+        "'features.weight']\n"
         "missing = [k for k in need if k not in d]\n"
         "assert not missing, missing\n"
         "assert len(d) == int(sys.argv[2]), (len(d), sys.argv[2])\n"

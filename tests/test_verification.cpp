@@ -2,7 +2,7 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 
-#include "catch_compat.hpp"
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "verification.hpp"
 

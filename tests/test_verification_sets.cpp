@@ -3,12 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include "catch_compat.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
 
+#include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "factory.hpp"
 #include "formats/image_codec.hpp"

@@ -20,36 +20,19 @@ namespace {
 // the weights between passes, and a cached bf16 copy of the old weights must never be reused.
 class CudaAutocast {
  public:
-  CudaAutocast() {
-#if FLATFACE_AUTOCAST_PER_DEVICE
-    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    old_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-#else
-    was_enabled_ = at::autocast::is_enabled();
-    old_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-#endif
+  CudaAutocast() : previous_(cuda_autocast()) {
+    set_cuda_autocast({true, at::kBFloat16});
     at::autocast::increment_nesting();
   }
   ~CudaAutocast() {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if FLATFACE_AUTOCAST_PER_DEVICE
-    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, old_dtype_);
-#else
-    at::autocast::set_enabled(was_enabled_);
-    at::autocast::set_autocast_gpu_dtype(old_dtype_);
-#endif
+    set_cuda_autocast(previous_);
   }
   CudaAutocast(const CudaAutocast&) = delete;
   CudaAutocast& operator=(const CudaAutocast&) = delete;
 
  private:
-  bool was_enabled_ = false;
-  at::ScalarType old_dtype_ = at::kBFloat16;
+  AutocastState previous_;
 };
 
 // BN momentum 0 for one scope, so a forward pass normalises with batch statistics but leaves the
@@ -130,7 +113,8 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   correct_ = at::Tensor();
   StepStats stats = strategy.step(*this);
   images_ = at::Tensor();  // do not keep the batch alive between steps
-  if (correct_.defined()) correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
+  if (correct_.defined())
+    correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
   return stats;
 }
 

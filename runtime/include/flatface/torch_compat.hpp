@@ -1,7 +1,9 @@
-// Every difference between the libtorch versions we build against (Debian's 1.13, CUDA 2.x) is
-// guarded here and nowhere else.
+// Every difference between the libtorch versions we build against (Debian 12's 1.13, Debian 13's
+// 2.6, a CUDA wheel's 2.x) is guarded here and in its companion runtime/src/torch_compat.cpp, and
+// nowhere else.
 #pragma once
 
+#include <c10/core/ScalarType.h>
 #include <torch/version.h>
 
 #include <sstream>
@@ -12,10 +14,6 @@
   (TORCH_VERSION_MAJOR > (major) ||           \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
-// libtorch 2.4 replaced at::autocast's CUDA-only calls (set_enabled, set_autocast_gpu_dtype) with
-// per-device ones (set_autocast_enabled(device, on), set_autocast_dtype(device, dtype)).
-#define FLATFACE_AUTOCAST_PER_DEVICE FLATFACE_TORCH_AT_LEAST(2, 4)
-
 namespace flatface {
 
 inline std::string torch_version_string() {
@@ -23,8 +21,8 @@ inline std::string torch_version_string() {
          std::to_string(TORCH_VERSION_PATCH);
 }
 
-// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl: as its address printed to
-// a string in libtorch 1.x, as the pointer itself in later versions.
+// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl: as its address printed
+// to a string in libtorch 1.x, as the pointer itself in later versions.
 template <typename StateMap, typename TensorLike>
 typename StateMap::key_type optimizer_state_key(const StateMap&, const TensorLike& parameter) {
   using Key = typename StateMap::key_type;
@@ -36,5 +34,15 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const TensorLik
     return static_cast<Key>(parameter.unsafeGetTensorImpl());
   }
 }
+
+// CUDA autocast's switch and dtype. libtorch 2.4 replaced the CUDA-only calls (set_enabled,
+// set_autocast_gpu_dtype) with per-device ones; defined in libflatface (torch_compat.cpp), which
+// keeps <ATen/autocast_mode.h> out of this header.
+struct AutocastState {
+  bool enabled = false;
+  c10::ScalarType dtype = c10::ScalarType::BFloat16;
+};
+AutocastState cuda_autocast();
+void set_cuda_autocast(AutocastState state);
 
 }  // namespace flatface
