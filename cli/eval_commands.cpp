@@ -1,16 +1,19 @@
-// flatface eval | embed: a trained checkpoint on verification sets.
+// flatface eval | embed: a trained checkpoint, or a backbone's weights (insightface's
+// backbone.pth), on verification sets.
 #include <c10/core/Device.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "checkpoint.hpp"
 #include "common.hpp"
 #include "embedding_file.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
+#include "state_dict.hpp"
 #include "trainer.hpp"
 
 namespace flatface::cli {
@@ -28,11 +31,14 @@ struct NamedSet {
   std::shared_ptr<VerificationSet> set;
 };
 
-// SET is a file with a known extension, or the name of one of the experiment's [data] eval sets.
-NamedSet open_set(const Registry& reg, const Experiment& e, const std::string& arg,
+// SET is a file with a known extension, or the name of one of the [data] eval sets of the
+// checkpoint's experiment (`e`; null with --weights, which has none).
+NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& arg,
                   std::int64_t input_size) {
-  for (const auto& ev : e.eval)
-    if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
+  if (e != nullptr) {
+    for (const auto& ev : e->eval)
+      if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
+  }
   std::filesystem::path file(arg);
   auto plugin = plugin_by_extension().find(file.extension().string());
   if (std::filesystem::is_regular_file(file) && plugin != plugin_by_extension().end()) {
@@ -41,11 +47,15 @@ NamedSet open_set(const Registry& reg, const Experiment& e, const std::string& a
     ref.options.set("path", {std::filesystem::absolute(file).string(), where});
     return {file.stem().string(), make_verification_set(reg, ref, input_size, 0)};
   }
-  std::string known;
-  for (const auto& ev : e.eval) known += (known.empty() ? "" : ", ") + ev.name;
   std::string extensions;
   for (const auto& [ext, name] : plugin_by_extension())
     extensions += (extensions.empty() ? "" : ", ") + ext;
+  if (e == nullptr) {
+    throw ConfigError("'" + arg + "' is not an existing file (" + extensions +
+                      "); with --weights, verification sets are given as files");
+  }
+  std::string known;
+  for (const auto& ev : e->eval) known += (known.empty() ? "" : ", ") + ev.name;
   throw ConfigError("'" + arg + "' is neither an existing file (" + extensions +
                     ") nor a verification set of the checkpoint's experiment (" +
                     (known.empty() ? "it declares none" : known) + ")");
@@ -53,35 +63,68 @@ NamedSet open_set(const Registry& reg, const Experiment& e, const std::string& a
 
 struct EvalArgs {
   std::string checkpoint;
+  std::string weights;   // instead of a checkpoint: a state dict file ...
+  std::string backbone;  // ... and the backbone it is for, as an inline TOML table
   std::vector<std::string> sets;
   std::string out;
   std::int64_t batch_size = 256;
   std::string device;  // empty: the experiment's
 
   void add_common(CLI::App& cmd) {
-    cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
-        ->required()
-        ->check(CLI::ExistingFile);
+    auto* ckpt = cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
+                     ->check(CLI::ExistingFile);
+    auto* w = cmd.add_option("--weights", weights,
+                             "Instead of --checkpoint: a backbone's state dict saved by torch.save "
+                             "(e.g. insightface's backbone.pth)")
+                  ->check(CLI::ExistingFile);
+    auto* b = cmd.add_option("--backbone", backbone,
+                             "The backbone of --weights, e.g. '{ plugin = \"iresnet\", depth = "
+                             "100 }'");
+    ckpt->excludes(w);
+    w->needs(b);
+    b->needs(w);
     cmd.add_option("--batch-size", batch_size, "Images per forward pass")
         ->check(CLI::PositiveNumber);
     cmd.add_option("--device", device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
   }
 };
 
+// The backbone to evaluate, from a checkpoint or from --weights and --backbone.
 struct Loaded {
   std::unique_ptr<Registry> registry;
-  CheckpointModel model;
+  std::shared_ptr<Backbone> backbone;
+  std::optional<Experiment> experiment;  // a checkpoint's, whose [data] eval sets SET may name
+  std::string origin;                    // "FILE: run R, epoch E" or "FILE: backbone B"
+  std::map<std::string, std::string> attributes;  // for the embedding file
   c10::Device device{c10::kCPU};
 };
 
 Loaded load(const Globals& g, const EvalArgs& args) {
   Loaded l;
   l.registry = open_registry(g);
-  l.model = load_checkpoint_model(*l.registry, args.checkpoint);
-  apply_threads(g, &l.model.experiment);
-  l.device =
-      c10::Device(resolve_device(args.device.empty() ? l.model.experiment.device : args.device));
-  l.model.backbone->to(l.device);
+  if (!args.checkpoint.empty()) {
+    CheckpointModel m = load_checkpoint_model(*l.registry, args.checkpoint);
+    l.backbone = m.backbone;
+    l.experiment = std::move(m.experiment);
+    l.origin = args.checkpoint + ": run " + m.run_id + ", epoch " + std::to_string(m.epoch);
+    l.attributes = {
+        {"checkpoint", args.checkpoint}, {"run_id", m.run_id}, {"epoch", std::to_string(m.epoch)}};
+  } else if (!args.weights.empty()) {
+    const PluginRef ref = parse_plugin_ref(args.backbone, "--backbone");
+    const std::string label = ref.plugin + ref.options.canonical();
+    l.backbone = make_backbone(*l.registry, ref);
+    load_weights(*l.backbone, args.weights);
+    l.backbone->eval();
+    l.origin = args.weights + ": backbone " + label;
+    l.attributes = {{"weights", args.weights}, {"backbone", label}};
+  } else {
+    throw ConfigError("give --checkpoint FILE, or --weights FILE with --backbone TABLE");
+  }
+  const Experiment defaults;
+  const Experiment& e = l.experiment ? *l.experiment : defaults;
+  apply_threads(g, &e);
+  l.device = c10::Device(resolve_device(args.device.empty() ? e.device : args.device));
+  l.backbone->to(l.device);
   return l;
 }
 
@@ -93,12 +136,12 @@ std::string format(const char* pattern, double a, double b = 0) {
 
 int run_eval(const Globals& g, const EvalArgs& args) {
   Loaded l = load(g, args);
-  auto& backbone = *l.model.backbone;
+  auto& backbone = *l.backbone;
   std::vector<NamedSet> sets;  // all opened first: a wrong name fails before any work
   for (const auto& arg : args.sets)
-    sets.push_back(open_set(*l.registry, l.model.experiment, arg, backbone.input_size()));
-  std::cout << "# " << args.checkpoint << ": run " << l.model.run_id << ", epoch " << l.model.epoch
-            << ", device " << l.device.str() << "\n";
+    sets.push_back(
+        open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, arg, backbone.input_size()));
+  std::cout << "# " << l.origin << ", device " << l.device.str() << "\n";
   struct Row {
     std::string name, pairs, accuracy, threshold, tar;
   };
@@ -133,15 +176,14 @@ int run_eval(const Globals& g, const EvalArgs& args) {
 
 int run_embed(const Globals& g, const EvalArgs& args) {
   Loaded l = load(g, args);
-  auto& backbone = *l.model.backbone;
-  NamedSet s = open_set(*l.registry, l.model.experiment, args.sets.at(0), backbone.input_size());
+  auto& backbone = *l.backbone;
+  NamedSet s = open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, args.sets.at(0),
+                        backbone.input_size());
   at::Tensor embeddings = embed_pairs(backbone, *s.set, args.batch_size, l.device);
-  write_embedding_file(args.out, embeddings, s.set->issame(),
-                       {{"checkpoint", args.checkpoint},
-                        {"run_id", l.model.run_id},
-                        {"epoch", std::to_string(l.model.epoch)},
-                        {"set", s.name},
-                        {"source", s.set->describe()}});
+  auto attributes = l.attributes;
+  attributes["set"] = s.name;
+  attributes["source"] = s.set->describe();
+  write_embedding_file(args.out, embeddings, s.set->issame(), attributes);
   std::cout << args.out << ": " << embeddings.size(0) << " x " << embeddings.size(1)
             << " embeddings of " << s.name << "\n";
   return 0;
@@ -149,16 +191,19 @@ int run_embed(const Globals& g, const EvalArgs& args) {
 
 void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
   static EvalArgs eval_args, embed_args;
-  auto* ev = app.add_subcommand("eval", "Verification accuracy (10-fold) of a checkpoint");
+  auto* ev =
+      app.add_subcommand("eval", "Verification accuracy (10-fold) of a checkpoint or weights");
   eval_args.add_common(*ev);
   ev->add_option("sets", eval_args.sets,
-                 "Verification sets: .bin files, or names from the experiment's [data] eval")
+                 "Verification sets: .bin files, or names from the checkpoint experiment's [data] "
+                 "eval")
       ->required();
   ev->callback([&g, &chosen] { chosen = [&g] { return run_eval(g, eval_args); }; });
 
   auto* em = app.add_subcommand("embed", "Write a verification set's embeddings to HDF5");
   embed_args.add_common(*em);
-  em->add_option("set", embed_args.sets, "A .bin file, or a name from the experiment's [data] eval")
+  em->add_option("set", embed_args.sets,
+                 "A .bin file, or a name from the checkpoint experiment's [data] eval")
       ->required()
       ->expected(1);
   em->add_option("--out", embed_args.out, "Output .h5 file (datasets embeddings, issame)")

@@ -17,6 +17,7 @@ using flatface::Experiment;
 
 namespace fs = std::filesystem;
 
+using flatface::testing::contains;
 using flatface::testing::TempDir;
 
 namespace {
@@ -374,4 +375,50 @@ CATCH_TEST_CASE("run ids change when anything that shapes the training changes")
   CATCH_CHECK(changed("setup.0.head.m=0.45") == 9);  // only ArcFace's 3 runs change
   CATCH_CHECK(changed("setup.1.perturbation.rho=[0.05, 0.1, 0.3]") == 12 - 3);  // rho 0.2's runs
   CATCH_CHECK(changed("setup.1.perturbation.adaptive=true") == 3);  // all SAM runs change
+}
+
+CATCH_TEST_CASE("[model] init names a weights file, and the path is part of every run id") {
+  const std::string with_init =
+      replace(kGrid, "[model]\n", "[model]\ninit = \"weights/backbone.pth\"\n");
+  Experiment e = parse(with_init);
+  CATCH_CHECK(e.init == "weights/backbone.pth");  // as written: read from the working directory
+  CATCH_CHECK(parse(kGrid).init.empty());
+  // Other starting weights, other results: no id is shared with the grid without init, nor with
+  // the grid that starts from another file.
+  auto base = ids(parse(kGrid));
+  auto init = ids(e);
+  auto other = ids(parse(kGrid, {"model.init=\"other.pth\""}));
+  CATCH_CHECK(init.size() == base.size());
+  for (const auto& id : init) {
+    CATCH_CHECK(std::count(base.begin(), base.end(), id) == 0);
+    CATCH_CHECK(std::count(other.begin(), other.end(), id) == 0);
+  }
+  // The resolved TOML (what checkpoints and result files keep) carries it.
+  Experiment again = parse(e.resolved_toml);
+  CATCH_CHECK(again.init == "weights/backbone.pth");
+  CATCH_CHECK(ids(again) == init);
+}
+
+CATCH_TEST_CASE("[model] init must be a non-empty string; other [model] keys are typos") {
+  const std::string number = replace(kGrid, "[model]\n", "[model]\ninit = 3\n");
+  CATCH_CHECK(load_error(number) == where("x.toml", number, "init") +
+                                        ": [model] init must be the path of a weights file "
+                                        "(torch.save of a state dict), not an integer");
+  const std::string empty = replace(kGrid, "[model]\n", "[model]\ninit = \"\"\n");
+  CATCH_CHECK(contains(load_error(empty), "not an empty string"));
+  const std::string typo = replace(kGrid, "[model]\n", "[model]\ninti = \"w.pth\"\n");
+  CATCH_CHECK(contains(load_error(typo), "unknown key 'inti' for [model] (known: backbone, init)"));
+}
+
+CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved under") {
+  // Pinned from `flatface plan experiments/quickstart.toml` before [model] init existed: a grid
+  // without init must keep finding (and resuming) its results.
+  Experiment e =
+      flatface::load_experiment(std::string(FLATFACE_SOURCE_DIR) + "/experiments/quickstart.toml");
+  CATCH_CHECK(ids(e) == std::vector<std::string>{
+                            "2ac642cd76", "2ac643cd76", "2ac640cd76", "aab233e77f", "aa0bc94086",
+                            "aab232e77f", "aa0bc84086", "aab231e77f", "aa0bc74086", "c2e14645c6",
+                            "c2e14745c6", "c2e14445c6", "9b2297f008", "9b2298f008", "9b2295f008",
+                            "eb642c7f11", "eb642b7f11", "eb642e7f11", "19a03d1e1c", "19a03c1e1c",
+                            "19a03b1e1c"});
 }

@@ -18,6 +18,7 @@
 
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
+#include "data_test_support.hpp"
 #include "state_dict.hpp"
 
 namespace fs = std::filesystem;
@@ -166,20 +167,145 @@ CATCH_TEST_CASE("An IResNet-18 written by C++ is reproduced by an independent Py
 }
 
 CATCH_TEST_CASE(
-    "Python's model.state_dict() loads into the C++ iresnet-small and gives its output") {
+    "Python's model.state_dict() in either torch.save format loads into the C++ iresnet-small and "
+    "gives its output") {
+  for (const std::string format : {"zip", "legacy"}) {
+    CATCH_CAPTURE(format);
+    TempDir dir;
+    // iresnet-small's defaults: depth 18, width 16, 56x56, stride-2 stem, 128-d.
+    CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 56 " +
+                             "--stem-stride 2 --embedding 128 --format " + format + " --weights " +
+                             (dir / "weights.pt") + " --io " + (dir / "io.pt")) == 0);
+    auto net = flatface::testing::make_backbone("iresnet-small");
+    flatface::load_weights(*net, dir / "weights.pt");
+    const TensorDict io = flatface::load_tensor_dict(dir / "io.pt");
+    net->eval();
+    torch::NoGradGuard no_grad;
+    const auto output = net->forward(io.at("input"));
+    CATCH_CHECK(at::allclose(output, io.at("output"), 1e-4, 1e-4));
+  }
+}
+
+CATCH_TEST_CASE("load_tensor_dict reads Python's legacy (non-zip) torch.save as its zip format") {
   TempDir dir;
-  // iresnet-small's defaults: depth 18, width 16, 56x56, stride-2 stem, 128-d.
-  CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 56 " +
-                           "--stem-stride 2 --embedding 128 --weights " + (dir / "weights.pt") +
-                           " --io " + (dir / "io.pt")) == 0);
-  auto net = flatface::testing::make_backbone("iresnet-small");
-  flatface::load_state_dict(*net, flatface::load_tensor_dict(dir / "weights.pt"),
-                            dir / "weights.pt");
-  const TensorDict io = flatface::load_tensor_dict(dir / "io.pt");
-  net->eval();
-  torch::NoGradGuard no_grad;
-  const auto output = net->forward(io.at("input"));
-  CATCH_CHECK(at::allclose(output, io.at("output"), 1e-4, 1e-4));
+  // Views of one storage (offset, stride, transposed), several dtypes, a 0-dim and an empty
+  // tensor; the same items as a dict and as a state-dict OrderedDict, and once more as a zip.
+  const std::string write =
+      "import sys, collections, torch; "
+      "t = torch.arange(10, dtype=torch.float32); m = torch.arange(6.0).reshape(2, 3); "
+      "items = [('view', t[2:5]), ('whole', t), ('strided', t[::3]), ('transposed', m.t()), "
+      "('k', torch.tensor([3])), ('d', torch.tensor([0.1], dtype=torch.float64)), "
+      "('h', torch.tensor([0.5, -2.0], dtype=torch.float16)), "
+      "('u', torch.tensor([7, 255], dtype=torch.uint8)), ('b', torch.tensor([True, False])), "
+      "('scalar', torch.tensor(4.0)), ('empty', torch.zeros(0, 3))]; "
+      "od = collections.OrderedDict(items); od._metadata = collections.OrderedDict(); "
+      "od._metadata[''] = {'version': 1}; "
+      "torch.save(dict(items), sys.argv[1], _use_new_zipfile_serialization=False); "
+      "torch.save(od, sys.argv[2], _use_new_zipfile_serialization=False); "
+      "torch.save(dict(items), sys.argv[3])";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "plain.pt") + " " +
+                           (dir / "ordered.pt") + " " + (dir / "zip.pt")) == 0);
+  const TensorDict zip = flatface::load_tensor_dict(dir / "zip.pt");
+  for (const char* name : {"plain.pt", "ordered.pt"}) {
+    CATCH_CAPTURE(name);
+    const TensorDict d = flatface::load_tensor_dict(dir / name);
+    CATCH_REQUIRE(keys_of(d) == keys_of(zip));
+    for (const auto& e : zip) {
+      CATCH_CAPTURE(e.key());
+      const at::Tensor& t = d.at(e.key());
+      CATCH_CHECK(t.scalar_type() == e.value().scalar_type());
+      CATCH_CHECK(t.sizes() == e.value().sizes());
+      CATCH_CHECK(t.strides() == e.value().strides());
+      CATCH_CHECK(t.equal(e.value()));
+    }
+    // By hand, so that a mistake shared with the zip reader cannot hide.
+    CATCH_CHECK(d.at("view").equal(at::arange(2, 5, at::kFloat)));
+    CATCH_CHECK(d.at("strided").equal(at::arange(0, 10, 3, at::kFloat)));
+    CATCH_CHECK(d.at("transposed").equal(at::arange(6, at::kFloat).reshape({2, 3}).t()));
+    CATCH_CHECK(d.at("h")[1].item<float>() == -2.0f);
+    CATCH_CHECK(d.at("u")[1].item<std::uint8_t>() == 255);
+    CATCH_CHECK(d.at("scalar").dim() == 0);
+    CATCH_CHECK(d.at("scalar").item<float>() == 4.0f);
+    CATCH_CHECK(d.at("empty").sizes() == at::IntArrayRef{0, 3});
+  }
+}
+
+CATCH_TEST_CASE("A dict or state dict of one tensor loads from either format") {
+  TempDir dir;
+  // One item is pickled with SETITEM (and the legacy list of one storage key with APPEND), not
+  // with the batch opcodes of larger dicts.
+  const std::string write =
+      "import sys, collections, torch; w = torch.tensor([0.25, -4.0]); "
+      "od = collections.OrderedDict(w=w); od._metadata = collections.OrderedDict(); "
+      "od._metadata[''] = {'version': 1}; "
+      "[torch.save(o, f, _use_new_zipfile_serialization=z) for o, f, z in "
+      "[({'w': w}, sys.argv[1], True), ({'w': w}, sys.argv[2], False), "
+      "(od, sys.argv[3], True), (od, sys.argv[4], False)]]";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "zip.pt") + " " +
+                           (dir / "legacy.pt") + " " + (dir / "od_zip.pt") + " " +
+                           (dir / "od_legacy.pt")) == 0);
+  for (const char* name : {"zip.pt", "legacy.pt", "od_zip.pt", "od_legacy.pt"}) {
+    CATCH_CAPTURE(name);
+    const TensorDict d = flatface::load_tensor_dict(dir / name);
+    CATCH_CHECK(keys_of(d) == std::vector<std::string>{"w"});
+    CATCH_CHECK(d.at("w").equal(at::tensor(std::vector<float>{0.25f, -4.0f})));
+  }
+}
+
+CATCH_TEST_CASE("Tensors saved from a GPU load onto the CPU, from either format") {
+  TempDir dir;
+  // No GPU here: the files of a CPU tensor are rewritten to name the storage's device 'cuda:0',
+  // which is what torch.save of a GPU tensor writes (torch.load(map_location='cpu') reads them).
+  const std::string write =
+      "import sys, zipfile, torch; "
+      "torch.save({'w': torch.tensor([1.5, 2.5])}, sys.argv[1], "
+      "_use_new_zipfile_serialization=False); "
+      "torch.save({'w': torch.tensor([1.5, 2.5])}, sys.argv[2]); "
+      "cpu, gpu = b'X\\x03\\x00\\x00\\x00cpu', b'X\\x06\\x00\\x00\\x00cuda:0'; "
+      "data = open(sys.argv[1], 'rb').read(); assert data.count(cpu) == 1; "
+      "open(sys.argv[1], 'wb').write(data.replace(cpu, gpu)); "
+      "src = zipfile.ZipFile(sys.argv[2]); entries = [(i, src.read(i)) for i in src.infolist()]; "
+      "out = zipfile.ZipFile(sys.argv[3], 'w'); "
+      "[out.writestr(i, b.replace(cpu, gpu) if i.filename.endswith('data.pkl') else b) "
+      "for i, b in entries]; out.close(); "
+      "assert all(torch.load(f, map_location='cpu')['w'].tolist() == [1.5, 2.5] "
+      "for f in sys.argv[1::2])";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "legacy.pt") + " " + (dir / "zip.pt") +
+                           " " + (dir / "gpu_zip.pt")) == 0);
+  for (const char* name : {"legacy.pt", "gpu_zip.pt"}) {
+    CATCH_CAPTURE(name);
+    const TensorDict d = flatface::load_tensor_dict(dir / name);
+    CATCH_CHECK(d.at("w").device().is_cpu());
+    CATCH_CHECK(d.at("w").equal(at::tensor(std::vector<float>{1.5f, 2.5f})));
+  }
+}
+
+CATCH_TEST_CASE("A truncated or altered legacy file is a RuntimeError naming it") {
+  TempDir dir;
+  CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save({'w': torch.arange(100.0)}, "
+                           "sys.argv[1], _use_new_zipfile_serialization=False)\" " +
+                           (dir / "w.pt")) == 0);
+  const std::string whole = flatface::testing::text_of(dir / "w.pt");
+  auto cut = [&](const std::string& name, std::size_t size) {
+    std::ofstream(dir / name, std::ios::binary) << whole.substr(0, size);
+    return dir / name;
+  };
+  auto error_of = [](const std::string& path) {
+    return flatface::testing::runtime_error_of([&] { flatface::load_tensor_dict(path); });
+  };
+  // 100 floats are the last 400 bytes, after their 8-byte element count.
+  const std::string in_pickles = cut("pickles.pt", 100);
+  CATCH_CHECK_THAT(error_of(in_pickles), catch_compat::Contains(in_pickles + ": ") &&
+                                             catch_compat::Contains("pickle is truncated"));
+  const std::string in_data = cut("data.pt", whole.size() - 1);
+  CATCH_CHECK_THAT(error_of(in_data), catch_compat::Contains(in_data + ": truncated: storage") &&
+                                          catch_compat::Contains("needs 400 bytes"));
+  // The storage's element count no longer matches its tensor's.
+  std::string recounted = whole;
+  recounted[whole.size() - 400 - 8] = 99;
+  std::ofstream(dir / "count.pt", std::ios::binary) << recounted;
+  CATCH_CHECK_THAT(error_of(dir / "count.pt"),
+                   catch_compat::Contains("holds 99 elements where its tensors need 100"));
 }
 
 CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys and the source") {
@@ -208,6 +334,28 @@ CATCH_TEST_CASE("load_state_dict names missing, unexpected and mis-shaped keys a
   CATCH_CHECK_THROWS_WITH(
       flatface::load_state_dict(*net, misshaped, "s.pt"),
       catch_compat::Contains("shape mismatch: fc.bias (file [512], model [128])"));
+}
+
+CATCH_TEST_CASE("load_state_dict lists the first five keys of each kind and counts the rest") {
+  auto net = flatface::testing::make_backbone("iresnet-small", {{"width", 4}});
+  TensorDict d;
+  for (const auto& e : flatface::state_dict(*net)) d.insert(e.key(), e.value().clone());
+  // layer4.1's bn3 and three keys of the final BN1d: 5 + 3 keys, in the model's order.
+  for (const char* key : {"layer4.1.bn3.weight", "layer4.1.bn3.bias", "layer4.1.bn3.running_mean",
+                          "layer4.1.bn3.running_var", "layer4.1.bn3.num_batches_tracked",
+                          "features.weight", "features.bias", "features.running_mean"}) {
+    CATCH_REQUIRE(d.erase(key) == 1);
+  }
+  std::string message;
+  try {
+    flatface::load_state_dict(*net, d, "w.pth");
+  } catch (const flatface::ConfigError& e) {
+    message = e.what();
+  }
+  CATCH_CHECK(message ==
+              "w.pth: weights do not fit the model; missing keys: layer4.1.bn3.weight, "
+              "layer4.1.bn3.bias, layer4.1.bn3.running_mean, layer4.1.bn3.running_var, "
+              "layer4.1.bn3.num_batches_tracked … and 3 more");
 }
 
 CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming the path") {

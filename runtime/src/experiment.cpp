@@ -359,11 +359,21 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     auto bb = t.get("backbone");
     if (!bb) throw ConfigError(path + ": [model] needs 'backbone = { plugin = ..., ... }'");
     e.backbone = plugin_ref(*bb, "backbone", path);
-    Options o = to_options(empty, "[model]", path);
     for (auto&& [key, node] : t) {
       if (key.str() == "backbone") continue;
+      if (key.str() == "init") {
+        auto file = node.value<std::string>();
+        if (!file || file->empty()) {
+          throw ConfigError(key_pos(key, node, path).str() +
+                            ": [model] init must be the path of a weights file (torch.save of a "
+                            "state dict), not " +
+                            (file ? "an empty string" : type_name(node)));
+        }
+        e.init = *file;
+        continue;
+      }
       throw ConfigError(pos_of(node, path).str() + ": unknown key '" + std::string(key.str()) +
-                        "' for [model] (known: backbone)");
+                        "' for [model] (known: backbone, init)");
     }
   }
   // [train]
@@ -440,8 +450,11 @@ std::vector<RunSpec> expand_grid(const Experiment& e) {
       "train_data=" + e.train_data.plugin + e.train_data.options.canonical() + ";eval=";
   for (const auto& ev : e.eval)
     shared += ev.name + ":" + ev.data.plugin + ev.data.options.canonical() + ";";
-  shared += "backbone=" + e.backbone.plugin + e.backbone.options.canonical() + ";train{" +
-            canonical_train(e.train) + "}";
+  shared += "backbone=" + e.backbone.plugin + e.backbone.options.canonical();
+  // Starting weights change every result. Only added when given, so that the ids of experiments
+  // without them stay what they were.
+  if (!e.init.empty()) shared += ";init=" + e.init;
+  shared += ";train{" + canonical_train(e.train) + "}";
   for (std::size_t si = 0; si < e.setups.size(); ++si) {
     const auto& s = e.setups[si];
     std::vector<std::optional<double>> rhos;

@@ -57,6 +57,10 @@ struct Experiment {
   PluginRef train_data;
   std::vector<EvalRef> eval;
   PluginRef backbone;
+  // [model] init: a torch.save state dict every run starts from (empty: the plugin's random
+  // initialisation). As written; relative paths resolve against the working directory, as data
+  // paths do.
+  std::string init;
   TrainSettings train;
   std::vector<Setup> setups;
   std::string resolved_toml;  // the file after --set overrides

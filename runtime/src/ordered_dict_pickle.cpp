@@ -19,10 +19,13 @@ struct Op {
   bool lines;
 };
 
-// The protocol-2 opcodes that torch.save's state dicts use (and a few neighbours).
+// The protocol-2 opcodes that torch.save's files use (and a few neighbours): the state dicts of
+// both formats and the legacy format's header pickles (magic number, version, sys_info, keys).
 // clang-format off
 constexpr Op kOps[] = {
   //  code  pops push to_mark mark arg len lines
+    {0x80, 0, 0, false, false, 1, 0, false},  // PROTO
+    {'.',  1, 0, false, false, 0, 0, false},  // STOP
     {'(',  0, 0, false, true,  0, 0, false},  // MARK
     {')',  0, 1, false, false, 0, 0, false},  // EMPTY_TUPLE
     {'}',  0, 1, false, false, 0, 0, false},  // EMPTY_DICT
@@ -70,6 +73,29 @@ const Op* describe(unsigned char code) {
   return nullptr;
 }
 
+// Where the opcode at `p` ends (after its argument), or nullopt when it is not in the table or
+// its argument runs past the end of `pickle`.
+std::optional<std::size_t> opcode_end(const std::string& pickle, std::size_t p) {
+  const Op* op = describe(static_cast<unsigned char>(pickle[p++]));
+  if (op == nullptr) return std::nullopt;
+  if (op->lines) {
+    for (int i = 0; i < 2; ++i) {
+      const auto nl = pickle.find('\n', p);
+      if (nl == std::string::npos) return std::nullopt;
+      p = nl + 1;
+    }
+  }
+  std::size_t skip = static_cast<std::size_t>(op->arg);
+  if (op->len_bytes > 0) {
+    if (p + static_cast<std::size_t>(op->len_bytes) > pickle.size()) return std::nullopt;
+    std::uint32_t len = 0;
+    std::memcpy(&len, pickle.data() + p, static_cast<std::size_t>(op->len_bytes));
+    skip = static_cast<std::size_t>(op->len_bytes) + len;
+  }
+  if (skip > pickle.size() - p) return std::nullopt;
+  return p + skip;
+}
+
 // The memo id stored by a BINPUT / LONG_BINPUT / BINGET / LONG_BINGET at `p`.
 std::uint32_t memo_id(const std::string& pickle, std::size_t p) {
   std::uint32_t id = 0;
@@ -108,26 +134,11 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
     if (depth == 1 && marks.empty() && code != '(' && code != 'q' && code != 'r') {
       return out + ".";  // STOP here: either the real end or the start of the dropped state
     }
-    const Op* found = describe(code);
-    if (found == nullptr) return std::nullopt;
-    const Op& op = *found;
-    const std::size_t begin = p++;
-    if (op.lines) {
-      for (int i = 0; i < 2; ++i) {
-        const auto nl = pickle.find('\n', p);
-        if (nl == std::string::npos) return std::nullopt;
-        p = nl + 1;
-      }
-    }
-    std::size_t skip = static_cast<std::size_t>(op.arg);
-    if (op.len_bytes > 0) {
-      if (p + static_cast<std::size_t>(op.len_bytes) > pickle.size()) return std::nullopt;
-      std::uint32_t len = 0;
-      std::memcpy(&len, pickle.data() + p, static_cast<std::size_t>(op.len_bytes));
-      skip = static_cast<std::size_t>(op.len_bytes) + len;
-    }
-    p += skip;
-    if (p > pickle.size()) return std::nullopt;
+    const std::size_t begin = p;
+    const auto end = opcode_end(pickle, p);
+    if (!end) return std::nullopt;
+    const Op& op = *describe(code);
+    p = *end;
     if ((code == 'h' || code == 'j') && memo_id(pickle, begin) == class_id) {
       if (pickle.compare(p, 2, ")R") != 0) return std::nullopt;  // the class used otherwise
       out += 'N';
@@ -148,6 +159,70 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
     depth -= op.pops;
     if (depth < 0 || (!marks.empty() && depth < marks.back())) return std::nullopt;
     depth += op.pushes;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> single_items_as_batches(const std::string& pickle) {
+  std::string out;
+  out.reserve(pickle.size() + 64);
+  bool changed = false;
+  std::vector<std::size_t> starts;  // where each item on the stack begins in `out`
+  struct Mark {
+    std::size_t depth, at;
+  };
+  std::vector<Mark> marks;
+  for (std::size_t p = 0; p < pickle.size();) {
+    const auto code = static_cast<unsigned char>(pickle[p]);
+    const auto end = opcode_end(pickle, p);
+    if (!end) return std::nullopt;
+    const Op& op = *describe(code);
+    const std::size_t at = out.size();
+    if (code == 's' || code == 'a') {
+      // The dict or list with its key and value (or item) above it: a MARK goes in before the
+      // key, so that the batch opcode takes the same one entry.
+      const std::size_t taken = code == 's' ? 2 : 1;
+      const std::size_t base = marks.empty() ? 0 : marks.back().depth;
+      if (starts.size() < base + taken + 1) return std::nullopt;
+      out.insert(starts[starts.size() - taken], 1, '(');
+      out += code == 's' ? 'u' : 'e';
+      starts.resize(starts.size() - taken);
+      changed = true;
+      p = *end;
+      continue;
+    }
+    out.append(pickle, p, *end - p);
+    p = *end;
+    if (code == '.') return changed ? std::optional<std::string>(out) : std::nullopt;
+    if (op.mark) {
+      marks.push_back({starts.size(), at});
+      continue;
+    }
+    std::size_t begin = at;
+    if (op.to_mark) {
+      if (marks.empty()) return std::nullopt;
+      starts.resize(marks.back().depth);
+      begin = marks.back().at;
+      marks.pop_back();
+    }
+    const auto pops = static_cast<std::size_t>(op.pops);
+    if (pops > 0) {
+      if (starts.size() < pops + (marks.empty() ? 0 : marks.back().depth)) return std::nullopt;
+      begin = starts[starts.size() - pops];
+      starts.resize(starts.size() - pops);
+    }
+    for (int i = 0; i < op.pushes; ++i) starts.push_back(begin);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::size_t> pickle_end(const std::string& data, std::size_t begin) {
+  for (std::size_t p = begin; p < data.size();) {
+    const bool stop = data[p] == '.';
+    const auto end = opcode_end(data, p);
+    if (!end) return std::nullopt;
+    if (stop) return end;
+    p = *end;
   }
   return std::nullopt;
 }

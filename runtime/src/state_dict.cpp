@@ -1,22 +1,18 @@
 #include "state_dict.hpp"
 
 #include <ATen/core/ivalue.h>
-#include <c10/util/Exception.h>
-#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/jit/serialization/pickle.h>
-#include <torch/csrc/jit/serialization/unpickler.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
 #include "flatface/options.hpp"
-#include "ordered_dict_pickle.hpp"
+#include "torch_file.hpp"
 
 namespace flatface {
 
@@ -28,9 +24,15 @@ std::string shape_str(const at::Tensor& t) {
   return out.str();
 }
 
+// The first few keys: a wrong depth or width mismatches hundreds of them, and the first ones
+// already show which part of the model differs.
 std::string join_keys(const std::vector<std::string>& keys) {
+  constexpr std::size_t kShown = 5;
   std::string out;
-  for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+  for (std::size_t i = 0; i < std::min(keys.size(), kShown); ++i) {
+    out += (i == 0 ? "" : ", ") + keys[i];
+  }
+  if (keys.size() > kShown) out += " … and " + std::to_string(keys.size() - kShown) + " more";
   return out;
 }
 
@@ -105,42 +107,11 @@ void save_tensor_dict(const std::string& path, const TensorDict& dict) {
   }
 }
 
-namespace {
-
-// pickle_load, except that a Python OrderedDict state dict is first rewritten as a plain dict.
-c10::IValue unpickle(const std::string& path) {
-  caffe2::serialize::PyTorchStreamReader reader(path);
-  const auto [pickle_data, pickle_size] = reader.getRecord("data.pkl");
-  std::string pickle(static_cast<const char*>(pickle_data.get()), pickle_size);
-  if (auto plain = ordered_dict_as_dict(pickle)) pickle = std::move(*plain);
-  std::size_t offset = 0;
-  auto read = [&](char* buffer, std::size_t n) {
-    const std::size_t count = std::min(n, pickle.size() - offset);
-    std::memcpy(buffer, pickle.data() + offset, count);
-    offset += count;
-    return count;
-  };
-  auto read_record = [&](const std::string& name) {
-    return std::get<0>(reader.getRecord("data/" + name));
-  };
-  torch::jit::Unpickler unpickler(read, nullptr, nullptr, read_record, {});
-  unpickler.set_version(reader.version());
-  return unpickler.parse_ivalue();
-}
-
-}  // namespace
-
 TensorDict load_tensor_dict(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw RuntimeError(path + ": no such tensor file");
   }
-  c10::IValue value;
-  try {
-    value = unpickle(path);
-  } catch (const c10::Error& err) {
-    throw RuntimeError(path +
-                       ": not a torch.save file of tensors: " + err.what_without_backtrace());
-  }
+  const c10::IValue value = read_torch_file(path);
   if (!value.isGenericDict()) {
     throw RuntimeError(path + ": expected a dict of name -> tensor, found " + value.tagKind());
   }
@@ -158,6 +129,10 @@ TensorDict load_tensor_dict(const std::string& path) {
     dict.insert(key, entry.value().toTensor());
   }
   return dict;
+}
+
+void load_weights(torch::nn::Module& module, const std::string& path) {
+  load_state_dict(module, load_tensor_dict(path), path);
 }
 
 }  // namespace flatface

@@ -18,7 +18,7 @@ using TensorDict = c10::Dict<std::string, at::Tensor>;
 TensorDict state_dict(const torch::nn::Module& module);
 
 // Copies every entry into the module. Strict: missing, unexpected and shape-mismatched keys are a
-// ConfigError naming `source` (a file, a checkpoint) and the keys.
+// ConfigError naming `source` (a file, a checkpoint) and the first few keys of each kind.
 void load_state_dict(torch::nn::Module& module, const TensorDict& dict, const std::string& source);
 
 // A torch.load-able file (zip + pickle of a dict of CPU tensors). Written to a temporary name
@@ -26,7 +26,11 @@ void load_state_dict(torch::nn::Module& module, const TensorDict& dict, const st
 void save_tensor_dict(const std::string& path, const TensorDict& dict);
 
 // Reads save_tensor_dict's files and Python's torch.save(dict_of_tensors), including a module's
-// state_dict() (an OrderedDict). Throws RuntimeError naming the path on anything else.
+// state_dict() (an OrderedDict), in the zip format and in the legacy one. Tensors are on the CPU.
+// Throws RuntimeError naming the path on anything else.
 TensorDict load_tensor_dict(const std::string& path);
+
+// load_tensor_dict + load_state_dict: weights such as insightface's backbone.pth into `module`.
+void load_weights(torch::nn::Module& module, const std::string& path);
 
 }  // namespace flatface

@@ -22,6 +22,7 @@
 #include "loader.hpp"
 #include "optimizer.hpp"
 #include "schedule.hpp"
+#include "state_dict.hpp"
 #include "train_step.hpp"
 
 namespace flatface {
@@ -147,6 +148,9 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   // Same seed, same numbers: weights, head and data order all derive from it.
   torch::manual_seed(static_cast<std::uint64_t>(run.seed));
   auto backbone = make_backbone(reg, e.backbone);
+  const bool resuming = previous && fs::exists(ckpt);
+  // [model] init: a fresh run starts from these weights; a resumed one from its checkpoint.
+  if (!e.init.empty() && !resuming) load_weights(*backbone, e.init);
   auto& train_set = shared.train_sets[run.seed];
   if (!train_set)
     train_set = make_train_set(reg, e.train_data, backbone->input_size(),
@@ -180,6 +184,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       {"head_plugin", setup.head.plugin},
       {"perturbation", setup.perturbation.plugin},
       {"backbone", plugin_label(e.backbone)},
+      {"init", e.init},
       {"dataset", plugin_label(e.train_data)},
       {"rho", run.rho ? format_rho(*run.rho) : ""},
       {"seed", std::to_string(run.seed)},
@@ -196,7 +201,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   TrainingState state;
   state.experiment_toml = e.resolved_toml;
   state.run_id = run.id;
-  if (previous && fs::exists(ckpt)) {
+  if (resuming) {
     state = load_checkpoint(ckpt, *backbone, *head, *optimizer);
     record.attributes["start_time"] = previous->attributes.count("start_time")
                                           ? previous->attributes.at("start_time")
@@ -246,6 +251,14 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   const std::int64_t total_steps = e.train.epochs * steps_per_epoch;
   std::int64_t last_log_step = state.global_step;
   std::int64_t session_steps = 0;
+  if (options.stop_after_steps == 0 && state.global_step < total_steps) {
+    // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
+    state.elapsed_seconds = elapsed();
+    save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
+    outcome.status = RunStatus::interrupted;
+    outcome.total_seconds = seconds_since(run_start);
+    return outcome;
+  }
   try {
     std::int64_t loading_epoch = -1;  // the epoch the loader is preparing
     for (std::int64_t epoch = state.epoch; epoch < e.train.epochs; ++epoch) {

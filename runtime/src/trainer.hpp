@@ -41,10 +41,12 @@ struct TrainerOptions {
   bool live_progress = false;  // a terminal: one updating line; else periodic log lines
   const std::atomic<bool>* stop = nullptr;  // set by Ctrl-C: stop after the current step and save
   int threads = 1;
+  // Train a failed run again (from its last checkpoint) instead of skipping it.
   bool retry_failed = false;
-  // Stop as if interrupted after this many steps in this session (-1: never); for time-boxed
-  // sessions and for tests of resume.
-  std::int64_t stop_after_steps = -1;  // train a failed run again (from its last checkpoint) instead of skipping it
+  // Stop as if interrupted after this many steps in this session (-1: never; 0: save the starting
+  // point, e.g. the [model] init weights, without training); for time-boxed sessions and for
+  // tests of resume.
+  std::int64_t stop_after_steps = -1;
 };
 
 // Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.
