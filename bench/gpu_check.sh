@@ -26,6 +26,7 @@ while (($#)); do
   shift
 done
 mkdir -p "$out"
+cd "$root"  # the presets and bench/ are found from here
 summary=$out/summary.txt
 : >"$summary"
 say() { echo "$*" | tee -a "$summary"; }
@@ -83,14 +84,14 @@ if [[ -n $python ]]; then
 fi
 preset=cuda build=$out/build
 ((cpu)) && preset=default
-say "torch: ${torch_prefix:-the system's libtorch}; python: ${python:-none}; preset: $preset"
+say "torch: ${torch_prefix:-system libtorch}; python: ${python:-none}; preset: $preset"
 
 # 2. Configure and build.
 configure() {
-  CMAKE_PREFIX_PATH="${torch_prefix:+$torch_prefix;}$prefix/usr" cmake --preset "$preset" -B "$build" \
+  CMAKE_PREFIX_PATH="${torch_prefix:+$torch_prefix;}$prefix/usr" cmake --preset "$preset" -B "$build" --fresh \
     -DCMAKE_PREFIX_PATH="${torch_prefix:+$torch_prefix;}$prefix/usr" \
     -DCMAKE_CXX_COMPILER_LAUNCHER="$(command -v ccache || true)" \
-    -DCMAKE_INSTALL_PREFIX="$build/install" -DHDF5_ROOT="$prefix/usr" \
+    -DCMAKE_INSTALL_PREFIX="$build/install" \
     -DFLATFACE_PYTHON="${python:-/usr/bin/python3}"
 }
 part "configure ($preset preset)" configure.log configure || exit 1

@@ -109,7 +109,7 @@ install_kit_base() {
   in_chroot '
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends g++ cmake ninja-build libtorch-dev \
-      python3-torch python3-numpy python3-h5py'
+      python3-torch python3-numpy python3-h5py python3-pil'
 }
 
 build_cpu() {

@@ -35,24 +35,28 @@ download() {  # download PKG...: into $out, unpacked into $work/root
   for p in "$@"; do dpkg-deb -x "$out/${p}"_*.deb "$work/root"; done
 }
 
-# The sonames the unpacked files need that neither they nor the platform provide.
-missing_sonames() {
-  local provided needed
-  provided=$(find "$work/root" -name '*.so*' \( -type f -o -type l \) -printf '%f\n' | sort -u)
+# The libraries the unpacked files need that neither they nor the platform provide: sonames in
+# the ELF files' NEEDED entries, and the targets of dangling links (a -dev package's libfoo.so
+# points into the runtime package).
+missing_libraries() {
+  local provided needed dangling
+  provided=$(find "$work/root" -name '*.so*' -xtype f -printf '%f\n' | sort -u)
   needed=$(find "$work/root" -type f \( -name '*.so*' -o -path '*/bin/*' \) -exec sh -c \
     'for f; do readelf -d "$f" 2>/dev/null | sed -n "s/.*(NEEDED).*\[\(.*\)\]/\1/p"; done' _ {} + | sort -u)
-  comm -23 <(echo "$needed") <(echo "$provided") | grep -Ev "$platform" || true
+  dangling=$(find "$work/root" -name '*.so*' -xtype l -exec readlink {} \; | xargs -r -n 1 basename | sort -u)
+  comm -23 <(printf '%s\n' $needed $dangling | sort -u) <(echo "$provided") | grep -Ev "$platform" || true
 }
 
 apt-get update -qq || true
 libraries=$(ldconfig -p)
 download "${packages[@]}"
 for round in 1 2 3 4 5 6 7 8; do
-  mapfile -t sonames < <(missing_sonames)
+  mapfile -t sonames < <(missing_libraries)
   ((${#sonames[@]})) || break
   extra=()
   for so in "${sonames[@]}"; do
     path=$(awk -v so="$so" '$1 == so && /x86-64/ {print $NF}' <<<"$libraries" | head -n 1)
+    [[ -n $path ]] || path=$(find /usr/lib/x86_64-linux-gnu -maxdepth 3 -name "$so" -print -quit)
     [[ -n $path ]] || { echo "gpu-kit.sh: no package on this machine provides $so" >&2; exit 1; }
     pkg=$( (dpkg -S "$(realpath "$path")" 2>/dev/null || dpkg -S "$path") | head -n 1 | cut -d: -f1)
     [[ " ${extra[*]} " == *" $pkg "* ]] || extra+=("$pkg")
@@ -60,7 +64,7 @@ for round in 1 2 3 4 5 6 7 8; do
   echo "round $round: ${sonames[*]} -> ${extra[*]}"
   download "${extra[@]}"
 done
-left=$(missing_sonames)
+left=$(missing_libraries)
 [[ -z $left ]] || { echo "gpu-kit.sh: still missing: $left" >&2; exit 1; }
 (cd "$out" && ls -1 ./*.deb | sed 's|^\./||' >PACKAGES)
 echo "kit: $out: $(ls "$out"/*.deb | wc -l) packages, $(du -sh --apparent-size "$out" | cut -f1)" \

@@ -14,7 +14,7 @@ case "${VERSION_CODENAME:-}" in
 esac
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev python3-torch python3-numpy python3-h5py
+  libtorch-dev python3-torch python3-numpy python3-h5py python3-pil
   libboost-dev libboost-filesystem-dev libboost-math-dev
   libtomlplusplus-dev libcli11-dev libhdf5-dev libspdlog-dev catch2
   libturbojpeg0-dev libjpeg-dev libpng-dev libstb-dev

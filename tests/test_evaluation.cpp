@@ -143,7 +143,7 @@ CATCH_TEST_CASE("embeddings and issame are written to HDF5 readable by h5py") {
   const std::string cmd =
       std::string(FLATFACE_PYTHON) + " -c \"import h5py; f = h5py.File('" + file.string() +
       "', 'r'); e = f['embeddings']; s = f['issame']; "
-      "print(e.shape, e.dtype, s.dtype, list(s[:]), float(e[0, 1]), f.attrs['set'])\"";
+      "print(e.shape, e.dtype, s.dtype, s[:].tolist(), float(e[0, 1]), f.attrs['set'])\"";
   FILE* p = ::popen(cmd.c_str(), "r");
   CATCH_REQUIRE(p != nullptr);
   char buf[256] = {0};

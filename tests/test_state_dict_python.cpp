@@ -107,14 +107,15 @@ CATCH_TEST_CASE("save_tensor_dict and load_tensor_dict round-trip names, dtypes 
   CATCH_CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
 }
 
-CATCH_TEST_CASE("Python's torch.load reads what save_tensor_dict writes") {
+CATCH_TEST_CASE(
+    "Python's torch.load reads what save_tensor_dict writes, also with weights_only=True") {
   TempDir dir;
   TensorDict d;
   d.insert("w", at::arange(6, at::kFloat).reshape({2, 3}) / 2);
   d.insert("n", at::tensor(std::vector<std::int64_t>{7}));
   flatface::save_tensor_dict(dir / "w.pt", d);
   const std::string check =
-      "import sys, torch; d = torch.load(sys.argv[1]); "
+      "import sys, torch; d = torch.load(sys.argv[1], weights_only=True); "
       "ok = list(d) == ['w', 'n'] and d['w'].dtype == torch.float32 "
       "and d['w'].tolist() == [[0, 0.5, 1], [1.5, 2, 2.5]] "
       "and d['n'].dtype == torch.int64 and d['n'].tolist() == [7]; sys.exit(0 if ok else 1)";
@@ -241,9 +242,8 @@ CATCH_TEST_CASE("A dict or state dict of one tensor loads from either format") {
       "[torch.save(o, f, _use_new_zipfile_serialization=z) for o, f, z in "
       "[({'w': w}, sys.argv[1], True), ({'w': w}, sys.argv[2], False), "
       "(od, sys.argv[3], True), (od, sys.argv[4], False)]]";
-  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "zip.pt") + " " +
-                           (dir / "legacy.pt") + " " + (dir / "od_zip.pt") + " " +
-                           (dir / "od_legacy.pt")) == 0);
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "zip.pt") + " " + (dir / "legacy.pt") +
+                           " " + (dir / "od_zip.pt") + " " + (dir / "od_legacy.pt")) == 0);
   for (const char* name : {"zip.pt", "legacy.pt", "od_zip.pt", "od_legacy.pt"}) {
     CATCH_CAPTURE(name);
     const TensorDict d = flatface::load_tensor_dict(dir / name);

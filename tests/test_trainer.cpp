@@ -203,7 +203,7 @@ CATCH_TEST_CASE(
   auto expected = load_tensor_dict_from_checkpoint(ckpt, "backbone");
   std::ofstream py(dir / "check.py");
   py << "import sys, torch\n"
-        "d = torch.load(sys.argv[1])\n"
+        "d = torch.load(sys.argv[1], weights_only=True)\n"
         "need = ['conv1.weight', 'bn1.running_mean', 'prelu.weight', 'layer1.0.bn1.weight',\n"
         "        'layer1.0.conv1.weight', 'layer1.0.prelu.weight', "
         "'layer2.0.downsample.0.weight',\n"

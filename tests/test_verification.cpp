@@ -166,7 +166,7 @@ for f in range(10):
     p = np.less(dist[test], t)
     vals.append(np.sum(p & same[test]) / np.sum(same[test]))
     fars.append(np.sum(p & ~same[test]) / np.sum(~same[test]))
-print(repr(np.mean(best)), repr(np.mean(vals)), repr(np.mean(fars)))
+print(repr(float(np.mean(best))), repr(float(np.mean(vals))), repr(float(np.mean(fars))))
 )PY";
   const std::string path = "verification_reference_check.py";
   std::ofstream(path) << script;

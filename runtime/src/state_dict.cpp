@@ -1,8 +1,9 @@
 #include "state_dict.hpp"
 
 #include <ATen/core/ivalue.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -81,13 +82,47 @@ void load_state_dict(torch::nn::Module& module, const TensorDict& dict, const st
   }
 }
 
+namespace {
+
+// torch::jit::pickle_save's zip layout (data.pkl, data/<storage index>, version), but the dict is
+// pickled without TorchScript's type tag: the tag is a call to torch.jit._pickle.restore_type_tag,
+// which Python's torch.load refuses by default since 2.6 (weights_only=True).
+std::vector<char> zip_of_untagged_pickle(const c10::IValue& value) {
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler(
+      [&](const char* bytes, std::size_t n) { pickle.insert(pickle.end(), bytes, bytes + n); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+
+  std::vector<char> zip;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* bytes, std::size_t n) {
+    const char* begin = static_cast<const char*>(bytes);
+    zip.insert(zip.end(), begin, begin + n);
+    return n;
+  });
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  // The pickle names each storage by its index in tensorData().
+  const auto& tensors = pickler.tensorData();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto data = torch::jit::getWriteableTensorData(tensors[i]);
+    writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+  }
+  writer.writeEndOfFile();
+  return zip;
+}
+
+}  // namespace
+
 void save_tensor_dict(const std::string& path, const TensorDict& dict) {
   // Detached CPU copies: the file must not depend on the device or autograd state.
   TensorDict cpu;
   for (const auto& entry : dict) {
     cpu.insert(entry.key(), entry.value().detach().to(at::kCPU).contiguous());
   }
-  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(cpu));
+  const std::vector<char> bytes = zip_of_untagged_pickle(c10::IValue(cpu));
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

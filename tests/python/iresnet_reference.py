@@ -89,7 +89,7 @@ def fail(message):
 
 
 def check(args, model):
-    weights = torch.load(args.weights)
+    weights = torch.load(args.weights, weights_only=True)  # what torch >= 2.6 does by default
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
