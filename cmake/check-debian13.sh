@@ -32,13 +32,22 @@ case "$mode" in
   *) root=${root:-/var/tmp/flatface-debian13-$mode} ;;
 esac
 
-timings=()
-phase() {  # phase NAME COMMAND...: runs the command, records its duration
-  local name=$1 start=$SECONDS
+timings=() failed=0
+phase() {  # phase NAME COMMAND...: runs the command, records its duration; stops at a failure
+  local name=$1 start=$SECONDS status=0
   shift
   echo "== $name"
-  "$@"
-  timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
+  "$@" || status=$?
+  timings+=("$(printf '%-28s %5d s%s' "$name" $((SECONDS - start)) "$( ((status)) && echo "  FAILED ($status)")")")
+  if ((status)); then
+    failed=$status
+    summary
+    exit "$status"
+  fi
+}
+summary() {
+  echo "== $( ((failed)) && echo FAILED || echo done): $mode check in $root ($(du -sh "$root" --one-file-system 2>/dev/null | cut -f1))"
+  printf '%s\n' "${timings[@]}"
 }
 
 in_chroot() {
@@ -154,5 +163,4 @@ case "$mode" in
     phase "kit: build + tests" build_with_kit
     ;;
 esac
-echo "== done: $mode check in $root ($(du -sh "$root" --one-file-system 2>/dev/null | cut -f1))"
-printf '%s\n' "${timings[@]}"
+summary
