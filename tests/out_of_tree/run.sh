@@ -40,8 +40,10 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# Where the host's own build found its dependencies (a torch wheel, the GPU kit), if not in /usr.
+deps=$(sed -n 's/^CMAKE_PREFIX_PATH:[A-Z]*=//p' "$build/CMakeCache.txt")
 "$cmake" -S "$here" -B "$work/plugin" "${generator[@]}" "${launcher[@]}" \
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$work/configure.log" ||
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix${deps:+;$deps}" >"$work/configure.log" ||
   { cat "$work/configure.log"; fail "configure"; }
 "$cmake" --build "$work/plugin" >"$work/build.log" || { cat "$work/build.log"; fail "build"; }
 [[ -f $work/plugin/combined_margin.so ]] || fail "no combined_margin.so"
