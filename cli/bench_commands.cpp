@@ -143,18 +143,23 @@ int bench(const Globals& g, BenchArgs& args) {
   StepBench steps;
   if (!skipped(args, "step")) {
     steps = bench_steps(e, *reg, args.step);
-    std::printf("# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
-                "%s, median of %d after %d warm-up (interleaved)\n",
-                e.backbone.plugin.c_str(), steps.device.c_str(),
-                static_cast<long long>(steps.batch_size), static_cast<long long>(steps.input_size),
-                static_cast<long long>(steps.input_size), static_cast<long long>(steps.classes),
-                threads, e.train.precision.c_str(), args.step.steps, args.step.warmup);
-    std::printf("%-26s %-12s %10s %10s %10s %9s %9s\n", "setup", "perturb", "median ms",
-                "p10 ms", "p90 ms", "img/s", "x plain");
+    std::printf(
+        "# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
+        "%s, %d steps after %d warm-up (interleaved); x plain = median / median, "
+        "amortised = mean / mean of the plain step\n",
+        e.backbone.plugin.c_str(), steps.device.c_str(), static_cast<long long>(steps.batch_size),
+        static_cast<long long>(steps.input_size), static_cast<long long>(steps.input_size),
+        static_cast<long long>(steps.classes), threads, e.train.precision.c_str(), args.step.steps,
+        args.step.warmup);
+    std::printf("%-26s %-12s %10s %10s %10s %10s %9s %9s %9s %9s\n", "setup", "perturb",
+                "median ms", "p10 ms", "p90 ms", "mean ms", "img/s", "2nd pass", "x plain",
+                "amortised");
     for (const auto& s : steps.steps) {
-      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %9.1f %9s\n", s.setup.c_str(),
-                  s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90, s.images_per_second,
-                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-");
+      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %10.2f %9.1f %8.0f%% %9s %9s\n",
+                  s.setup.c_str(), s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90,
+                  s.ms.mean, s.images_per_second, 100 * s.second_pass_fraction,
+                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-",
+                  s.amortised_ratio ? number(*s.amortised_ratio).substr(0, 5).c_str() : "-");
     }
 
     // The settings bench/baseline.py needs to run the same steps.
@@ -190,6 +195,9 @@ int bench(const Globals& g, BenchArgs& args) {
            << ", \"p90_ms\": " << number(s.ms.p90) << ", \"min_ms\": " << number(s.ms.min)
            << ", \"images_per_second\": " << number(s.images_per_second)
            << ", \"ratio_to_plain\": " << (s.ratio_to_plain ? number(*s.ratio_to_plain) : "null")
+           << ", \"mean_ms\": " << number(s.ms.mean)
+           << ", \"second_pass_fraction\": " << number(s.second_pass_fraction)
+           << ", \"amortised_ratio\": " << (s.amortised_ratio ? number(*s.amortised_ratio) : "null")
            << ", \"loss_first\": " << number(s.loss_first)
            << ", \"loss_last\": " << number(s.loss_last)
            << ", \"samples_ms\": " << samples_json(s.samples_ms) << "}";

@@ -28,6 +28,8 @@ CATCH_TEST_CASE("percentiles interpolate linearly between order statistics") {
   CATCH_CHECK(s.median == 6);
   CATCH_CHECK(s.min == 5);
   CATCH_CHECK(s.max == 7);
+  CATCH_CHECK(s.mean == 6);
+  CATCH_CHECK(summarize({1, 2, 6}).mean == 3);
   CATCH_CHECK(std::isnan(percentile({}, 50)));
 }
 
@@ -60,6 +62,11 @@ perturbation = { plugin = "none" }
 name = "flat"
 head = { plugin = "arcface", s = 32.0 }
 perturbation = { plugin = "sam", rho = [0.07, 0.2] }
+
+[[setup]]
+name = "look"
+head = { plugin = "arcface", s = 32.0 }
+perturbation = { plugin = "looksam", rho = 0.05, k = 2 }
 )");
   const std::string json = (tmp.path / "bench.json").string();
   Result r = run_cli("bench '" + toml + "' --classes 11 --steps 3 --warmup 1 --loader-batches 4 "
@@ -78,10 +85,10 @@ perturbation = { plugin = "sam", rho = [0.07, 0.2] }
   CATCH_CHECK(cfg["setups"][second]["head"]["s"].num() == 32);
 
   const auto& steps = doc["steps"];
-  CATCH_REQUIRE(steps.size() == 2);
+  CATCH_REQUIRE(steps.size() == 3);
   CATCH_CHECK(steps[first]["two_pass"].boolean == false);
   CATCH_CHECK(steps[second]["two_pass"].boolean == true);
-  for (std::size_t i = 0; i < 2; ++i) {
+  for (std::size_t i = 0; i < 3; ++i) {
     CATCH_CHECK(steps[i]["samples_ms"].size() == 3);
     CATCH_CHECK(steps[i]["median_ms"].num() > 0);
     CATCH_CHECK(std::isfinite(steps[i]["loss_last"].num()));
@@ -92,6 +99,19 @@ perturbation = { plugin = "sam", rho = [0.07, 0.2] }
   CATCH_CHECK(steps[first]["ratio_to_plain"].num() == 1);
   CATCH_CHECK(steps[second]["ratio_to_plain"].num() ==
               Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+  // The amortised cost: the mean step against the plain step's mean.
+  for (std::size_t i = 0; i < 3; ++i) {
+    double sum = 0;
+    for (std::size_t j = 0; j < 3; ++j) sum += steps[i]["samples_ms"][j].num();
+    CATCH_CHECK(steps[i]["mean_ms"].num() == Approx(sum / 3).epsilon(1e-5));
+    CATCH_CHECK(steps[i]["amortised_ratio"].num() ==
+                Approx(steps[i]["mean_ms"].num() / steps[first]["mean_ms"].num()).epsilon(1e-5));
+  }
+  CATCH_CHECK(steps[first]["second_pass_fraction"].num() == 0);
+  CATCH_CHECK(steps[second]["second_pass_fraction"].num() == 1);
+  // LookSAM, k = 2, over rounds 0-3 (round 0 warms up): a full step at round 2 of the timed 1-3.
+  const std::size_t third = 2;
+  CATCH_CHECK(steps[third]["second_pass_fraction"].num() == Approx(1.0 / 3).epsilon(1e-5));
 
   const auto& loader = doc["loader"];
   CATCH_REQUIRE(loader.size() == 2);  // one training set, threads 1 and 2

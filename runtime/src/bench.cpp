@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "device_model.hpp"
 #include "evaluation.hpp"
@@ -58,6 +59,7 @@ TimingSummary summarize(std::vector<double> samples) {
   s.p90 = percentile(samples, 90);
   s.min = *std::min_element(samples.begin(), samples.end());
   s.max = *std::max_element(samples.begin(), samples.end());
+  s.mean = std::accumulate(samples.begin(), samples.end(), 0.0) / static_cast<double>(s.n);
   return s;
 }
 
@@ -90,7 +92,8 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
     run.seed = options.seed;
     if (!setup.rhos.empty()) run.rho = setup.rhos.front();
     Cell c;
-    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run),
+                                   static_cast<std::uint64_t>(options.seed));
     c.model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
     c.timing.setup_index = s;
     c.timing.rho = run.rho;
@@ -112,8 +115,10 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
 
   // Round-robin: each round times one step of every setup, so drift in the machine's speed
   // reaches all of them alike and their ratios stay meaningful.
-  for (int round = 0; round < options.warmup + options.steps; ++round) {
+  const int rounds = options.warmup + options.steps;
+  for (int round = 0; round < rounds; ++round) {
     for (auto& c : cells) {
+      c.model.step->set_progress(round, rounds);
       synchronize(device);
       const auto t = Clock::now();
       StepStats stats = c.model.step->run(*c.strategy, images, labels);
@@ -123,17 +128,21 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
       if (round == options.warmup) c.timing.loss_first = stats.loss;
       c.timing.loss_last = stats.loss;
       c.timing.samples_ms.push_back(ms);
+      if (stats.second_pass) c.timing.second_pass_fraction += 1;
     }
   }
   for (auto& c : cells) {
     c.timing.ms = summarize(c.timing.samples_ms);
     c.timing.images_per_second =
         static_cast<double>(out.batch_size) / (c.timing.ms.median / 1e3);
+    if (!c.timing.samples_ms.empty())
+      c.timing.second_pass_fraction /= static_cast<double>(c.timing.samples_ms.size());
   }
   for (auto& c : cells) {
     for (const auto& plain : cells) {
       if (!plain.timing.two_pass && plain.timing.head == c.timing.head) {
         c.timing.ratio_to_plain = c.timing.ms.median / plain.timing.ms.median;
+        c.timing.amortised_ratio = c.timing.ms.mean / plain.timing.ms.mean;
         break;
       }
     }

@@ -20,6 +20,7 @@ namespace flatface {
 struct TimingSummary {
   std::size_t n = 0;
   double median = 0, p10 = 0, p90 = 0, min = 0, max = 0;
+  double mean = 0;  // the amortised cost of steps that differ (one pass on some, two on others)
 };
 TimingSummary summarize(std::vector<double> samples);
 double percentile(std::vector<double> samples, double q);  // q in [0, 100]
@@ -43,6 +44,8 @@ struct StepTiming {
   TimingSummary ms;
   double images_per_second = 0;           // batch / median
   std::optional<double> ratio_to_plain;   // median / median of the one-pass setup with this head
+  std::optional<double> amortised_ratio;  // mean / mean of that setup
+  double second_pass_fraction = 0;        // timed steps that made a second pass
   double loss_first = 0, loss_last = 0;   // L_margin(w) of the first and last timed step
 };
 
@@ -57,7 +60,9 @@ struct StepBench {
 
 // Builds one backbone + head + optimizer per setup (the setup's first rho) on the experiment's
 // device and times `steps` rounds of one step each, after `warmup` rounds, on one fixed random
-// batch of the experiment's batch size.
+// batch of the experiment's batch size. The strategies see a run of warmup + steps steps, so
+// schedules (LookSAM's period, AE-SAM's threshold) play out over it; the mean step is the
+// amortised cost.
 StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options);
 
 struct LoaderTiming {
