@@ -75,85 +75,34 @@ class Esam final : public Perturbation {
     const auto& w = ctx.parameters();
     const std::vector<bool> kept = draw_kept(ctx.progress().step, w.size());
     const bool all_kept = std::all_of(kept.begin(), kept.end(), [](bool k) { return k; });
-    const bool any_kept = std::any_of(kept.begin(), kept.end(), [](bool k) { return k; });
 
-    // First pass at w, with gradients for the kept tensors only.
-    ctx.zero_grad();
-    at::Tensor loss, perturbation_loss, per_sample_before, g_norm;
-    std::vector<at::Tensor> eps(w.size());  // undefined where left out
-    {
-      FrozenParameters frozen(w, kept);
-      at::Tensor z = ctx.forward(Pass::first);
-      {
-        at::NoGradGuard no_grad;
-        if (gamma_ < 1) per_sample_before = per_sample_loss(z, ctx.labels());
-      }
-      if (any_kept && direction_ == Direction::sam) {
-        loss = margin_loss(z, ctx.labels());
-        z = at::Tensor();
-        loss.backward();
-        loss = loss.detach();
-        perturbation_loss = loss;
-        for (std::size_t i = 0; i < w.size(); ++i)
-          if (kept[i]) eps[i] = w[i].grad().defined() ? w[i].grad() : at::zeros_like(w[i]);
-        g_norm = global_norm(defined(eps));
-        at::NoGradGuard no_grad;
-        at::Tensor scale = rho_ / beta_ / (g_norm + 1e-12);  // ε = (ρ/β) m ⊙ g/‖m ⊙ g‖
-        for (auto& e : eps)
-          if (e.defined()) e.mul_(scale);
-      } else {
-        {
-          at::NoGradGuard no_grad;
-          loss = margin_loss(z, ctx.labels());
-        }
-        perturbation_loss = loss;
-        if (any_kept) {
-          perturbation_loss = aace_epsilon(ctx, z, rho_ / beta_);  // −(ρ/β) m ⊙ ∇L_AACE
-          for (std::size_t i = 0; i < w.size(); ++i)
-            if (kept[i]) eps[i] = w[i].grad().defined() ? w[i].grad() : at::zeros_like(w[i]);
-        }
-      }
-    }
+    FirstPass first = first_pass(ctx, kept);
     at::Tensor epsilon_norm =
-        any_kept ? global_norm(defined(eps)) : at::zeros({}, w.front().options());
-
+        first.eps.empty() ? at::zeros({}, w.front().options()) : global_norm(defined(first.eps));
     // To w + ε: w_saved ← w, and the kept tensors move.
     {
       at::NoGradGuard no_grad;
       auto& saved = ctx.saved_weights();
       for (std::size_t i = 0; i < w.size(); ++i) {
         saved[i].copy_(w[i]);
-        if (eps[i].defined()) w[i].add_(eps[i]);
+        if (!first.eps.empty() && first.eps[i].defined()) w[i].add_(first.eps[i]);
       }
     }
-    eps.clear();
+    first.eps.clear();
     ctx.zero_grad();
 
     at::Tensor loss_perturbed;
-    if (gamma_ < 1) {
-      at::Tensor rise;
-      {
-        at::NoGradGuard no_grad;
-        at::Tensor after = per_sample_loss(ctx.forward(Pass::second), ctx.labels());
-        loss_perturbed = after.mean();
-        rise = after - per_sample_before;
-      }
-      const std::int64_t n = rise.size(0);
-      const auto selected = std::max<std::int64_t>(
-          1, static_cast<std::int64_t>(std::floor(gamma_ * static_cast<double>(n))));
-      at::Tensor rows = std::get<0>(at::sort(std::get<1>(at::topk(rise, selected))));
-      ctx.select_samples(rows);
-    }
+    if (gamma_ < 1) loss_perturbed = select_sharpest(ctx, first.per_sample);
     at::Tensor loss_selected = margin_loss(ctx.forward(Pass::second), ctx.labels());
     loss_selected.backward();
     if (!loss_perturbed.defined()) loss_perturbed = loss_selected.detach();
     ctx.select_samples(at::Tensor());
-
     restore_weights(ctx);  // back to w exactly, then SGD on ∇L_B+(w + ε)
     ctx.optimizer_step();
 
-    std::vector<at::Tensor> scalars{loss, perturbation_loss, loss_perturbed, epsilon_norm};
-    if (g_norm.defined()) scalars.push_back(g_norm);
+    std::vector<at::Tensor> scalars{first.loss, first.perturbation_loss, loss_perturbed,
+                                    epsilon_norm};
+    if (first.g_norm.defined()) scalars.push_back(first.g_norm);
     auto v = to_host(scalars);
     StepStats stats;
     stats.loss = v[0];
@@ -161,13 +110,81 @@ class Esam final : public Perturbation {
     stats.loss_perturbed = v[2];
     stats.epsilon_norm = v[3];
     // ‖∇L_margin(w)‖ over all parameters is known only when no tensor was left out.
-    stats.grad_norm = g_norm.defined() && all_kept ? v[4] : kNaN;
+    stats.grad_norm = first.g_norm.defined() && all_kept ? v[4] : kNaN;
     stats.second_pass = true;
     return stats;
   }
   bool two_pass() const override { return true; }
 
  private:
+  struct FirstPass {
+    at::Tensor loss, perturbation_loss;
+    at::Tensor per_sample;        // ℓ_i(w), for the selection (γ < 1)
+    at::Tensor g_norm;            // ‖m ⊙ g‖ (SAM's direction)
+    std::vector<at::Tensor> eps;  // ε per tensor, undefined where left out; empty: none drawn
+  };
+
+  // The pass at w, with gradients for the kept tensors only, and ε from them.
+  FirstPass first_pass(StepContext& ctx, const std::vector<bool>& kept) const {
+    const auto& w = ctx.parameters();
+    const bool any_kept = std::any_of(kept.begin(), kept.end(), [](bool k) { return k; });
+    auto kept_gradients = [&] {
+      std::vector<at::Tensor> g(w.size());
+      for (std::size_t i = 0; i < w.size(); ++i)
+        if (kept[i]) g[i] = w[i].grad().defined() ? w[i].grad() : at::zeros_like(w[i]);
+      return g;
+    };
+    FirstPass f;
+    ctx.zero_grad();
+    FrozenParameters frozen(w, kept);
+    at::Tensor z = ctx.forward(Pass::first);
+    if (gamma_ < 1) {
+      at::NoGradGuard no_grad;
+      f.per_sample = per_sample_loss(z, ctx.labels());
+    }
+    if (any_kept && direction_ == Direction::sam) {
+      f.loss = margin_loss(z, ctx.labels());
+      z = at::Tensor();
+      f.loss.backward();
+      f.loss = f.loss.detach();
+      f.perturbation_loss = f.loss;
+      f.eps = kept_gradients();
+      f.g_norm = global_norm(defined(f.eps));
+      at::NoGradGuard no_grad;
+      at::Tensor scale = rho_ / beta_ / (f.g_norm + 1e-12);  // ε = (ρ/β) m ⊙ g/‖m ⊙ g‖
+      for (auto& e : f.eps)
+        if (e.defined()) e.mul_(scale);
+      return f;
+    }
+    {
+      at::NoGradGuard no_grad;
+      f.loss = margin_loss(z, ctx.labels());
+    }
+    f.perturbation_loss = f.loss;
+    if (any_kept) {  // AACE's direction: −(ρ/β) m ⊙ ∇L_AACE
+      f.perturbation_loss = aace_epsilon(ctx, z, rho_ / beta_);
+      f.eps = kept_gradients();
+    }
+    return f;
+  }
+
+  // The rise ℓ_i(w + ε) − ℓ_i(w) of every sample, without gradients; narrows the batch to the
+  // ⌊γN⌋ (at least one) largest. Returns L_margin(w + ε) over the whole batch.
+  at::Tensor select_sharpest(StepContext& ctx, const at::Tensor& before) const {
+    at::Tensor rise, loss;
+    {
+      at::NoGradGuard no_grad;
+      at::Tensor after = per_sample_loss(ctx.forward(Pass::second), ctx.labels());
+      loss = after.mean();
+      rise = after - before;
+    }
+    const std::int64_t n = rise.size(0);
+    const auto selected = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(std::floor(gamma_ * static_cast<double>(n))));
+    ctx.select_samples(std::get<0>(at::sort(std::get<1>(at::topk(rise, selected)))));
+    return loss;
+  }
+
   std::vector<bool> draw_kept(std::int64_t step, std::size_t n) const {
     std::vector<bool> kept(n);
     for (std::size_t i = 0; i < n; ++i) kept[i] = beta_ >= 1 || uniform(seed_, step, i) < beta_;
