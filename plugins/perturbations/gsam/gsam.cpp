@@ -81,7 +81,7 @@ class Gsam final : public Perturbation {
 std::unique_ptr<Perturbation> make_gsam(const PerturbationArgs& args) {
   const Options& o = args.options;
   const double rho = rho_option(o, 0.05);
-  const double alpha = o.get_double("alpha", 0.01);  // the paper's ResNet setting
+  const double alpha = o.get_double("alpha", 0.01);  // small, as used with ResNets
   if (!(alpha >= 0)) {
     throw ConfigError(o.pos_of("alpha").str() + ": alpha must be >= 0 for " + o.what());
   }
