@@ -415,6 +415,16 @@ def resolve_config(raw, args):
         sys.exit("baseline: precision \"bf16\" needs a CUDA device")
     if not c.get("setups"):
         sys.exit("baseline: the config has no setups")
+    # The cheaper strategies (looksam, ae-sam, esam, gsam) have no Python twin here: left out.
+    known = [s for s in c["setups"]
+             if s.get("perturbation", {"plugin": "none"})["plugin"] in PERTURBATIONS]
+    for s in c["setups"]:
+        if s not in known:
+            print(f"baseline: no Python version of '{s['perturbation']['plugin']}'; "
+                  f"setup '{s.get('name')}' left out", file=sys.stderr)
+    c["setups"] = known
+    if not known:
+        sys.exit("baseline: no setup with a perturbation this baseline implements")
     if c["steps"] < 1 or c["warmup"] < 0:
         sys.exit("baseline: steps must be >= 1 and warmup >= 0")
     return c

@@ -111,6 +111,13 @@ std::string samples_json(const std::vector<double>& v) {
   return out + "]";
 }
 
+std::string flags_json(const std::vector<bool>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i)
+    out += (i ? ", " : "") + std::string(v[i] ? "true" : "false");
+  return out + "]";
+}
+
 std::string machine_text() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -143,18 +150,25 @@ int bench(const Globals& g, BenchArgs& args) {
   StepBench steps;
   if (!skipped(args, "step")) {
     steps = bench_steps(e, *reg, args.step);
-    std::printf("# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
-                "%s, median of %d after %d warm-up (interleaved)\n",
-                e.backbone.plugin.c_str(), steps.device.c_str(),
-                static_cast<long long>(steps.batch_size), static_cast<long long>(steps.input_size),
-                static_cast<long long>(steps.input_size), static_cast<long long>(steps.classes),
-                threads, e.train.precision.c_str(), args.step.steps, args.step.warmup);
-    std::printf("%-26s %-12s %10s %10s %10s %9s %9s\n", "setup", "perturb", "median ms",
-                "p10 ms", "p90 ms", "img/s", "x plain");
+    std::printf(
+        "# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
+        "%s, %d steps after %d warm-up (interleaved); x plain = median / median of the plain "
+        "step; amortised ms = f median(two-pass steps) + (1 - f) median(one-pass steps), f the "
+        "share of steps that made a second pass, and its ratio to the plain step's\n",
+        e.backbone.plugin.c_str(), steps.device.c_str(), static_cast<long long>(steps.batch_size),
+        static_cast<long long>(steps.input_size), static_cast<long long>(steps.input_size),
+        static_cast<long long>(steps.classes), threads, e.train.precision.c_str(), args.step.steps,
+        args.step.warmup);
+    std::printf("%-26s %-12s %10s %10s %10s %10s %9s %9s %9s %10s %9s\n", "setup", "perturb",
+                "median ms", "p10 ms", "p90 ms", "mean ms", "img/s", "2nd pass", "x plain",
+                "amort. ms", "amortised");
     for (const auto& s : steps.steps) {
-      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %9.1f %9s\n", s.setup.c_str(),
-                  s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90, s.images_per_second,
-                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-");
+      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %10.2f %9.1f %8.0f%% %9s %10.2f %9s\n",
+                  s.setup.c_str(), s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90,
+                  s.ms.mean, s.images_per_second, 100 * s.second_pass_fraction,
+                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-",
+                  s.amortised_ms,
+                  s.amortised_ratio ? number(*s.amortised_ratio).substr(0, 5).c_str() : "-");
     }
 
     // The settings bench/baseline.py needs to run the same steps.
@@ -190,9 +204,14 @@ int bench(const Globals& g, BenchArgs& args) {
            << ", \"p90_ms\": " << number(s.ms.p90) << ", \"min_ms\": " << number(s.ms.min)
            << ", \"images_per_second\": " << number(s.images_per_second)
            << ", \"ratio_to_plain\": " << (s.ratio_to_plain ? number(*s.ratio_to_plain) : "null")
+           << ", \"mean_ms\": " << number(s.ms.mean)
+           << ", \"amortised_ms\": " << number(s.amortised_ms)
+           << ", \"second_pass_fraction\": " << number(s.second_pass_fraction)
+           << ", \"amortised_ratio\": " << (s.amortised_ratio ? number(*s.amortised_ratio) : "null")
            << ", \"loss_first\": " << number(s.loss_first)
            << ", \"loss_last\": " << number(s.loss_last)
-           << ", \"samples_ms\": " << samples_json(s.samples_ms) << "}";
+           << ", \"samples_ms\": " << samples_json(s.samples_ms)
+           << ", \"samples_second_pass\": " << flags_json(s.samples_second_pass) << "}";
     }
     json << "\n  ]";
   }

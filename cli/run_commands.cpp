@@ -118,8 +118,19 @@ int run(const Globals& g, const RunArgs& args) {
                         100 * sum / static_cast<double>(last.benchmarks.size()));
           bench = buf;
         }
-        spdlog::info("[{}/{}] {} ({}): done in {:.0f}s, train acc {:.2f}%{}", i + 1, runs.size(),
-                     label, r.id, out.total_seconds, last.train_accuracy * 100, bench);
+        // The amortised step: training time over the steps of this session, and how many of
+        // them made a second pass.
+        std::string cost;
+        if (out.steps > 0) {
+          char buf[96];
+          std::snprintf(
+              buf, sizeof buf, ", %.1f ms/step (second pass on %.0f%% of steps)",
+              1e3 * out.train_seconds / static_cast<double>(out.steps),
+              100.0 * static_cast<double>(out.second_pass_steps) / static_cast<double>(out.steps));
+          cost = buf;
+        }
+        spdlog::info("[{}/{}] {} ({}): done in {:.0f}s{}, train acc {:.2f}%{}", i + 1, runs.size(),
+                     label, r.id, out.total_seconds, cost, last.train_accuracy * 100, bench);
         break;
       }
     }

@@ -60,8 +60,16 @@ inline std::shared_ptr<MarginHead> head_plugin(
 }
 
 inline std::unique_ptr<Perturbation> strategy(
-    const std::string& name, const std::map<std::string, Options::Value>& values = {}) {
-  return make_perturbation(step_plugins(), name, options_of("perturbation '" + name + "'", values));
+    const std::string& name, const std::map<std::string, Options::Value>& values = {},
+    std::uint64_t seed = 0) {
+  return make_perturbation(step_plugins(), name, options_of("perturbation '" + name + "'", values),
+                           seed);
+}
+inline Options::Value integer(std::int64_t v) {
+  return Options::Value{v, SourcePos{"test.toml", 2, 1}};
+}
+inline Options::Value text(const std::string& v) {
+  return Options::Value{v, SourcePos{"test.toml", 2, 1}};
 }
 
 // float64 tensor of `shape` from row-major values.
@@ -186,10 +194,13 @@ class EpsilonRecorder final : public Perturbation {
  public:
   explicit EpsilonRecorder(std::unique_ptr<Perturbation> inner) : inner_(std::move(inner)) {}
   StepStats step(StepContext& ctx) override {
+    epsilon.clear();
     Context observed(ctx, epsilon);
     return inner_->step(observed);
   }
   bool two_pass() const override { return inner_->two_pass(); }
+  std::vector<at::Tensor> state() const override { return inner_->state(); }
+  void load_state(const std::vector<at::Tensor>& s) override { inner_->load_state(s); }
 
   std::vector<at::Tensor> epsilon;  // of the last step's second pass; empty for one-pass steps
 
@@ -209,10 +220,12 @@ class EpsilonRecorder final : public Perturbation {
       return inner_.forward(pass);
     }
     const at::Tensor& labels() const override { return inner_.labels(); }
+    void select_samples(const at::Tensor& rows) override { inner_.select_samples(rows); }
     const std::vector<at::Tensor>& parameters() const override { return inner_.parameters(); }
     void zero_grad() override { inner_.zero_grad(); }
     void optimizer_step() override { inner_.optimizer_step(); }
     std::vector<at::Tensor>& saved_weights() override { return inner_.saved_weights(); }
+    StepProgress progress() const override { return inner_.progress(); }
 
    private:
     StepContext& inner_;

@@ -1,5 +1,6 @@
 // `flatface bench`: its order statistics by hand, and one short run of the command on a tiny real
 // model whose JSON must describe every setup, the loader and evaluation.
+#include <algorithm>
 #include <cmath>
 
 #include "bench.hpp"
@@ -28,6 +29,17 @@ CATCH_TEST_CASE("percentiles interpolate linearly between order statistics") {
   CATCH_CHECK(s.median == 6);
   CATCH_CHECK(s.min == 5);
   CATCH_CHECK(s.max == 7);
+  CATCH_CHECK(s.mean == 6);
+  CATCH_CHECK(summarize({1, 2, 6}).mean == 3);
+}
+
+CATCH_TEST_CASE("the amortised step weights each kind of step's median by its share") {
+  // One-pass steps 10, 12, 11 (median 11), two-pass steps 30, 50 (median 40): 3/5 11 + 2/5 40.
+  CATCH_CHECK(amortised_ms({10, 30, 12, 11, 50}, {false, true, false, false, true}) ==
+              Approx(0.6 * 11 + 0.4 * 40));
+  // Steps of one kind: their median, an outlier notwithstanding.
+  CATCH_CHECK(amortised_ms({5, 6, 700}, {true, true, true}) == Approx(6));
+  CATCH_CHECK(amortised_ms({5, 6, 700}, {false, false, false}) == Approx(6));
   CATCH_CHECK(std::isnan(percentile({}, 50)));
 }
 
@@ -60,6 +72,11 @@ perturbation = { plugin = "none" }
 name = "flat"
 head = { plugin = "arcface", s = 32.0 }
 perturbation = { plugin = "sam", rho = [0.07, 0.2] }
+
+[[setup]]
+name = "look"
+head = { plugin = "arcface", s = 32.0 }
+perturbation = { plugin = "looksam", rho = 0.05, k = 2 }
 )");
   const std::string json = (tmp.path / "bench.json").string();
   Result r = run_cli("bench '" + toml +
@@ -80,10 +97,10 @@ perturbation = { plugin = "sam", rho = [0.07, 0.2] }
   CATCH_CHECK(cfg["setups"][second]["head"]["s"].num() == 32);
 
   const auto& steps = doc["steps"];
-  CATCH_REQUIRE(steps.size() == 2);
+  CATCH_REQUIRE(steps.size() == 3);
   CATCH_CHECK(steps[first]["two_pass"].boolean == false);
   CATCH_CHECK(steps[second]["two_pass"].boolean == true);
-  for (std::size_t i = 0; i < 2; ++i) {
+  for (std::size_t i = 0; i < 3; ++i) {
     CATCH_CHECK(steps[i]["samples_ms"].size() == 3);
     CATCH_CHECK(steps[i]["median_ms"].num() > 0);
     CATCH_CHECK(std::isfinite(steps[i]["loss_last"].num()));
@@ -92,9 +109,36 @@ perturbation = { plugin = "sam", rho = [0.07, 0.2] }
                 Approx(8 / (steps[i]["median_ms"].num() / 1e3)));
   }
   CATCH_CHECK(steps[first]["ratio_to_plain"].num() == 1);
-  CATCH_CHECK(
-      steps[second]["ratio_to_plain"].num() ==
-      Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+  CATCH_CHECK(steps[second]["ratio_to_plain"].num() ==
+              Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+  // The amortised cost: each kind of step's median weighted by its share, against the plain step.
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  for (std::size_t i = 0; i < 3; ++i) {
+    double sum = 0;
+    std::vector<double> one, two;
+    for (std::size_t j = 0; j < 3; ++j) {
+      const double ms = steps[i]["samples_ms"][j].num();
+      sum += ms;
+      (steps[i]["samples_second_pass"][j].boolean ? two : one).push_back(ms);
+    }
+    CATCH_CHECK(steps[i]["mean_ms"].num() == Approx(sum / 3).epsilon(1e-5));
+    double amortised = 0;
+    if (!one.empty()) amortised += one.size() / 3.0 * median(one);
+    if (!two.empty()) amortised += two.size() / 3.0 * median(two);
+    CATCH_CHECK(steps[i]["amortised_ms"].num() == Approx(amortised).epsilon(1e-5));
+    CATCH_CHECK(steps[i]["amortised_ratio"].num() ==
+                Approx(amortised / steps[first]["amortised_ms"].num()).epsilon(1e-5));
+  }
+  CATCH_CHECK(steps[first]["amortised_ms"].num() == Approx(steps[first]["median_ms"].num()));
+  CATCH_CHECK(steps[first]["second_pass_fraction"].num() == 0);
+  CATCH_CHECK(steps[second]["second_pass_fraction"].num() == 1);
+  // LookSAM, k = 2, over rounds 0-3 (round 0 warms up): a full step at round 2 of the timed 1-3.
+  const std::size_t third = 2;
+  CATCH_CHECK(steps[third]["second_pass_fraction"].num() == Approx(1.0 / 3).epsilon(1e-5));
 
   const auto& loader = doc["loader"];
   CATCH_REQUIRE(loader.size() == 2);  // one training set, threads 1 and 2

@@ -31,12 +31,14 @@ class LogitContext final : public StepContext {
     return z_;
   }
   const at::Tensor& labels() const override { return labels_; }
+  void select_samples(const at::Tensor&) override {}
   const std::vector<at::Tensor>& parameters() const override { return params_; }
   void zero_grad() override {
     if (z_.grad().defined()) z_.mutable_grad() = at::Tensor();
   }
   void optimizer_step() override { grad_at_step = z_.grad().clone(); }
   std::vector<at::Tensor>& saved_weights() override { return saved_; }
+  StepProgress progress() const override { return {}; }
 
   std::vector<Pass> passes;
   at::Tensor epsilon;

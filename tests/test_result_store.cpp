@@ -50,6 +50,7 @@ RunRecord sample_record(int epochs) {
     m.train_accuracy = 0.1 * e;
     m.images_per_second = 1000.0 + e;
     m.wall_time = 60.0 * e;
+    m.second_pass_fraction = 0.25 * e;
     m.benchmarks["LFW"] = {0.9 + 0.01 * e, 0.002, 1.4, 0.8};
     if (e % 2 == 0) m.benchmarks["CFP-FP"] = {0.8 + 0.01 * e, 0.003, 1.5, 0.6};
     r.epochs.push_back(m);
@@ -103,6 +104,7 @@ CATCH_TEST_CASE("a run record read back equals the one written") {
     CATCH_CHECK(same(a.train_accuracy, b.train_accuracy));
     CATCH_CHECK(same(a.images_per_second, b.images_per_second));
     CATCH_CHECK(same(a.wall_time, b.wall_time));
+    CATCH_CHECK(same(a.second_pass_fraction, b.second_pass_fraction));
     // CFP-FP is evaluated on even epochs only: absent, not zero, on the others.
     CATCH_REQUIRE(b.benchmarks.size() == a.benchmarks.size());
     for (const auto& [name, m] : a.benchmarks) {
@@ -205,6 +207,7 @@ print("rho", float(a["rho_value"]), "seed", int(a["seed_value"]))
 print("benchmarks", ",".join(str(x) for x in a["benchmark_names"]))
 print("loss", " ".join("%g" % v for v in f["metrics/loss"][:]))
 print("epochs", " ".join("%g" % v for v in f["metrics/epoch"][:]))
+print("second_pass_fraction", " ".join("%g" % v for v in f["metrics/second_pass_fraction"][:]))
 lens = {len(f["metrics"][k]) for k in f["metrics"]}
 print("lengths", sorted(lens))
 cfp = f["eval/CFP-FP/accuracy"][:]
@@ -219,8 +222,26 @@ print("lfw", "%g" % f["eval/LFW/accuracy"][1])
   CATCH_CHECK(out.find("benchmarks LFW,CFP-FP\n") != std::string::npos);
   CATCH_CHECK(out.find("loss 9 8\n") != std::string::npos);
   CATCH_CHECK(out.find("epochs 1 2\n") != std::string::npos);
+  CATCH_CHECK(out.find("second_pass_fraction 0.25 0.5\n") != std::string::npos);
   CATCH_CHECK(out.find("lengths [2]\n") != std::string::npos);
   CATCH_CHECK(out.find("cfp nan 0.82\n") != std::string::npos);
   CATCH_CHECK(out.find("lfw 0.92\n") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+CATCH_TEST_CASE("a result file written before second_pass_fraction existed reads it as NaN") {
+  auto dir = fresh_dir("old");
+  const std::string path = (dir / "run.h5").string();
+  flatface::write_run_record(path, sample_record(2));
+  const std::string script = (dir / "drop.py").string();
+  std::ofstream(script)
+      << "import sys, h5py\n"
+         "with h5py.File(sys.argv[1], 'a') as f: del f['metrics/second_pass_fraction']\n";
+  std::string out = run_command(std::string(FLATFACE_PYTHON) + " " + script + " " + path + " 2>&1");
+  CATCH_INFO(out);
+  RunRecord r = flatface::read_run_record(path);
+  CATCH_REQUIRE(r.epochs.size() == 2);
+  CATCH_CHECK(std::isnan(r.epochs[0].second_pass_fraction));
+  CATCH_CHECK(r.epochs[1].loss == 8.0);
   fs::remove_all(dir);
 }

@@ -249,3 +249,68 @@ CATCH_TEST_CASE("on CUDA, two steps of each strategy equal the same steps on the
     }
   }
 }
+
+namespace {
+
+// Records what the context shows a strategy: labels and logits before and after narrowing the
+// batch, and where the step stands.
+class Probe final : public Perturbation {
+ public:
+  StepStats step(StepContext& ctx) override {
+    whole_labels = ctx.labels().clone();
+    at::NoGradGuard no_grad;
+    whole_logits = ctx.forward(Pass::first);
+    ctx.select_samples(longs({3, 1}));
+    narrowed_labels = ctx.labels().clone();
+    narrowed_logits = ctx.forward(Pass::second);
+    progress = ctx.progress();
+    return {};  // leaves the selection in place: the next step must start on the whole batch
+  }
+  bool two_pass() const override { return true; }
+
+  at::Tensor whole_labels, whole_logits, narrowed_labels, narrowed_logits;
+  StepProgress progress;
+};
+
+}  // namespace
+
+CATCH_TEST_CASE("select_samples narrows the passes and labels to rows; each step starts whole") {
+  BnModel model;
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.1));
+  TrainStep step(model.backbone, model.head, *optimizer, {"freeze", false});
+  Probe probe;
+  for (int i = 0; i < 2; ++i) {
+    CATCH_CAPTURE(i);
+    step.run(probe, batch_x(), batch_y());
+    CATCH_CHECK(probe.whole_labels.equal(batch_y()));
+    CATCH_CHECK(probe.whole_logits.size(0) == 4);
+    CATCH_CHECK(probe.narrowed_labels.equal(longs({1, 2})));  // rows 3 and 1 of {0, 2, 1, 1}
+    CATCH_REQUIRE(probe.narrowed_logits.size(0) == 2);
+  }
+  // The narrowed pass is the model on those rows alone (BN in training mode: their statistics).
+  at::NoGradGuard no_grad;
+  at::Tensor rows = batch_x().index_select(0, longs({3, 1}));
+  at::Tensor expected = model.head->logits(model.backbone->forward(rows), longs({1, 2}));
+  CATCH_CHECK(max_abs_diff(probe.narrowed_logits, expected) < 1e-12);
+}
+
+CATCH_TEST_CASE("progress counts the steps, reads the optimizer's lr and keeps the run's peak lr") {
+  BnModel model;
+  auto optimizer = make_sgd(*model.backbone, *model.head, settings(0.2));
+  TrainStep step(model.backbone, model.head, *optimizer, {"freeze", false});
+  Probe probe;
+  step.run(probe, batch_x(), batch_y());
+  CATCH_CHECK(probe.progress.step == 0);
+  CATCH_CHECK(probe.progress.total_steps == 0);  // not told
+  CATCH_CHECK(probe.progress.lr == Approx(0.2));
+  CATCH_CHECK(probe.progress.base_lr == Approx(0.2));
+  set_learning_rate(*optimizer, 0.05);
+  step.run(probe, batch_x(), batch_y());
+  CATCH_CHECK(probe.progress.step == 1);
+  CATCH_CHECK(probe.progress.lr == Approx(0.05));
+  CATCH_CHECK(probe.progress.base_lr == Approx(0.2));
+  step.set_progress(41, 100);  // a resumed run
+  step.run(probe, batch_x(), batch_y());
+  CATCH_CHECK(probe.progress.step == 41);
+  CATCH_CHECK(probe.progress.total_steps == 100);
+}

@@ -126,6 +126,96 @@ CATCH_TEST_CASE("a run resumed from an interruption reproduces the uninterrupted
   for (const auto& kv : wa) CATCH_CHECK(at::equal(kv.value(), wb.at(kv.key())));
 }
 
+CATCH_TEST_CASE("the efficient strategies lower the loss and raise training accuracy") {
+  torch::set_num_threads(2);
+  const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";
+  for (const std::string p :
+       {"{ plugin = \"looksam\", rho = 0.05, k = 2 }", "{ plugin = \"ae-sam\", rho = 0.05 }",
+        "{ plugin = \"esam\", rho = 0.05 }", "{ plugin = \"gsam\", rho = 0.05 }",
+        "{ plugin = \"looksam\", rho = 0.05, direction = \"aace\" }"}) {
+    CATCH_DYNAMIC_SECTION(p) {
+      auto dir = fresh_dir("learn_efficient");
+      Experiment e = parse_experiment(tiny_toml(dir, head, p, 4, 0.1, 6), "tiny.toml");
+      RunOutcome out = train(e);
+      CATCH_REQUIRE(out.status == RunStatus::complete);
+      const auto& ep = out.record.epochs;
+      CATCH_REQUIRE(ep.size() == 4);
+      CATCH_CHECK(ep.back().loss < ep.front().loss);
+      CATCH_CHECK(ep.back().train_accuracy > ep.front().train_accuracy);
+      CATCH_CHECK(std::isfinite(ep.back().loss_perturbed));
+      CATCH_CHECK(std::isfinite(ep.back().epsilon_norm));
+      CATCH_CHECK(out.steps == 4 * 3);  // 48 images, batches of 16
+      CATCH_CHECK(out.second_pass_steps >= 1);
+    }
+  }
+}
+
+CATCH_TEST_CASE("the result file records per epoch the fraction of steps that made a second pass") {
+  torch::set_num_threads(2);
+  const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";
+  // 64 images in batches of 16: steps 0-3 in epoch 1, 4-7 in epoch 2. LookSAM refreshes at
+  // the global steps that k divides.
+  const std::vector<std::pair<std::string, std::vector<double>>> cases{
+      {"{ plugin = \"none\" }", {0.0, 0.0}},
+      {"{ plugin = \"sam\", rho = 0.05 }", {1.0, 1.0}},
+      {"{ plugin = \"looksam\", rho = 0.05, k = 2 }", {0.5, 0.5}},
+      {"{ plugin = \"looksam\", rho = 0.05, k = 3 }", {0.5, 0.25}},  // steps 0, 3 | 6
+  };
+  for (const auto& [pert, fractions] : cases) {
+    CATCH_CAPTURE(pert);
+    auto dir = fresh_dir("second_pass");
+    Experiment e = parse_experiment(tiny_toml(dir, head, pert, 2), "tiny.toml");
+    RunOutcome out = train(e);
+    CATCH_REQUIRE(out.status == RunStatus::complete);
+    const auto ep = read_run_record(out.result_path).epochs;
+    CATCH_REQUIRE(ep.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) CATCH_CHECK(ep[i].second_pass_fraction == fractions[i]);
+    // The perturbed pass's statistics average over the steps that made one (NaN when none did).
+    CATCH_CHECK(std::isfinite(ep[1].loss_perturbed) == (fractions[1] > 0));
+    CATCH_CHECK(std::isfinite(ep[1].grad_norm));
+    CATCH_CHECK(out.second_pass_steps ==
+                static_cast<std::int64_t>(4 * (fractions[0] + fractions[1])));
+  }
+}
+
+CATCH_TEST_CASE(
+    "a LookSAM or AE-SAM run resumed from interruptions reproduces the uninterrupted run") {
+  torch::set_num_threads(2);
+  const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";
+  for (const std::string pert :
+       {"{ plugin = \"looksam\", rho = 0.05, k = 3 }",
+        "{ plugin = \"ae-sam\", rho = 0.05, lambda1 = 0.0, lambda2 = 0.0 }"}) {
+    CATCH_CAPTURE(pert);
+    auto a_dir = fresh_dir("resume_eff_a");
+    auto b_dir = fresh_dir("resume_eff_b");
+    Experiment a = parse_experiment(tiny_toml(a_dir, head, pert, 3), "tiny.toml");
+    Experiment b = parse_experiment(tiny_toml(b_dir, head, pert, 3), "tiny.toml");
+    RunOutcome full = train(a);
+    CATCH_REQUIRE(full.status == RunStatus::complete);
+    // Mid-epoch (inside LookSAM's period) and at an epoch boundary, then to the end.
+    TrainerOptions stop;
+    stop.stop_after_steps = 2;
+    CATCH_REQUIRE(train(b, stop).status == RunStatus::interrupted);
+    stop.stop_after_steps = 6;
+    CATCH_REQUIRE(train(b, stop).status == RunStatus::interrupted);
+    RunOutcome resumed = train(b);
+    CATCH_REQUIRE(resumed.status == RunStatus::complete);
+    const auto& x = full.record.epochs;
+    const auto& y = read_run_record(resumed.result_path).epochs;
+    CATCH_REQUIRE(x.size() == y.size());
+    auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      CATCH_CHECK(x[i].loss == y[i].loss);
+      CATCH_CHECK(same(x[i].loss_perturbed, y[i].loss_perturbed));  // NaN: no second pass
+      CATCH_CHECK(x[i].second_pass_fraction == y[i].second_pass_fraction);
+      CATCH_CHECK(x[i].train_accuracy == y[i].train_accuracy);
+    }
+    auto wa = load_tensor_dict_from_checkpoint(checkpoint_path(a, expand_grid(a)[0]), "head");
+    auto wb = load_tensor_dict_from_checkpoint(checkpoint_path(b, expand_grid(b)[0]), "head");
+    for (const auto& kv : wa) CATCH_CHECK(at::equal(kv.value(), wb.at(kv.key())));
+  }
+}
+
 CATCH_TEST_CASE("the same seed gives the same numbers on the CPU and another seed differs") {
   torch::set_num_threads(2);
   const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "device_model.hpp"
 #include "evaluation.hpp"
@@ -58,7 +59,19 @@ TimingSummary summarize(std::vector<double> samples) {
   s.p90 = percentile(samples, 90);
   s.min = *std::min_element(samples.begin(), samples.end());
   s.max = *std::max_element(samples.begin(), samples.end());
+  s.mean = std::accumulate(samples.begin(), samples.end(), 0.0) / static_cast<double>(s.n);
   return s;
+}
+
+double amortised_ms(const std::vector<double>& samples_ms, const std::vector<bool>& second_pass) {
+  std::vector<double> one, two;
+  for (std::size_t i = 0; i < samples_ms.size(); ++i)
+    (second_pass[i] ? two : one).push_back(samples_ms[i]);
+  const double n = static_cast<double>(samples_ms.size());
+  double cost = 0;
+  if (!one.empty()) cost += static_cast<double>(one.size()) / n * percentile(one, 50);
+  if (!two.empty()) cost += static_cast<double>(two.size()) / n * percentile(two, 50);
+  return cost;
 }
 
 StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options) {
@@ -90,7 +103,8 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
     run.seed = options.seed;
     if (!setup.rhos.empty()) run.rho = setup.rhos.front();
     Cell c;
-    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run),
+                                   static_cast<std::uint64_t>(options.seed));
     c.model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
     c.timing.setup_index = s;
     c.timing.rho = run.rho;
@@ -112,8 +126,10 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
 
   // Round-robin: each round times one step of every setup, so drift in the machine's speed
   // reaches all of them alike and their ratios stay meaningful.
-  for (int round = 0; round < options.warmup + options.steps; ++round) {
+  const int rounds = options.warmup + options.steps;
+  for (int round = 0; round < rounds; ++round) {
     for (auto& c : cells) {
+      c.model.step->set_progress(round, rounds);
       synchronize(device);
       const auto t = Clock::now();
       StepStats stats = c.model.step->run(*c.strategy, images, labels);
@@ -123,17 +139,23 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
       if (round == options.warmup) c.timing.loss_first = stats.loss;
       c.timing.loss_last = stats.loss;
       c.timing.samples_ms.push_back(ms);
+      c.timing.samples_second_pass.push_back(stats.second_pass);
+      if (stats.second_pass) c.timing.second_pass_fraction += 1;
     }
   }
   for (auto& c : cells) {
     c.timing.ms = summarize(c.timing.samples_ms);
+    c.timing.amortised_ms = amortised_ms(c.timing.samples_ms, c.timing.samples_second_pass);
     c.timing.images_per_second =
         static_cast<double>(out.batch_size) / (c.timing.ms.median / 1e3);
+    if (!c.timing.samples_ms.empty())
+      c.timing.second_pass_fraction /= static_cast<double>(c.timing.samples_ms.size());
   }
   for (auto& c : cells) {
     for (const auto& plain : cells) {
       if (!plain.timing.two_pass && plain.timing.head == c.timing.head) {
         c.timing.ratio_to_plain = c.timing.ms.median / plain.timing.ms.median;
+        c.timing.amortised_ratio = c.timing.amortised_ms / plain.timing.amortised_ms;
         break;
       }
     }

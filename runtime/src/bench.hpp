@@ -20,8 +20,14 @@ namespace flatface {
 struct TimingSummary {
   std::size_t n = 0;
   double median = 0, p10 = 0, p90 = 0, min = 0, max = 0;
+  double mean = 0;
 };
 TimingSummary summarize(std::vector<double> samples);
+
+// The cost per step of a strategy that makes a second pass on some steps only, robust to the
+// outliers a shared machine adds: each kind of step's median, weighted by its share of the steps,
+// f median(two-pass steps) + (1 − f) median(one-pass steps). For steps of one kind: their median.
+double amortised_ms(const std::vector<double>& samples_ms, const std::vector<bool>& second_pass);
 double percentile(std::vector<double> samples, double q);  // q in [0, 100]
 
 struct StepBenchOptions {
@@ -40,9 +46,13 @@ struct StepTiming {
   std::string perturbation;
   bool two_pass = false;
   std::vector<double> samples_ms;
+  std::vector<bool> samples_second_pass;  // whether each timed step made a second pass
   TimingSummary ms;
+  double amortised_ms = 0;                // see amortised_ms()
   double images_per_second = 0;           // batch / median
   std::optional<double> ratio_to_plain;   // median / median of the one-pass setup with this head
+  std::optional<double> amortised_ratio;  // amortised_ms / that setup's
+  double second_pass_fraction = 0;        // timed steps that made a second pass
   double loss_first = 0, loss_last = 0;   // L_margin(w) of the first and last timed step
 };
 
@@ -57,7 +67,8 @@ struct StepBench {
 
 // Builds one backbone + head + optimizer per setup (the setup's first rho) on the experiment's
 // device and times `steps` rounds of one step each, after `warmup` rounds, on one fixed random
-// batch of the experiment's batch size.
+// batch of the experiment's batch size. The strategies see a run of warmup + steps steps, so
+// schedules (LookSAM's period, AE-SAM's threshold) play out over it.
 StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options);
 
 struct LoaderTiming {

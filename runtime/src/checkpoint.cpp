@@ -123,6 +123,9 @@ void save_checkpoint(const std::string& path, const TrainingState& state, torch:
   d.insert("backbone", to_generic(state_dict(backbone)));
   d.insert("head", to_generic(state_dict(head)));
   d.insert("momentum", momentum_buffers(optimizer));
+  c10::List<at::Tensor> perturbation_state;
+  for (const auto& t : state.perturbation_state) perturbation_state.push_back(t.cpu());
+  d.insert("perturbation_state", perturbation_state);
   d.insert("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
   write_atomically(path, torch::jit::pickle_save(d));
 }
@@ -141,6 +144,11 @@ TrainingState load_checkpoint(const std::string& path, torch::nn::Module& backbo
   load_state_dict(backbone, from_generic(d.at("backbone")), path + " (backbone)");
   load_state_dict(head, from_generic(d.at("head")), path + " (head)");
   restore_momentum(optimizer, d.at("momentum").toList(), path);
+  if (d.contains("perturbation_state")) {  // absent from checkpoints of before ABI 3
+    auto list = d.at("perturbation_state").toList();
+    for (std::size_t i = 0; i < list.size(); ++i)
+      s.perturbation_state.push_back(list.get(i).toTensor());
+  }
   at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
   cpu_generator.set_state(d.at("rng_cpu").toTensor());
   return s;

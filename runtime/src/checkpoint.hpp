@@ -29,6 +29,7 @@ struct TrainingState {
   std::int64_t global_step = 0;
   double elapsed_seconds = 0;      // training wall time so far
   std::vector<double> accumulators;  // the current epoch's partial sums
+  std::vector<at::Tensor> perturbation_state;  // Perturbation::state(), on the CPU once loaded
 };
 
 // Writes atomically (temporary name + rename). The optimizer's momentum buffers and the CPU (and

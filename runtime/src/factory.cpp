@@ -45,12 +45,12 @@ std::shared_ptr<MarginHead> make_head(const Registry& reg, const PluginRef& ref,
 }
 
 std::unique_ptr<Perturbation> make_perturbation(const Registry& reg, const std::string& plugin,
-                                                const Options& options) {
+                                                const Options& options, std::uint64_t seed) {
   const auto& e = reg.get(PluginKind::perturbation, plugin);
   return construct(options, plugin, "perturbation", [&](const Options& o) {
     Options with_host_keys = o;
     with_host_keys.consume("bn_second_pass");
-    return e.entry.perturbation(PerturbationArgs{with_host_keys});
+    return e.entry.perturbation(PerturbationArgs{with_host_keys, seed});
   });
 }
 

@@ -35,6 +35,7 @@ constexpr MetricField kMetricFields[] = {
     {"train_accuracy", &EpochMetrics::train_accuracy},
     {"images_per_second", &EpochMetrics::images_per_second},
     {"wall_time", &EpochMetrics::wall_time},
+    {"second_pass_fraction", &EpochMetrics::second_pass_fraction},
 };
 
 struct BenchmarkField {

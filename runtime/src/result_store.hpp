@@ -22,6 +22,9 @@ struct EpochMetrics {
   std::int64_t epoch = 0;  // 1-based: epochs completed
   double lr = NAN, loss = NAN, perturbation_loss = NAN, loss_perturbed = NAN, grad_norm = NAN,
          epsilon_norm = NAN, train_accuracy = NAN, images_per_second = NAN, wall_time = NAN;
+  // Steps of the epoch that made a second pass, over all its steps (the amortised cost of
+  // strategies that perturb on some steps only: LookSAM, AE-SAM).
+  double second_pass_fraction = NAN;
   std::map<std::string, BenchmarkMetrics> benchmarks;  // by benchmark name
 };
 
@@ -41,7 +44,10 @@ struct RunRecord {
 //                    a number) and seed_value (int64) numerically; status, failure_reason,
 //                    failed_step (int64), benchmark_names (string array, column order)
 //   /metrics/<name>  float64[epochs] for epoch, lr, loss, perturbation_loss, loss_perturbed,
-//                    grad_norm, epsilon_norm, train_accuracy, images_per_second, wall_time
+//                    grad_norm, epsilon_norm, train_accuracy, images_per_second, wall_time,
+//                    second_pass_fraction (NaN when read from a file written before it existed).
+//                    perturbation_loss, loss_perturbed and epsilon_norm are means over the steps
+//                    that made a second pass; grad_norm over the steps that computed it
 //   /eval/<bench>/   float64[epochs] accuracy, accuracy_std, threshold, tar_at_far (NaN where the
 //                    benchmark was not evaluated that epoch)
 

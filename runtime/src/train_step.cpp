@@ -93,6 +93,7 @@ TrainStep::TrainStep(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
       if (p.requires_grad()) parameters_.push_back(p);
     }
   }
+  base_lr_ = optimizer_.param_groups().front().options().get_lr();
   for (const auto& m : {std::static_pointer_cast<torch::nn::Module>(backbone_),
                         std::static_pointer_cast<torch::nn::Module>(head_)}) {
     for (const auto& sub : m->modules(/*include_self=*/true)) {
@@ -110,11 +111,12 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
                          const at::Tensor& labels) {
   images_ = images;
   labels_ = labels;
+  select_samples(at::Tensor());
   correct_ = at::Tensor();
   StepStats stats = strategy.step(*this);
-  images_ = at::Tensor();  // do not keep the batch alive between steps
-  if (correct_.defined())
-    correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
+  ++step_;
+  images_ = selected_images_ = at::Tensor();  // do not keep the batch alive between steps
+  if (correct_.defined()) correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
   return stats;
 }
 
@@ -124,14 +126,39 @@ std::int64_t TrainStep::take_correct() {
   return n;
 }
 
+void TrainStep::set_progress(std::int64_t step, std::int64_t total_steps) {
+  step_ = step;
+  total_steps_ = total_steps;
+}
+
+StepProgress TrainStep::progress() const {
+  StepProgress p;
+  p.step = step_;
+  p.total_steps = total_steps_;
+  p.lr = optimizer_.param_groups().front().options().get_lr();
+  p.base_lr = base_lr_;
+  return p;
+}
+
+void TrainStep::select_samples(const at::Tensor& rows) {
+  if (!rows.defined()) {
+    selected_images_ = images_;
+    selected_labels_ = labels_;
+    return;
+  }
+  selected_images_ = images_.index_select(0, rows);
+  selected_labels_ = labels_.index_select(0, rows);
+}
+
 at::Tensor TrainStep::embed() {
-  if (!options_.bf16_autocast) return backbone_->forward(images_);
-  if (!images_.is_cuda()) {
+  const at::Tensor& images = selected_images_;
+  if (!options_.bf16_autocast) return backbone_->forward(images);
+  if (!images.is_cuda()) {
     throw ConfigError("precision \"bf16\" needs a CUDA device; the batch is on " +
-                      images_.device().str());
+                      images.device().str());
   }
   CudaAutocast autocast;
-  return backbone_->forward(images_).to(at::kFloat);  // the head works in fp32
+  return backbone_->forward(images).to(at::kFloat);  // the head works in fp32
 }
 
 at::Tensor TrainStep::forward(Pass pass) {
@@ -143,9 +170,9 @@ at::Tensor TrainStep::forward(Pass pass) {
     at::Tensor embeddings = embed();
     {
       at::NoGradGuard no_grad;
-      correct_ = head_->cosine(embeddings.detach()).argmax(1).eq(labels_).sum();
+      correct_ = head_->cosine(embeddings.detach()).argmax(1).eq(selected_labels_).sum();
     }
-    return head_->logits(embeddings, labels_);
+    return head_->logits(embeddings, selected_labels_);
   }
   // The perturbed pass: gradients only, no statistics.
   head_->set_update_statistics(false);
@@ -156,7 +183,7 @@ at::Tensor TrainStep::forward(Pass pass) {
   } else {
     embeddings = embed();
   }
-  at::Tensor logits = head_->logits(embeddings, labels_);
+  at::Tensor logits = head_->logits(embeddings, selected_labels_);
   head_->set_update_statistics(true);
   return logits;
 }

@@ -34,18 +34,23 @@ class TrainStep final : public StepContext {
             torch::optim::Optimizer& optimizer, TrainStepOptions options);
 
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
+  // The step index advances by one after each step.
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
+  // Where the next step stands in its run (a resumed run starts past 0); total 0: not known.
+  void set_progress(std::int64_t step, std::int64_t total_steps);
   // Samples whose first-pass cosine argmax equals the label, summed over every step since the
   // last call, then reset: one device read per epoch instead of one per step.
   std::int64_t take_correct();
 
   // StepContext
   at::Tensor forward(Pass pass) override;
-  const at::Tensor& labels() const override { return labels_; }
+  const at::Tensor& labels() const override { return selected_labels_; }
+  void select_samples(const at::Tensor& rows) override;
   const std::vector<at::Tensor>& parameters() const override { return parameters_; }
   void zero_grad() override;
   void optimizer_step() override;
   std::vector<at::Tensor>& saved_weights() override;
+  StepProgress progress() const override;
 
  private:
   at::Tensor embed();  // backbone forward, under autocast when asked
@@ -61,6 +66,11 @@ class TrainStep final : public StepContext {
   std::vector<at::Tensor> batch_norm_counters_;
   at::Tensor images_;
   at::Tensor labels_;
+  at::Tensor selected_images_;  // the rows select_samples() chose, or the whole batch
+  at::Tensor selected_labels_;
+  std::int64_t step_ = 0;
+  std::int64_t total_steps_ = 0;
+  double base_lr_ = 0;      // the optimizer's rate when the run starts: train.lr
   at::Tensor correct_;      // 0-dim, of this step's first pass, on the device
   at::Tensor correct_sum_;  // 0-dim, on the device, since the last take_correct()
 };

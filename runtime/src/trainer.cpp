@@ -49,29 +49,46 @@ std::string format_duration(double s) {
 
 std::string plugin_label(const PluginRef& ref) { return ref.plugin + ref.options.canonical(); }
 
-// Partial sums of one epoch, kept in the checkpoint so an interrupted epoch resumes exactly.
+// Partial sums of one epoch, kept in the checkpoint so an interrupted epoch resumes exactly. The
+// statistics of the perturbed pass are summed over the steps that made one, the gradient norm over
+// the steps that computed it.
 struct EpochSums {
   double loss = 0, perturbation_loss = 0, loss_perturbed = 0, grad_norm = 0, epsilon_norm = 0;
   double correct = 0, seen = 0, step_seconds = 0, steps = 0, last_lr = 0;
+  double second_pass_steps = 0, grad_norm_steps = 0;
 
   std::vector<double> pack() const {
-    return {loss, perturbation_loss, loss_perturbed, grad_norm, epsilon_norm,
-            correct, seen, step_seconds, steps, last_lr};
+    return {loss, perturbation_loss, loss_perturbed, grad_norm, epsilon_norm,      correct,
+            seen, step_seconds,      steps,          last_lr,   second_pass_steps, grad_norm_steps};
   }
   static EpochSums unpack(const std::vector<double>& v) {
     EpochSums s;
-    if (v.size() != 10) return s;
+    if (v.size() != 10 && v.size() != 12) return s;
     s.loss = v[0], s.perturbation_loss = v[1], s.loss_perturbed = v[2], s.grad_norm = v[3];
     s.epsilon_norm = v[4], s.correct = v[5], s.seen = v[6], s.step_seconds = v[7], s.steps = v[8];
     s.last_lr = v[9];
+    if (v.size() == 12) {
+      s.second_pass_steps = v[10], s.grad_norm_steps = v[11];
+    } else {  // a checkpoint of before the counts: every strategy then took 1 or 2 passes always
+      s.second_pass_steps = std::isnan(s.loss_perturbed) ? 0 : s.steps;
+      s.grad_norm_steps = std::isnan(s.grad_norm) ? 0 : s.steps;
+      if (s.second_pass_steps == 0) s.perturbation_loss = s.loss_perturbed = s.epsilon_norm = 0;
+      if (s.grad_norm_steps == 0) s.grad_norm = 0;
+    }
     return s;
   }
   void add(const StepStats& st, double lr, std::int64_t batch, double dt) {
     loss += st.loss;
-    perturbation_loss += st.perturbation_loss;
-    loss_perturbed += st.loss_perturbed;
-    grad_norm += st.grad_norm;
-    epsilon_norm += st.epsilon_norm;
+    if (st.second_pass) {
+      perturbation_loss += st.perturbation_loss;
+      loss_perturbed += st.loss_perturbed;
+      epsilon_norm += st.epsilon_norm;
+      second_pass_steps += 1;
+    }
+    if (!std::isnan(st.grad_norm)) {
+      grad_norm += st.grad_norm;
+      grad_norm_steps += 1;
+    }
     seen += static_cast<double>(batch);
     step_seconds += dt;
     steps += 1;
@@ -79,12 +96,12 @@ struct EpochSums {
   }
 };
 
-// NaN marks a statistic a strategy does not compute (AACE does not take grad L_margin(w)); its
-// epsilon norm then stands for the first-pass gradient.
-bool finite_step(const StepStats& s, bool two_pass) {
-  const bool grad_ok = std::isfinite(s.grad_norm) || (two_pass && std::isnan(s.grad_norm));
+// NaN marks a statistic a step did not compute (AACE does not take grad L_margin(w)); a step
+// that made a second pass must report its loss at w + eps and the norm of eps.
+bool finite_step(const StepStats& s) {
+  const bool grad_ok = std::isfinite(s.grad_norm) || (s.second_pass && std::isnan(s.grad_norm));
   return std::isfinite(s.loss) && grad_ok &&
-         (!two_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
+         (!s.second_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
 }
 
 }  // namespace
@@ -156,7 +173,8 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
     train_set = make_train_set(reg, e.train_data, backbone->input_size(),
                                static_cast<std::uint64_t>(run.seed));
   auto head = make_head(reg, setup.head, backbone->embedding_dim(), train_set->num_classes());
-  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run),
+                                    static_cast<std::uint64_t>(run.seed));
   for (const auto& ev : e.eval) {
     if (shared.verification[ev.name]) continue;
     const auto t = Clock::now();  // decoding the pairs is part of evaluating them
@@ -203,6 +221,9 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   state.run_id = run.id;
   if (resuming) {
     state = load_checkpoint(ckpt, *backbone, *head, *optimizer);
+    std::vector<at::Tensor> strategy_state;
+    for (const auto& t : state.perturbation_state) strategy_state.push_back(t.to(device));
+    strategy->load_state(strategy_state);
     record.attributes["start_time"] = previous->attributes.count("start_time")
                                           ? previous->attributes.at("start_time")
                                           : record.attributes["start_time"];
@@ -267,6 +288,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       while (auto batch = loader.next()) {
         const double lr = learning_rate(e.train, epoch, state.step_in_epoch, steps_per_epoch);
         set_learning_rate(*optimizer, lr);
+        step.set_progress(state.global_step, total_steps);
         auto images = batch->images.to(device, /*non_blocking=*/true);
         if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
         auto labels = batch->labels.to(device, /*non_blocking=*/true);
@@ -274,7 +296,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         StepStats stats = step.run(*strategy, images, labels);
         const double dt = seconds_since(t);
         outcome.train_seconds += dt;
-        if (!finite_step(stats, strategy->two_pass())) {
+        if (!finite_step(stats)) {
           std::ostringstream why;
           why << "non-finite value at epoch " << epoch + 1 << " step " << state.step_in_epoch + 1
               << " (loss " << stats.loss << ", loss at w+eps " << stats.loss_perturbed
@@ -282,6 +304,8 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
           return fail(why.str());
         }
         sums.add(stats, lr, labels.size(0), dt);
+        outcome.steps += 1;
+        if (stats.second_pass) outcome.second_pass_steps += 1;
         ++state.step_in_epoch;
         ++state.global_step;
 
@@ -318,6 +342,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         if (stop_now && state.step_in_epoch < steps_per_epoch) {
           sums.correct += static_cast<double>(step.take_correct());
           state.accumulators = sums.pack();
+          state.perturbation_state = strategy->state();
           state.epoch = epoch;
           state.elapsed_seconds = elapsed();
           save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
@@ -340,10 +365,11 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       m.epoch = epoch + 1;
       m.lr = sums.last_lr;
       m.loss = sums.loss / sums.steps;
-      m.perturbation_loss = sums.perturbation_loss / sums.steps;
-      m.loss_perturbed = sums.loss_perturbed / sums.steps;
-      m.grad_norm = sums.grad_norm / sums.steps;
-      m.epsilon_norm = sums.epsilon_norm / sums.steps;
+      m.perturbation_loss = sums.perturbation_loss / sums.second_pass_steps;  // NaN when none
+      m.loss_perturbed = sums.loss_perturbed / sums.second_pass_steps;
+      m.grad_norm = sums.grad_norm / sums.grad_norm_steps;
+      m.epsilon_norm = sums.epsilon_norm / sums.second_pass_steps;
+      m.second_pass_fraction = sums.second_pass_steps / sums.steps;
       m.train_accuracy = sums.correct / sums.seen;
       m.images_per_second = sums.seen / sums.step_seconds;
       evaluate_all(m.benchmarks);
@@ -355,6 +381,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       state.epoch = epoch + 1;
       state.step_in_epoch = 0;
       state.accumulators.clear();
+      state.perturbation_state = strategy->state();
       state.elapsed_seconds = m.wall_time;
       if (state.epoch == e.train.epochs) {
         record.status = "complete";
@@ -371,9 +398,14 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         std::snprintf(buf, sizeof buf, " %s %.2f%%", name.c_str(), b.accuracy * 100);
         bench += buf;
       }
-      spdlog::info("{} {} epoch {}/{}: loss {:.4f} train acc {:.2f}%{} ({:.0f} img/s)", run_tag,
+      char second_pass[48] = "";
+      if (strategy->two_pass()) {
+        std::snprintf(second_pass, sizeof second_pass, ", second pass on %.0f%% of steps",
+                      100 * m.second_pass_fraction);
+      }
+      spdlog::info("{} {} epoch {}/{}: loss {:.4f} train acc {:.2f}%{} ({:.0f} img/s{})", run_tag,
                    label, epoch + 1, e.train.epochs, m.loss, m.train_accuracy * 100, bench,
-                   m.images_per_second);
+                   m.images_per_second, second_pass);
       const bool stop_now = (options.stop && options.stop->load()) ||
                             (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
       if (stop_now && state.epoch < e.train.epochs) {

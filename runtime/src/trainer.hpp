@@ -25,6 +25,8 @@ struct RunOutcome {
   double train_seconds = 0; // time inside training steps
   double eval_seconds = 0;  // time inside evaluation, opening the verification sets included
   double save_seconds = 0;  // writing the result file and the checkpoint after each epoch
+  std::int64_t steps = 0;   // training steps taken in this session
+  std::int64_t second_pass_steps = 0;  // of which made a second pass
   double total_seconds = 0;
 };
 

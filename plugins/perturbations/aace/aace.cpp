@@ -50,6 +50,7 @@ class Aace final : public Perturbation {
     // ∇L_margin(w) is never formed (it would cost another backward pass); ‖∇L_AACE‖ = ‖ε‖/ρ.
     stats.grad_norm = kNaN;
     stats.epsilon_norm = v[3];
+    stats.second_pass = true;
     return stats;
   }
   bool two_pass() const override { return true; }

@@ -45,6 +45,7 @@ class Asam final : public Perturbation {
     stats.loss_perturbed = v[1];
     stats.grad_norm = v[2];
     stats.epsilon_norm = v[3];
+    stats.second_pass = true;
     return stats;
   }
   bool two_pass() const override { return true; }

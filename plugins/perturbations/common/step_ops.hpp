@@ -8,12 +8,14 @@
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/dot.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flatface/perturbation.hpp"
@@ -40,21 +42,47 @@ inline at::Tensor global_norm(const std::vector<at::Tensor>& tensors) {
   return at::stack(at::_foreach_norm(tensors)).norm();
 }
 
-// The first pass of the strategies that follow ∇L_margin(w) (none, SAM, ASAM): L_margin(w), its
-// gradient g over all parameters (the gradient buffers themselves) and ‖g‖₂.
+// Σ_i ⟨a_i, b_i⟩ over the whole list, as one 0-dim tensor on the device.
+inline at::Tensor global_dot(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  std::vector<at::Tensor> terms;
+  terms.reserve(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    terms.push_back(a[i].reshape(-1).dot(b[i].reshape(-1)));
+  return at::stack(terms).sum();
+}
+
+// The first pass of the strategies that follow ∇L_margin(w) (none, SAM, ASAM, ...): L_margin(w),
+// its gradient g over all parameters (the gradient buffers themselves) and ‖g‖₂. With
+// `keep_logits` the logits stay, with their graph, for a second backward from the same forward
+// pass (AACE's direction); otherwise they are released before the backward pass.
 struct MarginGradient {
   at::Tensor loss;
   std::vector<at::Tensor> grad;
   at::Tensor norm;
+  at::Tensor logits;  // only with keep_logits
 };
-inline MarginGradient margin_gradient(StepContext& ctx) {
+inline MarginGradient margin_gradient(StepContext& ctx, bool keep_logits = false) {
   ctx.zero_grad();
   MarginGradient m;
-  m.loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
-  m.loss.backward();
+  if (keep_logits) {
+    m.logits = ctx.forward(Pass::first);
+    m.loss = margin_loss(m.logits, ctx.labels());
+    m.loss.backward({}, /*retain_graph=*/true);
+  } else {
+    m.loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+    m.loss.backward();
+  }
+  m.loss = m.loss.detach();  // the logits alone keep the graph, and only when asked
   m.grad = gradients(ctx.parameters());
   m.norm = global_norm(m.grad);
   return m;
+}
+
+// SAM's ε = ρ g / (‖g‖₂ + 1e-12) (paper eq. 17), formed in place in g (the gradient buffers).
+inline void scale_to_sam_epsilon(std::vector<at::Tensor>& g, const at::Tensor& g_norm, double rho) {
+  at::NoGradGuard no_grad;
+  at::Tensor scale = rho / (g_norm + 1e-12);
+  for (auto& e : g) e.mul_(scale);
 }
 
 // w_saved ← w, then w ← w + ε (eq. 18 and 19 evaluate the gradient there).
@@ -74,18 +102,25 @@ inline void restore_weights(StepContext& ctx) {
   for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(saved[i]);
 }
 
-// The second half shared by every two-pass strategy: step to w + ε, take ∇L_margin there, return
-// to w exactly and let SGD apply that gradient at w. Returns L_margin(w + ε).
+// The second pass: step to w + ε, take g_s = ∇L_margin(w + ε) there and return to w exactly,
+// leaving g_s in the gradient buffers. Returns L_margin(w + ε).
 // ε is taken by value and usually lives in the first pass's gradient buffers (computed in place):
 // it is released before the second backward allocates new gradients, so a step holds at most one
 // extra copy of the parameters (w_saved) at any time.
-inline at::Tensor descend_from_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+inline at::Tensor gradient_at_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
   move_to_perturbed(ctx, epsilon);
   epsilon.clear();
   ctx.zero_grad();
   at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
   loss_perturbed.backward();
   restore_weights(ctx);
+  return loss_perturbed;
+}
+
+// The second half shared by the two-pass strategies that step on g_s as it is (SAM, AACE, ASAM):
+// SGD applies ∇L_margin(w + ε) at w (eqs. 18-19). Returns L_margin(w + ε).
+inline at::Tensor descend_from_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+  at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(epsilon));
   ctx.optimizer_step();
   return loss_perturbed;
 }
@@ -108,6 +143,14 @@ inline double rho_option(const Options& options, double fallback) {
                       " (got " + std::to_string(rho) + ")");
   }
   return rho;
+}
+
+// Where a strategy that can follow either looks for w + ε: SAM's ascent on L_margin (eq. 17) or
+// AACE's on L_AACE (eq. 20), from the option `direction` ("sam" | "aace").
+enum class Direction { sam, aace };
+inline Direction direction_option(const Options& options) {
+  return options.get_choice("direction", "sam", {"sam", "aace"}) == "aace" ? Direction::aace
+                                                                           : Direction::sam;
 }
 
 }  // namespace flatface::perturbations

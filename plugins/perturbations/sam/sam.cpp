@@ -31,6 +31,7 @@ class Sam final : public Perturbation {
     stats.loss_perturbed = v[1];
     stats.grad_norm = v[2];
     stats.epsilon_norm = v[3];
+    stats.second_pass = true;
     return stats;
   }
   bool two_pass() const override { return true; }

@@ -1,10 +1,13 @@
 // A perturbation strategy performs one optimisation step (paper eqs. 15-21). The host hands it a
-// StepContext; the strategy decides how many forward/backward passes to make and where.
+// StepContext; the strategy decides how many forward/backward passes to make, where, and on which
+// samples of the batch.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "flatface/options.hpp"
@@ -13,15 +16,29 @@ namespace flatface {
 
 enum class Pass { first, second };
 
+// Where a step stands in its run, for strategies whose behaviour follows a schedule (a period, a
+// threshold that moves over training, a radius that follows the learning rate).
+struct StepProgress {
+  std::int64_t step = 0;         // this step's index in the run, from 0
+  std::int64_t total_steps = 0;  // steps in the whole run; 0 where the host does not know
+  double lr = 0;                 // the learning rate this step applies
+  double base_lr = 0;            // the schedule's peak rate (train.lr)
+};
+
 // What the host offers a strategy for one batch.
 class StepContext {
  public:
   virtual ~StepContext() = default;
-  // Margin logits [N,C] at the current weights, with autograd. The first pass updates BN running
-  // statistics and head statistics and records training accuracy; the second pass follows the
-  // configured BN policy and leaves head statistics alone.
+  // Margin logits [N,C] at the current weights, with autograd (under at::NoGradGuard: without).
+  // The first pass updates BN running statistics and head statistics and records training
+  // accuracy; the second pass follows the configured BN policy and leaves head statistics alone.
   virtual at::Tensor forward(Pass pass) = 0;
+  // The labels of the selected samples (the whole batch unless select_samples() narrowed it).
   virtual const at::Tensor& labels() const = 0;
+  // Restricts the following passes, and labels(), to `rows` of the batch (int64 indices on the
+  // batch's device), e.g. a second pass on the samples whose loss rises most; an undefined tensor
+  // selects the whole batch again. Every step starts on the whole batch.
+  virtual void select_samples(const at::Tensor& rows) = 0;
   // All trainable parameters: backbone and class weights (one global norm covers them all).
   virtual const std::vector<at::Tensor>& parameters() const = 0;
   virtual void zero_grad() = 0;
@@ -31,6 +48,7 @@ class StepContext {
   // step: the one extra copy of the parameters a two-pass strategy may hold. ε itself is best
   // formed in place in the gradient buffers of the first pass.
   virtual std::vector<at::Tensor>& saved_weights() = 0;
+  virtual StepProgress progress() const = 0;
 };
 
 // What a step reports (NaN where a value does not apply).
@@ -40,18 +58,32 @@ struct StepStats {
   double loss_perturbed = 0;      // L_margin at w + epsilon
   double grad_norm = 0;           // ||grad L_margin(w)||_2 over all parameters
   double epsilon_norm = 0;        // ||epsilon||_2
+  bool second_pass = false;       // whether this step made a second pass (at w + epsilon)
 };
 
 class Perturbation {
  public:
   virtual ~Perturbation() = default;
   virtual StepStats step(StepContext& ctx) = 0;
-  // Whether the strategy needs a second pass (drives the BN scratch state and the benchmarks).
+  // Whether the strategy makes a second pass, on every step or on some (LookSAM, AE-SAM); drives
+  // the benchmarks' choice of the plain step. StepStats::second_pass says what one step did.
   virtual bool two_pass() const = 0;
+  // What the strategy carries from one step to the next (running statistics, a stored
+  // direction), saved in checkpoints so that a resumed run continues as if it had never stopped.
+  // load_state() gets the tensors state() returned, on the parameters' device. Stateless
+  // strategies keep these defaults.
+  virtual std::vector<at::Tensor> state() const { return {}; }
+  virtual void load_state(const std::vector<at::Tensor>& state) {
+    if (!state.empty()) {
+      throw RuntimeError("this perturbation strategy keeps no state, but was given " +
+                         std::to_string(state.size()) + " tensors");
+    }
+  }
 };
 
 struct PerturbationArgs {
-  Options options;  // the setup's perturbation table, less `plugin`; `rho` is already a number
+  Options options;         // the setup's perturbation table, less `plugin`; `rho` is a number
+  std::uint64_t seed = 0;  // the run's seed, for strategies that draw random numbers
 };
 
 using PerturbationFactory = std::unique_ptr<Perturbation> (*)(const PerturbationArgs&);

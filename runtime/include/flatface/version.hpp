@@ -2,5 +2,5 @@
 // breaks binary compatibility (a virtual function, a struct layout, a factory signature).
 #pragma once
 
-#define FLATFACE_ABI_VERSION 2
+#define FLATFACE_ABI_VERSION 3
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -12,6 +12,9 @@
 #include <ATen/ops/zeros.h>
 
 #include <cmath>
+#include <vector>
+
+#include "flatface/perturbation.hpp"
 
 namespace flatface::perturbations {
 
@@ -38,7 +41,7 @@ inline AaceLoss aace_loss(const at::Tensor& logits, const at::Tensor& labels, bo
   if (normalized) {
     at::Tensor tau = z.scatter(1, y, -INFINITY);
     at::Tensor lse_other = tau.logsumexp(1, /*keepdim=*/true);  // lse_{k≠y}(z)
-    tau.sub_(lse_other).exp_();                                // τ, 0 at y
+    tau.sub_(lse_other).exp_();                                 // τ, 0 at y
     out.value = (lse - lse_other).sum() / n;
     out.grad_logits = q.sub_(tau).div_(n);  // (q − τ)/N
   } else {
@@ -48,6 +51,28 @@ inline AaceLoss aace_loss(const at::Tensor& logits, const at::Tensor& labels, bo
     out.grad_logits = q.mul_(1.0 - q_y).sub_(tau).div_(n);  // ((1 − q_y) q − τ)/N
   }
   return out;
+}
+
+// AACE's ε = −ρ ∇L_AACE(w) (eq. 20), formed in the gradient buffers from the logits of a first
+// pass whose graph is still alive (e.g. kept by margin_gradient(ctx, true) after L_margin's
+// backward); the buffers are cleared first, so copy out what they held if it is still needed. The
+// logits are released. Returns L_AACE(w) (eq. 21).
+inline at::Tensor aace_epsilon(StepContext& ctx, at::Tensor& logits, double rho) {
+  at::Tensor surrogate, value;
+  {
+    AaceLoss aace = aace_loss(logits, ctx.labels(), /*normalized=*/true);
+    value = aace.value;
+    // Σ z ⊙ ∂L_AACE/∂z has the gradient of L_AACE with respect to the weights.
+    surrogate = (logits * aace.grad_logits).sum();
+  }
+  logits = at::Tensor();
+  ctx.zero_grad();
+  surrogate.backward();
+  at::NoGradGuard no_grad;
+  for (const auto& p : ctx.parameters()) {
+    if (p.grad().defined()) p.mutable_grad().mul_(-rho);
+  }
+  return value;
 }
 
 }  // namespace flatface::perturbations
