@@ -33,6 +33,8 @@ std::unique_ptr<Registry> open_registry(const Globals& g, const Experiment* e = 
 int apply_threads(const Globals& g, const Experiment* e = nullptr);
 // The cores this process may run on (its CPU affinity: what Slurm or taskset gave it).
 int available_cores();
+// A CLI11 check: a positive, finite number of seconds (--stale-after, --interval).
+CLI::Validator positive_seconds();
 
 // Each subcommand registers itself; the callback runs after parsing and returns the exit code.
 using Command = std::function<int()>;

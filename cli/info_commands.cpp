@@ -3,6 +3,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <algorithm>
@@ -34,6 +35,17 @@ int available_cores() {
   CPU_ZERO(&set);
   if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+CLI::Validator positive_seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end != text.c_str() && *end == '\0' && std::isfinite(v) && v > 0) return "";
+        return "expected a positive number of seconds, got '" + text + "'";
+      },
+      "SECONDS");
 }
 
 int apply_threads(const Globals& g, const Experiment* e) {

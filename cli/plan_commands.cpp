@@ -149,13 +149,13 @@ void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
                                "Print a Slurm job-array script: one array task per run");
   cmd->add_option("--gpus-per-task", args.gpus_per_task,
                   "With --sbatch: GPUs per task (default 1, 0 for a CPU experiment)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1024))
       ->needs(sbatch);
   cmd->add_option("--time", args.time, "With --sbatch: time limit per task, HH:MM:SS")
       ->needs(sbatch);
   cmd->add_option("--max-parallel", args.max_parallel,
                   "With --sbatch: at most K tasks at once (the array's %K)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1, 1000000))
       ->needs(sbatch);
   cmd->callback([&chosen] { chosen = [] { return plan(args); }; });
 }

@@ -344,7 +344,7 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->add_option("--stale-after", args.stale_after,
                   "Seconds without a heartbeat after which another process takes a run's claim "
                   "over (default 300; keep it above a minute on NFS)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_seconds());
   cmd->add_option("--progress-fd", args.progress_fd, "Worker events to this file descriptor")
       ->group("");
   cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });

@@ -196,10 +196,10 @@ void add_status_commands(CLI::App& app, Globals&, Command& chosen) {
   cmd->add_flag("--json", args.json, "JSON for scripts");
   cmd->add_flag("--watch", args.watch, "Refresh until every run is complete (Ctrl-C stops)");
   cmd->add_option("--interval", args.interval, "Seconds between refreshes with --watch (default 5)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_seconds());
   cmd->add_option("--stale-after", args.stale_after,
                   "Seconds without a heartbeat after which a claim counts as stale (default 300)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_seconds());
   cmd->callback([&chosen] { chosen = [] { return status(args); }; });
 }
 

@@ -74,14 +74,19 @@ std::map<std::string, RunRecord> records(const fs::path& folder) {
 }
 
 // The grid trained by one process alone, once for all the tests of this file.
-const std::map<std::string, RunRecord>& serial_reference() {
+const fs::path& serial_folder() {
   static TempDir tmp("grid-reference");
-  static const std::map<std::string, RunRecord> reference = [] {
-    const fs::path out = tmp.path / "serial";
-    Result r = run_cli("run '" + tmp.write("serial.toml", grid(out)) + "' --no-report");
+  static const fs::path out = [] {
+    const fs::path folder = tmp.path / "serial";
+    Result r = run_cli("run '" + tmp.write("serial.toml", grid(folder)) + "' --no-report");
     CATCH_REQUIRE(r.code == 0);
-    return records(out);
+    return folder;
   }();
+  return out;
+}
+
+const std::map<std::string, RunRecord>& serial_reference() {
+  static const std::map<std::string, RunRecord> reference = records(serial_folder());
   return reference;
 }
 
@@ -263,7 +268,7 @@ CATCH_TEST_CASE("--workers 2 ends with the table of one worker") {
   CATCH_CHECK(
       contains(r.out, "grid: 6 trained by 2 workers, 0 already complete, 0 failed, 0 unfinished"));
   // The table is the one `report` makes of the serial grid's files.
-  Result table = run_cli("report '" + out.string() + "'");
+  Result table = run_cli("report '" + serial_folder().string() + "'");
   CATCH_REQUIRE(table.code == 0);
   CATCH_CHECK(contains(r.out, "\n" + table.out));
   check_equals_serial(out);
