@@ -234,6 +234,8 @@ int run(const Globals& g, const RunArgs& args) {
           // This process was paused for longer than --stale-after; the run is another's now.
           message = "taken over by another process while this one was paused; left to it";
           spdlog::warn("[{}/{}] {} ({}): {}", i + 1, runs.size(), label, r.id, message);
+          if (auto now_done = result_of(e, r); now_done && now_done->status == "complete")
+            claim->complete(claims);  // the taker finished it already: no claim file stays
           break;
         case RunStatus::interrupted:
           claim->release();

@@ -56,7 +56,7 @@ struct Worker {
   std::int64_t epoch = 0, epochs = 0, step = 0, steps = 0;
   double images_per_second = 0, eta = 0;
   // Its summary.
-  long trained = 0;
+  long trained = 0;  // runs it completed (its `end` events: a killed worker sends no summary)
   double train_s = 0, eval_s = 0, save_s = 0, claim_s = 0;
 };
 
@@ -237,12 +237,12 @@ void handle_event(Worker& w, const std::vector<std::string>& f, Display& display
     if (new_epoch) display.changed(w);
   } else if (kind == "end" && f.size() >= 4) {
     w.state = "looking for a run";
+    w.trained += f[2] == "complete";
     if (f[2] != "skipped") display.log(who + f[3]);
   } else if (kind == "note" && f.size() >= 2) {
     if (f[1].rfind("waiting", 0) == 0) w.state = "waiting for runs held by other processes";
     display.log(who + f[1]);
   } else if (kind == "summary" && f.size() >= 7) {
-    w.trained = static_cast<long>(to_number(f[1]));
     w.train_s = to_number(f[3]);
     w.eval_s = to_number(f[4]);
     w.save_s = to_number(f[5]);

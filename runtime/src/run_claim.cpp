@@ -204,7 +204,8 @@ double ClaimFolder::seconds_spent() const {
 // The file system stamps a probe file with its own clock; on NFS that is the server's, the same
 // clock that stamps every heartbeat.
 double ClaimFolder::filesystem_clock_offset() const {
-  if (clock_offset_) return *clock_offset_;
+  // Clocks drift apart slowly: measured again every ten minutes.
+  if (clock_offset_ && wall_now() - clock_measured_ < 600) return *clock_offset_;
   static std::atomic<int> counter{0};
   const ClaimInfo me = this_process();
   const std::string probe =
@@ -222,6 +223,7 @@ double ClaimFolder::filesystem_clock_offset() const {
     ::unlink(probe.c_str());
   }
   clock_offset_ = offset;
+  clock_measured_ = before;
   return offset;
 }
 

@@ -94,6 +94,7 @@ class ClaimFolder {
   std::string folder_;
   double stale_after_;
   mutable std::optional<double> clock_offset_;
+  mutable double clock_measured_ = 0;  // local time of the measurement
   mutable std::shared_ptr<std::atomic<std::int64_t>> nanoseconds_;
 };
 
