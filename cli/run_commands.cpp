@@ -155,6 +155,10 @@ int run(const Globals& g, const RunArgs& args) {
       auto now = result_of(e, r);
       const bool complete_at_start = at_start[i] && at_start[i]->status == "complete";
       if (now && now->status == "complete") {
+        // Claim files of a holder that died between its last write and removing them.
+        if (auto it = board.find(r.id);
+            it != board.end() && (it->second.released || claims.stale(it->second)))
+          claims.remove_all(r.id);
         settled[i] = true;
         ++(complete_at_start ? skipped : by_others);
         spdlog::info("[{}/{}] {} ({}): {}", i + 1, runs.size(), label, r.id,

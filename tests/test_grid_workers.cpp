@@ -202,8 +202,15 @@ CATCH_TEST_CASE("two processes started together train every run exactly once, as
     CATCH_CHECK(count_of(logs, std::regex("\\(" + id + "\\): done in")) == 1);
   }
   check_equals_serial(out);
-  // Complete runs leave no claim files behind.
+  // Complete runs leave no claim files behind, and another pass leaves their files untouched.
   CATCH_CHECK(ClaimFolder(out.string(), 300).snapshot().empty());
+  std::map<std::string, std::string> bytes;
+  for (const auto& [name, r] : records(out)) bytes[name] = text_of(out / name);
+  Result again = run_cli("run '" + toml + "' --no-report");
+  CATCH_CHECK(again.code == 0);
+  CATCH_CHECK(count_of(again.out, std::regex("already complete, skipped")) == kRuns);
+  for (const auto& [name, b] : bytes) CATCH_CHECK(text_of(out / name) == b);
+  CATCH_CHECK((!fs::exists(out / "claims") || fs::is_empty(out / "claims")));
 }
 
 CATCH_TEST_CASE("a run whose process was killed is taken over and resumed from its checkpoint") {
