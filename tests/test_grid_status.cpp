@@ -174,6 +174,18 @@ CATCH_TEST_CASE(
   CATCH_CHECK(j["counts"]["complete"].num() == 4);
   CATCH_CHECK(j["counts"]["pending"].num() == 5);
   CATCH_CHECK(j["complete"].boolean == false);
+  // ETA: each unfinished run's epochs at its setup's mean time per epoch so far (the complete
+  // seed-0 runs), one run at a time (one running).
+  std::map<std::string, double> per_epoch;
+  for (const auto& r : runs)
+    if (r.seed == 0) {
+      auto rec = flatface::read_run_record((out / (r.id + ".h5")).string());
+      per_epoch[r.setup] += rec.epochs.back().wall_time / 2 / (r.setup == "plain" ? 1 : 3);
+    }
+  double eta = 0;
+  for (const auto& r : runs)
+    if (r.seed != 0 && r.id != failed.id) eta += 2 * per_epoch.at(r.setup);
+  CATCH_CHECK(j["eta_seconds"].num() == catch_compat::Approx(eta).epsilon(1e-6));
   std::map<std::string, std::string> state_of;
   for (const auto& r : j["runs"].array) state_of[r["id"].string] = r["state"].string;
   CATCH_CHECK(state_of.at(running.id) == "running");
