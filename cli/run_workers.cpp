@@ -264,6 +264,112 @@ bool read_events(Worker& w, Display& display) {
   return true;
 }
 
+// How many of `runs` have a result file that says complete, and failed.
+std::pair<std::size_t, std::size_t> count_results(const Experiment& e,
+                                                  const std::vector<RunSpec>& runs) {
+  std::size_t complete = 0, failed = 0;
+  for (const auto& r : runs) {
+    const std::string path = result_path(e, r);
+    if (!fs::exists(path)) continue;
+    const auto status = read_run_record(path).status;
+    complete += status == "complete";
+    failed += status == "failed";
+  }
+  return {complete, failed};
+}
+
+std::vector<Worker> start_workers(const Globals& g, const RunArgs& args,
+                                  const std::vector<std::string>& devices, int threads,
+                                  const fs::path& logs) {
+  const std::string host = this_process().host;
+  std::vector<Worker> workers(devices.size());
+  for (std::size_t k = 0; k < devices.size(); ++k) {
+    Worker& w = workers[k];
+    w.index = static_cast<int>(k + 1);
+    w.device = devices[k];
+    w.log = (logs / ("worker-" + host + "-" + std::to_string(k + 1) + ".log")).string();
+    int pipe_fds[2];
+    try {
+      if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+        throw RuntimeError(std::string("cannot create a pipe for a worker: ") +
+                           std::strerror(errno));
+      try {
+        w.pid = spawn(worker_argv(g, args, w.device, threads), pipe_fds[1], w.log);
+      } catch (...) {
+        ::close(pipe_fds[0]);
+        ::close(pipe_fds[1]);
+        throw;
+      }
+    } catch (...) {
+      for (auto& started : workers)
+        if (started.pid > 0) ::kill(started.pid, SIGINT);  // they save and stop
+      throw;
+    }
+    ::close(pipe_fds[1]);
+    w.fd = pipe_fds[0];
+  }
+  return workers;
+}
+
+// Notes a worker's exit, if it has exited.
+void reap(Worker& w, Display& display) {
+  int status = 0;
+  if (w.exited || ::waitpid(w.pid, &status, WNOHANG) != w.pid) return;
+  w.exited = true;
+  if (WIFEXITED(status)) {
+    w.exit_code = WEXITSTATUS(status);
+    w.state = w.exit_code == 0 ? "finished" : "exited with code " + std::to_string(w.exit_code);
+  } else if (WIFSIGNALED(status)) {
+    w.signal = WTERMSIG(status);
+    w.state = "killed by signal " + std::to_string(w.signal);
+    display.log("w" + std::to_string(w.index) + " (pid " + std::to_string(w.pid) +
+                ") was killed by signal " + std::to_string(w.signal) +
+                "; another worker or the next `flatface run` finishes its run");
+  }
+}
+
+// Shows the workers' events until every worker has exited; passes Ctrl-C on, once per press
+// (each worker saves its run and stops; a second press makes them quit at once, as for a single
+// process). Returns how many presses there were.
+int supervise(std::vector<Worker>& workers) {
+  Display display(workers);
+  int forwarded = 0;
+  for (;;) {
+    if (g_interrupts.load() > forwarded) {
+      ++forwarded;
+      for (const auto& w : workers)
+        if (!w.exited) ::kill(w.pid, SIGINT);
+      display.log(forwarded == 1 ? "interrupted: every worker saves its run and stops (Ctrl-C "
+                                   "again to quit at once)"
+                                 : "quitting at once");
+    }
+    std::vector<pollfd> fds;
+    for (const auto& w : workers)
+      if (w.fd >= 0) fds.push_back({w.fd, POLLIN, 0});
+    if (fds.empty()) ::usleep(100 * 1000);
+    if (!fds.empty() && ::poll(fds.data(), fds.size(), 200) > 0) {
+      for (const auto& p : fds) {
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        auto& w = *std::find_if(workers.begin(), workers.end(),
+                                [&](const Worker& x) { return x.fd == p.fd; });
+        if (!read_events(w, display)) {
+          ::close(w.fd);
+          w.fd = -1;
+        }
+      }
+    }
+    bool all_done = true;
+    for (auto& w : workers) {
+      reap(w, display);
+      all_done = all_done && w.exited && w.fd < 0;
+    }
+    if (all_done) break;
+    display.refresh();
+  }
+  display.finish();
+  return forwarded;
+}
+
 }  // namespace
 
 int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
@@ -276,105 +382,21 @@ int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
   const auto devices = worker_devices(args, e, n);
   int threads = g.threads > 0 ? g.threads : static_cast<int>(e.threads);
   if (threads <= 0) threads = std::max(1, available_cores() / n);
-
-  std::size_t complete = 0, failed_before = 0;
-  for (const auto& r : runs) {
-    const std::string path = result_path(e, r);
-    if (!fs::exists(path)) continue;
-    const auto status = read_run_record(path).status;
-    complete += status == "complete";
-    failed_before += status == "failed";
-  }
+  const auto [complete_before, failed_before] = count_results(e, runs);
   const fs::path logs = fs::path(e.output) / "logs";
   fs::create_directories(logs);
-  const std::string host = this_process().host;
   std::string device_list;
   for (const auto& d : devices) device_list += (device_list.empty() ? "" : ",") + d;
   spdlog::info(
       "{}: {} runs ({} complete, {} failed) on {} workers ({}; {} threads each) -> {}; "
       "worker logs in {}",
-      e.name, runs.size(), complete, failed_before, n, device_list, threads, e.output,
+      e.name, runs.size(), complete_before, failed_before, n, device_list, threads, e.output,
       logs.string());
 
   std::signal(SIGINT, on_parent_interrupt);
   std::signal(SIGTERM, on_parent_interrupt);
-  std::vector<Worker> workers(static_cast<std::size_t>(n));
-  for (int k = 0; k < n; ++k) {
-    Worker& w = workers[static_cast<std::size_t>(k)];
-    w.index = k + 1;
-    w.device = devices[static_cast<std::size_t>(k)];
-    w.log = (logs / ("worker-" + host + "-" + std::to_string(k + 1) + ".log")).string();
-    int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
-      throw RuntimeError(std::string("cannot create a pipe for a worker: ") + std::strerror(errno));
-    try {
-      w.pid = spawn(worker_argv(g, args, w.device, threads), pipe_fds[1], w.log);
-    } catch (...) {
-      ::close(pipe_fds[0]);
-      ::close(pipe_fds[1]);
-      for (auto& started : workers)
-        if (started.pid > 0) ::kill(started.pid, SIGINT);
-      throw;
-    }
-    ::close(pipe_fds[1]);
-    w.fd = pipe_fds[0];
-  }
-
-  Display display(workers);
-  int forwarded = 0;
-  for (;;) {
-    // Ctrl-C: passed on once per press; each worker saves its run and stops (a second press
-    // makes them quit at once, as for a single process).
-    if (g_interrupts.load() > forwarded) {
-      ++forwarded;
-      for (const auto& w : workers)
-        if (!w.exited) ::kill(w.pid, SIGINT);
-      display.log(forwarded == 1 ? "interrupted: every worker saves its run and stops (Ctrl-C "
-                                   "again to quit at once)"
-                                 : "quitting at once");
-    }
-    std::vector<pollfd> fds;
-    for (const auto& w : workers)
-      if (w.fd >= 0) fds.push_back({w.fd, POLLIN, 0});
-    if (!fds.empty()) {
-      ::poll(fds.data(), fds.size(), 200);
-      for (const auto& p : fds) {
-        if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        auto& w = *std::find_if(workers.begin(), workers.end(),
-                                [&](const Worker& x) { return x.fd == p.fd; });
-        if (!read_events(w, display)) {
-          ::close(w.fd);
-          w.fd = -1;
-        }
-      }
-    } else {
-      ::usleep(100 * 1000);
-    }
-    bool all_done = true;
-    for (auto& w : workers) {
-      if (!w.exited) {
-        int status = 0;
-        if (::waitpid(w.pid, &status, WNOHANG) == w.pid) {
-          w.exited = true;
-          if (WIFEXITED(status)) {
-            w.exit_code = WEXITSTATUS(status);
-            w.state =
-                w.exit_code == 0 ? "finished" : "exited with code " + std::to_string(w.exit_code);
-          } else if (WIFSIGNALED(status)) {
-            w.signal = WTERMSIG(status);
-            w.state = "killed by signal " + std::to_string(w.signal);
-            display.log("w" + std::to_string(w.index) + " (pid " + std::to_string(w.pid) +
-                        ") was killed by signal " + std::to_string(w.signal) +
-                        "; another worker or the next `flatface run` finishes its run");
-          }
-        }
-      }
-      all_done = all_done && w.exited && w.fd < 0;
-    }
-    if (all_done) break;
-    display.refresh();
-  }
-  display.finish();
+  std::vector<Worker> workers = start_workers(g, args, devices, threads, logs);
+  const int interrupts = supervise(workers);
 
   // Configuration errors show up in every worker the same way: show one.
   for (const auto& w : workers)
@@ -395,21 +417,11 @@ int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
     claim_s += w.claim_s;
   }
   // Counted from the files: every worker sees (and counts) a failed run.
-  std::size_t complete_now = 0, failed = 0;
-  for (const auto& r : runs) {
-    const std::string path = result_path(e, r);
-    if (!fs::exists(path)) continue;
-    const auto status = read_run_record(path).status;
-    complete_now += status == "complete";
-    failed += status == "failed";
-  }
-  const bool interrupted =
-      forwarded > 0 || std::any_of(workers.begin(), workers.end(),
-                                   [](const Worker& w) { return w.exit_code == 130; });
+  const auto [complete, failed] = count_results(e, runs);
   spdlog::info(
       "{}: {} trained by {} workers, {} already complete, {} failed, {} unfinished; "
       "results in {}",
-      e.name, trained, n, complete, failed, runs.size() - complete_now - failed, e.output);
+      e.name, trained, n, complete_before, failed, runs.size() - complete - failed, e.output);
   const double wall = std::chrono::duration<double>(Clock::now() - program_start()).count();
   const double worker_time = wall * n;
   const double other = worker_time - train_s - eval_s;
@@ -419,6 +431,9 @@ int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
       "{:.1f}s, claiming runs {:.2f}s)",
       e.name, wall, n, train_s, eval_s, other, worker_time > 0 ? 100 * other / worker_time : 0,
       save_s, claim_s);
+  const bool interrupted =
+      interrupts > 0 || std::any_of(workers.begin(), workers.end(),
+                                    [](const Worker& w) { return w.exit_code == 130; });
   if (interrupted) {
     std::cerr << "\ninterrupted: every run is complete or saved at its last step. Resume with:\n"
               << "  flatface run " << e.file;
@@ -435,7 +450,7 @@ int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
     return w.signal != 0 || (w.exit_code != 0 && w.exit_code != 1);
   });
   if (failed > 0) return 1;
-  if (crashed && complete_now < runs.size()) return 1;
+  if (crashed && complete < runs.size()) return 1;
   return 0;
 }
 
