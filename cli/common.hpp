@@ -31,6 +31,10 @@ struct ExperimentArgs {
 std::unique_ptr<Registry> open_registry(const Globals& g, const Experiment* e = nullptr);
 // Sets torch's intra-op thread count: --threads, else the experiment's, else all cores.
 int apply_threads(const Globals& g, const Experiment* e = nullptr);
+// The cores this process may run on (its CPU affinity: what Slurm or taskset gave it).
+int available_cores();
+// A CLI11 check: a positive, finite number of seconds (--stale-after, --interval).
+CLI::Validator positive_seconds();
 
 // Each subcommand registers itself; the callback runs after parsing and returns the exit code.
 using Command = std::function<int()>;

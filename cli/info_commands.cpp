@@ -1,7 +1,9 @@
-// flatface plugins | validate | plan, and the shared helpers of common.hpp.
+// flatface plugins | validate, and the shared helpers of common.hpp.
+#include <sched.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <algorithm>
@@ -28,10 +30,28 @@ std::unique_ptr<Registry> open_registry(const Globals& g, const Experiment* e) {
   return flatface::open_registry(extra);
 }
 
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+CLI::Validator positive_seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end != text.c_str() && *end == '\0' && std::isfinite(v) && v > 0) return "";
+        return "expected a positive number of seconds, got '" + text + "'";
+      },
+      "SECONDS");
+}
+
 int apply_threads(const Globals& g, const Experiment* e) {
   int n = g.threads;
   if (n == 0 && e) n = static_cast<int>(e->threads);
-  if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n == 0) n = available_cores();
   torch::set_num_threads(n);
   return n;
 }
@@ -73,11 +93,6 @@ void print_plugins(const Registry& reg, const std::string& kind) {
   }
 }
 
-std::string run_label(const Experiment& e, const RunSpec& r) {
-  std::string rho = r.rho ? format_rho(*r.rho) : "-";
-  return r.id + "  " + e.setups[r.setup].name + "  seed=" + std::to_string(r.seed) + "  rho=" + rho;
-}
-
 // Constructs every object of every run (each distinct one once) without training.
 int validate(const Globals& g, const ExperimentArgs& args) {
   Experiment e = args.load();
@@ -101,14 +116,6 @@ int validate(const Globals& g, const ExperimentArgs& args) {
 }
 
 }  // namespace
-
-static int plan(const ExperimentArgs& args) {
-  Experiment e = args.load();
-  auto runs = expand_grid(e);
-  std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
-  for (const auto& r : runs) std::cout << run_label(e, r) << '\n';
-  return 0;
-}
 
 namespace {
 
@@ -151,14 +158,10 @@ void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
     };
   });
 
-  static ExperimentArgs validate_args, plan_args;
+  static ExperimentArgs validate_args;
   auto* val = app.add_subcommand("validate", "Load plugins and construct every run's objects");
   validate_args.add_to(*val);
   val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
-
-  auto* pl = app.add_subcommand("plan", "List the runs of an experiment grid");
-  plan_args.add_to(*pl);
-  pl->callback([&chosen] { chosen = [] { return plan(plan_args); }; });
 }
 
 const CommandRegistrar info_registrar(10, "info", &add_info_commands);

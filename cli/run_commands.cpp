@@ -1,14 +1,25 @@
-// flatface run: every cell of seeds x setups x rho, one after the other, resumable.
+// flatface run: every cell of seeds x setups x rho, resumable. Each run is claimed in the output
+// folder before it is trained, so any number of `flatface run` processes (on this machine or on
+// others that share the folder) work through one grid together, none training a run twice.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <thread>
 
 #include "common.hpp"
 #include "report_tables.hpp"
+#include "run_claim.hpp"
+#include "run_workers.hpp"
 #include "trainer.hpp"
 
 namespace flatface::cli {
@@ -20,15 +31,6 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_interrupt(int) {
   if (g_stop.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
 }
-
-struct RunArgs {
-  ExperimentArgs experiment;
-  std::vector<std::string> only;
-  bool dry_run = false;
-  bool retry_failed = false;
-  bool no_report = false;
-  std::int64_t stop_after_steps = -1;
-};
 
 // --only setup=NAME | seed=N | rho=X; several filters must all match.
 bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::string>& only) {
@@ -45,11 +47,323 @@ bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::stri
     } else if (key == "id") {
       if (r.id != value) return false;
     } else {
-      throw ConfigError("--only " + f + ": unknown key '" + key + "' (known: setup, seed, rho, id)");
+      throw ConfigError("--only " + f + ": unknown key '" + key +
+                        "' (known: setup, seed, rho, id)");
     }
   }
   return true;
 }
+
+std::string run_label(const Experiment& e, const RunSpec& r) {
+  return e.setups[r.setup].name + " seed=" + std::to_string(r.seed) +
+         (r.rho ? " rho=" + format_rho(*r.rho) : "");
+}
+
+const char* status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::complete:
+      return "complete";
+    case RunStatus::skipped:
+      return "skipped";
+    case RunStatus::failed:
+      return "failed";
+    case RunStatus::interrupted:
+      return "interrupted";
+    case RunStatus::taken_over:
+      return "taken_over";
+  }
+  return "?";
+}
+
+// The run's result file as it is now, if there is one.
+std::optional<RunRecord> result_of(const Experiment& e, const RunSpec& r) {
+  const std::string path = result_path(e, r);
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  return read_run_record(path);
+}
+
+// A failed run is trained again by --retry-failed only while its failure is the one this process
+// saw first: when another process has retried it since, that attempt's outcome stands.
+std::string failure_mark(const std::optional<RunRecord>& r) {
+  if (!r || r->status != "failed") return "";
+  auto end = r->attributes.find("end_time");
+  return std::to_string(r->failed_step) + "|" + r->failure_reason + "|" +
+         (end == r->attributes.end() ? "" : end->second);
+}
+
+// Sleeps up to `seconds`, waking early on Ctrl-C.
+void nap(double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!g_stop.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+void print_resume_hint(const Experiment& e, const RunArgs& args) {
+  std::cerr << "  flatface run " << e.file;
+  for (const auto& o : args.experiment.overrides) std::cerr << " --set '" << o << "'";
+  std::cerr << '\n';
+}
+
+// "done in 41s, 52.3 ms/step (second pass on 20% of steps), train acc 63.10%, avg benchmark
+// 58.20%": the step time is amortised over this session's steps, one- and two-pass alike.
+std::string completion_message(const RunOutcome& out) {
+  const auto& last = out.record.epochs.back();
+  char buf[224];
+  int n = std::snprintf(buf, sizeof buf, "done in %.0fs", out.total_seconds);
+  if (out.steps > 0) {
+    n += std::snprintf(
+        buf + n, sizeof buf - static_cast<std::size_t>(n), ", %.1f ms/step (second pass on %.0f%% of steps)",
+        1e3 * out.train_seconds / static_cast<double>(out.steps),
+        100.0 * static_cast<double>(out.second_pass_steps) / static_cast<double>(out.steps));
+  }
+  n += std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n), ", train acc %.2f%%",
+                     last.train_accuracy * 100);
+  if (!last.benchmarks.empty()) {
+    double sum = 0;
+    for (const auto& [name, b] : last.benchmarks) sum += b.accuracy;
+    std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n), ", avg benchmark %.2f%%",
+                  100 * sum / static_cast<double>(last.benchmarks.size()));
+  }
+  return buf;
+}
+
+// This process's part of a grid that others may share: passes over the selected runs, training
+// each one it can claim, until every run is complete or failed; between passes it waits for the
+// runs that other processes hold, and takes over any whose holder stops.
+class SharedGrid {
+ public:
+  SharedGrid(const Experiment& e, const RunArgs& args, std::vector<RunSpec> runs, int threads,
+             GridResources& shared)
+      : e_(e),
+        args_(args),
+        runs_(std::move(runs)),
+        threads_(threads),
+        shared_(shared),
+        claims_(e.output, args.stale_after),
+        events_(args.progress_fd),
+        settled_(runs_.size(), false) {
+    // What each run was at the start: a run complete later was trained by another process.
+    for (const auto& r : runs_) at_start_.push_back(result_of(e_, r));
+  }
+
+  // 0; 1 when a run failed; 130 when interrupted (the run in progress is saved).
+  int train_all() {
+    const double poll_seconds = std::clamp(args_.stale_after / 10, 0.1, 2.0);
+    std::string last_waiting;
+    for (;;) {
+      board_ = claims_.snapshot();
+      std::vector<std::string> busy;  // "label (id) on host:pid"
+      bool trained = false;
+      for (std::size_t i = 0; i < runs_.size() && !g_stop.load(); ++i) {
+        if (settled_[i] || settle_if_finished(i)) continue;
+        std::optional<ClaimInfo> known, holder;
+        if (auto it = board_.find(runs_[i].id); it != board_.end()) known = it->second;
+        auto claim = claims_.acquire(runs_[i].id, known, &holder);
+        if (!claim) {
+          busy.push_back(label(i) + (holder ? " on " + holder->holder() : ""));
+          continue;
+        }
+        trained = true;
+        if (train(i, std::move(claim), known) == RunStatus::interrupted) {
+          std::cerr << "\ninterrupted: run " << runs_[i].id
+                    << " saved at its last step. Resume with:\n";
+          return interrupted();
+        }
+        board_ = claims_.snapshot();  // training took a while: the claims as they are now
+      }
+      if (std::all_of(settled_.begin(), settled_.end(), [](bool s) { return s; })) break;
+      if (g_stop.load()) {
+        std::cerr << "\ninterrupted while waiting for runs held by other processes. Resume with:\n";
+        return interrupted();
+      }
+      // After training, look again at once (what was busy may be done by now).
+      if (trained || busy.empty()) continue;
+      std::string waiting;
+      for (const auto& b : busy) waiting += (waiting.empty() ? "" : "; ") + b;
+      if (waiting != last_waiting) {
+        note("waiting for " + std::to_string(busy.size()) + (busy.size() == 1 ? " run" : " runs") +
+             " held by other processes: " + waiting);
+        last_waiting = waiting;
+      }
+      nap(poll_seconds);
+    }
+    print_summary();
+    return failed_ > 0 ? 1 : 0;
+  }
+
+ private:
+  std::string tag(std::size_t i) const {
+    return "[" + std::to_string(i + 1) + "/" + std::to_string(runs_.size()) + "]";
+  }
+  std::string label(std::size_t i) const {
+    return run_label(e_, runs_[i]) + " (" + runs_[i].id + ")";
+  }
+  void note(const std::string& text) {
+    spdlog::info("{}", text);
+    events_.send({"note", text});
+  }
+
+  // A complete run (left untouched) or a failed one (unless --retry-failed applies) is settled.
+  bool settle_if_finished(std::size_t i) {
+    const RunSpec& r = runs_[i];
+    const auto now = result_of(e_, r);
+    if (now && now->status == "complete") {
+      // Claim files of a holder that died between its last write and removing them.
+      if (auto it = board_.find(r.id);
+          it != board_.end() && (it->second.released || claims_.stale(it->second)))
+        claims_.remove_all(r.id);
+      settled_[i] = true;
+      const bool before = at_start_[i] && at_start_[i]->status == "complete";
+      ++(before ? skipped_ : by_others_);
+      spdlog::info("{} {}: {}", tag(i), label(i),
+                   before ? "already complete, skipped" : "complete (trained by another process)");
+      return true;
+    }
+    if (now && now->status == "failed" && !retry(i, now)) {
+      settled_[i] = true;
+      ++failed_;
+      spdlog::warn("{} {}: FAILED: {}", tag(i), label(i), now->failure_reason);
+      return true;
+    }
+    return false;
+  }
+
+  // --retry-failed trains a failed run again only while its failure is the one this process saw
+  // at its start: when another process has retried it since, that attempt's outcome stands.
+  bool retry(std::size_t i, const std::optional<RunRecord>& now) const {
+    return args_.retry_failed && failure_mark(now) == failure_mark(at_start_[i]);
+  }
+
+  // Trains run i, which this process has just claimed (from `known`, when that claim was stale).
+  RunStatus train(std::size_t i, std::unique_ptr<HeldClaim> claim,
+                  const std::optional<ClaimInfo>& known) {
+    const RunSpec& r = runs_[i];
+    if (known && !known->released) {
+      const std::string why = claims_.staleness(*known) == ClaimFolder::Staleness::exited
+                                  ? "its process has exited"
+                                  : "no heartbeat for " + format_duration(known->heartbeat_age);
+      const std::string text =
+          label(i) + ": took over the stale claim of " + known->holder() + " (" + why + ")";
+      spdlog::warn("{} {}", tag(i), text);
+      events_.send({"note", text});
+    }
+    events_.send(
+        {"start", std::to_string(i + 1), std::to_string(runs_.size()), r.id, run_label(e_, r)});
+    TrainerOptions opts;
+    opts.run_index = i;
+    opts.run_count = runs_.size();
+    opts.live_progress = ::isatty(STDOUT_FILENO) == 1;
+    opts.stop = &g_stop;
+    opts.threads = threads_;
+    opts.retry_failed = retry(i, result_of(e_, r));
+    opts.stop_after_steps = args_.stop_after_steps;
+    opts.holds_run = [&claim] { return claim->still_held(); };
+    if (events_.enabled()) opts.on_step = step_events(r);
+    const RunOutcome out = train_run(e_, r, shared_, opts);
+    train_seconds_ += out.train_seconds;
+    eval_seconds_ += out.eval_seconds;
+    save_seconds_ += out.save_seconds;
+
+    std::string message;
+    switch (out.status) {
+      case RunStatus::complete:
+        settled_[i] = true;
+        claim->complete(claims_);
+        ++done_;
+        message = completion_message(out);
+        break;
+      case RunStatus::skipped:  // completed by another process since this one looked
+        settled_[i] = true;
+        claim->complete(claims_);
+        ++by_others_;
+        message = "complete (trained by another process)";
+        break;
+      case RunStatus::failed:
+        settled_[i] = true;
+        claim->release();
+        ++failed_;
+        message = "FAILED: " + out.reason;
+        break;
+      case RunStatus::interrupted:
+        claim->release();
+        message = "interrupted, saved at its last step";
+        break;
+      case RunStatus::taken_over:
+        // This process was paused for longer than --stale-after; the run is another's now.
+        message = "taken over by another process while this one was paused; left to it";
+        if (auto now = result_of(e_, r); now && now->status == "complete")
+          claim->complete(claims_);  // the taker has finished it: no claim file stays
+        break;
+    }
+    const bool bad = out.status == RunStatus::failed || out.status == RunStatus::taken_over;
+    if (bad)
+      spdlog::warn("{} {}: {}", tag(i), label(i), message);
+    else
+      spdlog::info("{} {}: {}", tag(i), label(i), message);
+    events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
+    return out.status;
+  }
+
+  // A worker's progress events, at most two a second (and the last step of every epoch).
+  std::function<void(const StepProgress&)> step_events(const RunSpec& r) const {
+    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    return [this, &r, last](const StepProgress& p) mutable {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last < std::chrono::milliseconds(500) && p.step < p.steps) return;
+      last = now;
+      events_.send({"step", r.id, std::to_string(p.epoch), std::to_string(p.epochs),
+                    std::to_string(p.step), std::to_string(p.steps),
+                    std::to_string(p.images_per_second), std::to_string(p.eta_seconds)});
+    };
+  }
+
+  int interrupted() {
+    send_summary();
+    print_resume_hint(e_, args_);
+    return 130;
+  }
+
+  void send_summary() const {
+    events_.send({"summary", std::to_string(done_), std::to_string(failed_),
+                  std::to_string(train_seconds_), std::to_string(eval_seconds_),
+                  std::to_string(save_seconds_), std::to_string(claims_.seconds_spent())});
+  }
+
+  void print_summary() const {
+    const std::string others =
+        by_others_ > 0 ? ", " + std::to_string(by_others_) + " by other processes" : "";
+    spdlog::info("{}: {} trained{}, {} already complete, {} failed; results in {}", e_.name, done_,
+                 others, skipped_, failed_, e_.output);
+    // Where the time went: what is neither a training step nor evaluation (which includes
+    // decoding the verification pairs) is the grid's overhead: start-up, plugins, training sets,
+    // waiting for the loader, HDF5 files, checkpoints, claims, waiting for other processes.
+    // From main(): loading libtorch before it (~0.75 s with Debian's build) is not included, and
+    // a process start time would be wrong for `bash -c "... && flatface run"`, which execs into
+    // us.
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start()).count();
+    const double other = wall - train_seconds_ - eval_seconds_;
+    spdlog::info(
+        "{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + other {:.1f}s "
+        "({:.1f}% overhead; saving results and checkpoints {:.1f}s, claiming runs {:.2f}s)",
+        e_.name, wall, train_seconds_, eval_seconds_, other, wall > 0 ? 100 * other / wall : 0,
+        save_seconds_, claims_.seconds_spent());
+    send_summary();
+  }
+
+  const Experiment& e_;
+  const RunArgs& args_;
+  const std::vector<RunSpec> runs_;
+  const int threads_;
+  GridResources& shared_;
+  ClaimFolder claims_;
+  const WorkerEvents events_;
+  std::vector<std::optional<RunRecord>> at_start_;
+  std::vector<bool> settled_;
+  std::map<std::string, ClaimInfo> board_;  // the claims as last seen
+  int done_ = 0, skipped_ = 0, by_others_ = 0, failed_ = 0;
+  double train_seconds_ = 0, eval_seconds_ = 0, save_seconds_ = 0;
+};
 
 int run(const Globals& g, const RunArgs& args) {
   Experiment e = args.experiment.load();
@@ -64,114 +378,85 @@ int run(const Globals& g, const RunArgs& args) {
     return 0;
   }
   if (runs.empty()) throw ConfigError("--only matches no run of " + e.file);
+  if (args.workers > 1 || args.devices.size() > 1) return run_workers(g, args, e, runs);
+  if (!args.devices.empty()) e.device = args.devices.front();
+  if (!args.device.empty()) e.device = args.device;
   int threads = apply_threads(g, &e);
   auto registry = open_registry(g, &e);
   GridResources shared;
   shared.registry = registry.get();
 
   std::signal(SIGINT, on_interrupt);
-  spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(), resolve_device(e.device),
-               threads, e.output);
-  int failed = 0, done = 0, skipped = 0;
-  double train_seconds = 0, eval_seconds = 0, save_seconds = 0;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const auto& r = runs[i];
-    TrainerOptions opts;
-    opts.run_index = i;
-    opts.run_count = runs.size();
-    opts.live_progress = ::isatty(STDOUT_FILENO) == 1;
-    opts.stop = &g_stop;
-    opts.threads = threads;
-    opts.retry_failed = args.retry_failed;
-    opts.stop_after_steps = args.stop_after_steps;
-    RunOutcome out = train_run(e, r, shared, opts);
-    train_seconds += out.train_seconds;
-    eval_seconds += out.eval_seconds;
-    save_seconds += out.save_seconds;
-    const auto& s = e.setups[r.setup];
-    std::string label = s.name + " seed=" + std::to_string(r.seed) +
-                        (r.rho ? " rho=" + format_rho(*r.rho) : "");
-    switch (out.status) {
-      case RunStatus::skipped:
-        ++skipped;
-        spdlog::info("[{}/{}] {} ({}): already complete, skipped", i + 1, runs.size(), label, r.id);
-        break;
-      case RunStatus::failed:
-        ++failed;
-        spdlog::warn("[{}/{}] {} ({}): FAILED: {}", i + 1, runs.size(), label, r.id, out.reason);
-        break;
-      case RunStatus::interrupted:
-        std::cerr << "\ninterrupted: run " << r.id << " saved at its last step. Resume with:\n  "
-                  << "flatface run " << e.file;
-        for (const auto& o : args.experiment.overrides) std::cerr << " --set '" << o << "'";
-        std::cerr << '\n';
-        return 130;
-      case RunStatus::complete: {
-        ++done;
-        const auto& last = out.record.epochs.back();
-        std::string bench;
-        double sum = 0;
-        for (const auto& [name, b] : last.benchmarks) sum += b.accuracy;
-        if (!last.benchmarks.empty()) {
-          char buf[64];
-          std::snprintf(buf, sizeof buf, ", avg benchmark %.2f%%",
-                        100 * sum / static_cast<double>(last.benchmarks.size()));
-          bench = buf;
-        }
-        // The amortised step: training time over the steps of this session, and how many of
-        // them made a second pass.
-        std::string cost;
-        if (out.steps > 0) {
-          char buf[96];
-          std::snprintf(
-              buf, sizeof buf, ", %.1f ms/step (second pass on %.0f%% of steps)",
-              1e3 * out.train_seconds / static_cast<double>(out.steps),
-              100.0 * static_cast<double>(out.second_pass_steps) / static_cast<double>(out.steps));
-          cost = buf;
-        }
-        spdlog::info("[{}/{}] {} ({}): done in {:.0f}s{}, train acc {:.2f}%{}", i + 1, runs.size(),
-                     label, r.id, out.total_seconds, cost, last.train_accuracy * 100, bench);
-        break;
-      }
-    }
-  }
-  spdlog::info("{}: {} trained, {} already complete, {} failed; results in {}", e.name, done,
-               skipped, failed, e.output);
-  // Where the time went: what is neither a training step nor evaluation (which includes decoding
-  // the verification pairs) is the grid's overhead: start-up, plugins, training sets, waiting for
-  // the loader, HDF5 files, checkpoints.
-  // From main(): loading libtorch before it (~0.75 s with Debian's build) is not included, and a
-  // process start time would be wrong for `bash -c "... && flatface run"`, which execs into us.
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start()).count();
-  const double other = wall - train_seconds - eval_seconds;
-  spdlog::info("{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + other {:.1f}s "
-               "({:.1f}% overhead; saving results and checkpoints {:.1f}s)",
-               e.name, wall, train_seconds, eval_seconds, other, wall > 0 ? 100 * other / wall : 0,
-               save_seconds);
-  if (!args.no_report) {
+  std::signal(SIGTERM, on_interrupt);  // Slurm's time limit: save, then the next task resumes
+  if (args.progress_fd >= 0)
+    std::signal(SIGPIPE, SIG_IGN);  // a parent that has gone is no reason to die
+  spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(),
+               resolve_device(e.device), threads, e.output);
+  SharedGrid grid(e, args, runs, threads, shared);
+  const int code = grid.train_all();
+  if (code != 130 && !args.no_report) {
     using namespace flatface::reports;
     auto agg = aggregate_runs(load_results({e.output}), Selection::final_epoch);
     std::cout << '\n' << render_report(agg, Format::markdown) << std::flush;
   }
-  return failed > 0 ? 1 : 0;
+  return code;
 }
 
 void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   static RunArgs args;
-  auto* cmd = app.add_subcommand("run", "Train every run of an experiment grid (resumes by default)");
+  args.stale_after = kDefaultStaleAfterSeconds;
+  auto* cmd =
+      app.add_subcommand("run", "Train every run of an experiment grid (resumes by default)");
   args.experiment.add_to(*cmd);
-  cmd->add_option("--only", args.only, "Select runs: setup=NAME, seed=N, rho=X, id=ID (repeatable)");
+  cmd->add_option("--only", args.only,
+                  "Select runs: setup=NAME, seed=N, rho=X, id=ID (repeatable)");
   cmd->add_flag("--dry-run", args.dry_run, "List the selected runs, like `plan`");
-  cmd->add_flag("--retry-failed", args.retry_failed, "Train failed runs again instead of skipping them");
-  cmd->add_option("--stop-after-steps", args.stop_after_steps,
-                  "Save and stop after N training steps, as Ctrl-C would (resume by running again)");
+  cmd->add_flag("--retry-failed", args.retry_failed,
+                "Train failed runs again instead of skipping them");
+  cmd->add_option(
+      "--stop-after-steps", args.stop_after_steps,
+      "Save and stop after N training steps, as Ctrl-C would (resume by running again)");
   cmd->add_flag("--no-report", args.no_report, "Do not print the results table at the end");
+  cmd->add_option("--workers", args.workers,
+                  "Train with N worker processes on this machine, each with its share of the "
+                  "threads (--threads: per worker)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--devices", args.devices,
+                  "Devices of the workers, comma-separated (cpu, cuda:0, cuda:1, ...), given out "
+                  "in turn; alone, one worker per device")
+      ->delimiter(',');
+  cmd->add_option("--device", args.device, "This process's device instead of the experiment's");
+  cmd->add_option("--stale-after", args.stale_after,
+                  "Seconds without a heartbeat after which another process takes a run's claim "
+                  "over (default 300; keep it above a minute on NFS)")
+      ->check(positive_seconds());
+  cmd->add_option("--progress-fd", args.progress_fd, "Worker events to this file descriptor")
+      ->group("");
   cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });
 }
 
 const CommandRegistrar run_registrar(20, "run", &add_run_commands);
 
 }  // namespace
+
+void WorkerEvents::send(const std::vector<std::string>& fields) const {
+  if (fd_ < 0) return;
+  std::string line;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i) line += '\t';
+    for (char c : fields[i]) line += (c == '\t' || c == '\n' || c == '\r') ? ' ' : c;
+  }
+  line += '\n';
+  // One write per line (shorter than PIPE_BUF in practice); a parent that has gone is ignored.
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
 
 }  // namespace flatface::cli

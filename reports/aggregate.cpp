@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <limits>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <tuple>
 
+#include "experiment.hpp"
 #include "flatface/options.hpp"
 #include "welch.hpp"
 
@@ -36,6 +38,42 @@ double average_accuracy(const EpochMetrics& e, const std::vector<std::string>& n
     sum += it->second.accuracy;
   }
   return sum / static_cast<double>(names.size());
+}
+
+// The runs of every grid that `records` come from, without a result file among them. A stored
+// experiment that no longer parses (written by another flatface version) lists nothing.
+std::vector<MissingRuns> find_missing(
+    const std::vector<std::pair<std::string, RunRecord>>& records) {
+  std::set<std::string> present, configs;
+  for (const auto& [file, rec] : records) {
+    std::string id = attribute(rec, "run_id");
+    present.insert(id.empty() ? std::filesystem::path(file).stem().string() : id);
+    const std::string toml = attribute(rec, "config_toml");
+    if (!toml.empty()) configs.insert(toml);
+  }
+  std::vector<MissingRuns> out;
+  for (const auto& toml : configs) {
+    std::vector<RunSpec> grid;
+    Experiment e;
+    try {
+      e = parse_experiment(toml, "the experiment a result file records");
+      grid = expand_grid(e);
+    } catch (const std::exception&) {
+      continue;
+    }
+    for (const auto& r : grid) {
+      if (!present.insert(r.id).second) continue;
+      const std::string setup = e.setups[r.setup].name;
+      const std::string rho = r.rho ? format_rho(*r.rho) : "";
+      auto group = std::find_if(out.begin(), out.end(), [&](const MissingRuns& m) {
+        return m.setup == setup && m.rho == rho;
+      });
+      if (group == out.end()) group = out.insert(out.end(), MissingRuns{setup, rho, {}, {}});
+      group->seeds.push_back(std::to_string(r.seed));
+      group->run_ids.push_back(r.id);
+    }
+  }
+  return out;
 }
 
 // Setup names in the order of the experiment's [[setup]] tables, from the stored TOML.
@@ -259,6 +297,7 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
               return std::tie(a.setup, a.rho, a.seed, a.run_id) <
                      std::tie(b.setup, b.rho, b.seed, b.run_id);
             });
+  agg.missing = find_missing(records);
   return agg;
 }
 

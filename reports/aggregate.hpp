@@ -57,11 +57,20 @@ struct Group {
   std::vector<double> averages() const;  // per run
 };
 
+// Runs of the grid (one setup and rho) that have no result file yet.
+struct MissingRuns {
+  std::string setup, rho;  // rho as the grid writes it, empty when the setup has none
+  std::vector<std::string> seeds, run_ids;
+};
+
 struct Aggregate {
   Selection selection = Selection::final_epoch;
   std::vector<std::string> benchmarks;  // column order
   std::vector<Group> groups;            // in the experiment's setup order, then by rho
   std::vector<RunResult> not_averaged;  // running, failed, or without an evaluated epoch
+  // Runs of the grids the results come from (the resolved experiments they record) that have no
+  // result file yet, in grid order.
+  std::vector<MissingRuns> missing;
   bool same_seed_count() const;
   bool has_rho() const;  // some group has a numeric rho
 };

@@ -108,6 +108,7 @@ void add_common_notes(const Aggregate& agg, Table& t) {
         {"n = " + std::to_string(agg.groups.front().runs.size()) + " seeds per row.", "", false});
   for (const auto& r : agg.not_averaged)
     t.unaveraged.push_back({describe_unaveraged(r), "", false});
+  for (const auto& m : agg.missing) t.missing.push_back({describe_missing(m), "", false});
 }
 
 std::string csv_field(const std::string& s) {
@@ -142,6 +143,18 @@ std::string describe_unaveraged(const RunResult& r) {
   if (r.failed_step >= 0) s << " at step " << r.failed_step;
   if (!r.failure_reason.empty()) s << ": " << r.failure_reason;
   s << " (" << r.epochs_done << (r.epochs_done == 1 ? " epoch" : " epochs") << " done)";
+  return s.str();
+}
+
+std::string describe_missing(const MissingRuns& m) {
+  std::ostringstream s;
+  s << m.setup;
+  if (!m.rho.empty()) s << " rho=" << m.rho;
+  s << (m.seeds.size() == 1 ? ": seed " : ": seeds ");
+  for (std::size_t i = 0; i < m.seeds.size(); ++i) s << (i ? ", " : "") << m.seeds[i];
+  s << (m.run_ids.size() == 1 ? " (run " : " (runs ");
+  for (std::size_t i = 0; i < m.run_ids.size(); ++i) s << (i ? ", " : "") << m.run_ids[i];
+  s << ")";
   return s.str();
 }
 
@@ -328,6 +341,7 @@ std::vector<std::string> notes_for_stderr(const Aggregate& agg) {
   std::vector<std::string> out;
   if (agg.selection == Selection::best_epoch) out.push_back("warning: " + best_warning());
   for (const auto& r : agg.not_averaged) out.push_back("not averaged: " + describe_unaveraged(r));
+  for (const auto& m : agg.missing) out.push_back("missing: " + describe_missing(m));
   return out;
 }
 

@@ -31,5 +31,7 @@ std::vector<std::string> notes_for_stderr(const Aggregate& agg);
 
 // "FlatFace-SAM-ArcFace rho=0.1 seed 2 (run ab12, file): failed at step 17: NaN loss (3 epochs)"
 std::string describe_unaveraged(const RunResult& run);
+// "FlatFace-SAM-ArcFace rho=0.1: seeds 1, 2 (runs 0a1b..., 2c3d...)"
+std::string describe_missing(const MissingRuns& missing);
 
 }  // namespace flatface::reports

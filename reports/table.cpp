@@ -69,6 +69,10 @@ std::string render_markdown(const Table& t) {
     out << "\nNot averaged (incomplete runs):\n\n";
     for (const auto& u : t.unaveraged) out << "- " << markdown_cell(u) << '\n';
   }
+  if (!t.missing.empty()) {
+    out << "\nMissing (no result file yet):\n\n";
+    for (const auto& m : t.missing) out << "- " << markdown_cell(m) << '\n';
+  }
   return out.str();
 }
 
@@ -91,13 +95,17 @@ std::string render_latex(const Table& t) {
   out << "\\midrule\n";
   for (const auto& row : t.rows) line(row);
   out << "\\bottomrule\n\\end{tabular}\n";
-  if (!t.warnings.empty() || !t.notes.empty() || !t.unaveraged.empty()) {
+  if (!t.warnings.empty() || !t.notes.empty() || !t.unaveraged.empty() || !t.missing.empty()) {
     out << "\\par\\smallskip\n{\\footnotesize\n";
     for (const auto& w : t.warnings) out << "\\textbf{Warning:} " << latex_escape(w) << "\\\\\n";
     for (const auto& n : t.notes) out << latex_cell(n) << "\\\\\n";
     if (!t.unaveraged.empty()) {
       out << "Not averaged (incomplete runs):\\\\\n";
       for (const auto& u : t.unaveraged) out << "-- " << latex_cell(u) << "\\\\\n";
+    }
+    if (!t.missing.empty()) {
+      out << "Missing (no result file yet):\\\\\n";
+      for (const auto& m : t.missing) out << "-- " << latex_cell(m) << "\\\\\n";
     }
     out << "}\n";
   }

@@ -21,6 +21,7 @@ struct Table {
   std::vector<std::string> warnings;  // shown above the table
   std::vector<Cell> notes;            // footnotes, shown below
   std::vector<Cell> unaveraged;       // runs left out of the averages, listed below the notes
+  std::vector<Cell> missing;          // runs of the grid without a result yet, listed last
 };
 
 std::string render_markdown(const Table& t);

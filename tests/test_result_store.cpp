@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "catch_compat.hpp"
@@ -124,7 +125,8 @@ CATCH_TEST_CASE("rewriting a result file each epoch replaces it and leaves no te
   flatface::write_run_record(path, sample_record(1));
   flatface::write_run_record(path, sample_record(2));
   CATCH_CHECK(flatface::read_run_record(path).epochs.size() == 2);
-  CATCH_CHECK_FALSE(fs::exists(path + ".tmp"));
+  CATCH_CHECK_FALSE(fs::exists(flatface::temporary_path(path)));
+  CATCH_CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
   fs::remove_all(dir);
 }
 
@@ -134,6 +136,7 @@ CATCH_TEST_CASE(
   flatface::write_run_record((dir / "b.h5").string(), sample_record(1));
   flatface::write_run_record((dir / "a.h5").string(), sample_record(1));
   std::ofstream((dir / "c.h5.tmp").string()) << "half-written";
+  std::ofstream(flatface::temporary_path((dir / "d.h5").string())) << "half-written";
   std::ofstream((dir / "notes.txt").string()) << "x";
   auto files = flatface::list_run_files(dir.string());
   CATCH_REQUIRE(files.size() == 2);
@@ -148,7 +151,7 @@ CATCH_TEST_CASE("a torn temporary file from a crashed write does not hide the la
   auto dir = fresh_dir("torn");
   const std::string path = (dir / "run.h5").string();
   flatface::write_run_record(path, sample_record(2));
-  std::ofstream(path + ".tmp") << "\x89HDF\r\n";  // what a kill during the next write may leave
+  std::ofstream(flatface::temporary_path(path)) << "\x89HDF\r\n";  // a kill during the next write
   CATCH_CHECK(flatface::read_run_record(path).epochs.size() == 2);
   flatface::write_run_record(path, sample_record(3));  // the next write goes through regardless
   CATCH_CHECK(flatface::read_run_record(path).epochs.size() == 3);

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "factory.hpp"
+#include "result_store.hpp"
 #include "flatface/torch_compat.hpp"
 #include "state_dict.hpp"
 
@@ -27,7 +28,7 @@ std::vector<char> read_file(const std::string& path) {
 }
 
 void write_atomically(const std::string& path, const std::vector<char>& bytes) {
-  std::string tmp = path + ".tmp";
+  std::string tmp = temporary_path(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

@@ -63,6 +63,17 @@ void silence_hdf5() {
   (void)once;
 }
 
+// Without HDF5's own file locks: on a network file system without flock support they make every
+// open fail, and they protect nothing here, since a result file is written under a temporary name
+// of its writer's and renamed into place.
+H5::FileAccPropList unlocked_access() {
+  H5::FileAccPropList access;
+#if H5_VERSION_GE(1, 10, 7)
+  H5Pset_file_locking(access.getId(), false, true);
+#endif
+  return access;
+}
+
 H5::StrType utf8_string_type() {
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
   type.setCset(H5T_CSET_UTF8);
@@ -126,7 +137,7 @@ std::vector<std::string> benchmark_columns(const RunRecord& r) {
 }
 
 void write_file(const std::string& file, const RunRecord& r) {
-  H5::H5File f(file, H5F_ACC_TRUNC);
+  H5::H5File f(file, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, unlocked_access());
   for (const auto& [key, value] : r.attributes) {
     if (kReservedAttributes.count(key))
       throw RuntimeError(file + ": attribute '" + key + "' is reserved for the result store");
@@ -221,7 +232,7 @@ std::vector<std::string> read_strings_attribute(const H5::Attribute& a) {
 }
 
 RunRecord read_file(const std::string& file) {
-  H5::H5File f(file, H5F_ACC_RDONLY);
+  H5::H5File f(file, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, unlocked_access());
   RunRecord r;
   r.status.clear();
   int n_attrs = f.getNumAttrs();
@@ -290,7 +301,7 @@ RunRecord read_file(const std::string& file) {
 
 void write_run_record(const std::string& path, const RunRecord& record) {
   silence_hdf5();
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporary_path(path);
   try {
     write_file(tmp, record);
   } catch (const H5::Exception& e) {
@@ -317,6 +328,12 @@ RunRecord read_run_record(const std::string& path) {
     throw RuntimeError(path + ": not a readable flatface result file (" + e.getFuncName() + ": " +
                        e.getDetailMsg() + ")");
   }
+}
+
+std::string temporary_path(const std::string& path) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return path + ".tmp." + host + "." + std::to_string(::getpid());
 }
 
 std::vector<std::string> list_run_files(const std::string& folder) {

@@ -51,13 +51,17 @@ struct RunRecord {
 //   /eval/<bench>/   float64[epochs] accuracy, accuracy_std, threshold, tar_at_far (NaN where the
 //                    benchmark was not evaluated that epoch)
 
-// Writes <path>.tmp, flushes it to disk and renames it over <path>. Throws RuntimeError.
+// Writes temporary_path(path), flushes it to disk and renames it over <path>. Throws RuntimeError.
 void write_run_record(const std::string& path, const RunRecord& record);
 
 // Throws RuntimeError naming the file and the object that is missing or malformed.
 RunRecord read_run_record(const std::string& path);
 
-// The *.h5 files directly in `folder`, sorted by name (temporary *.h5.tmp files are skipped).
+// <path>.tmp.<host>.<pid>: a name of this process's own for the next version of `path`, so that two
+// processes never write one temporary file (one may be a paused holder of a run taken over).
+std::string temporary_path(const std::string& path);
+
+// The *.h5 files directly in `folder`, sorted by name (temporary files are skipped).
 // Throws ConfigError when the folder does not exist.
 std::vector<std::string> list_run_files(const std::string& folder);
 

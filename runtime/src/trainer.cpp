@@ -36,17 +36,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  auto total = static_cast<long long>(s + 0.5);
-  char buf[32];
-  if (total >= 3600)
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", total / 3600, (total / 60) % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", total / 60, total % 60);
-  return buf;
-}
-
 std::string plugin_label(const PluginRef& ref) { return ref.plugin + ref.options.canonical(); }
 
 // Partial sums of one epoch, kept in the checkpoint so an interrupted epoch resumes exactly. The
@@ -110,6 +99,17 @@ std::string utc_timestamp() {
   std::time_t t = std::time(nullptr);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  auto total = static_cast<long long>(s + 0.5);
+  char buf[32];
+  if (total >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", total / 3600, (total / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", total / 60, total % 60);
   return buf;
 }
 
@@ -232,6 +232,16 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       record.epochs.resize(static_cast<std::size_t>(state.epoch));
     spdlog::info("resuming run {} from epoch {} step {}", run.id, state.epoch, state.step_in_epoch);
   }
+  // Another process may have taken the run over while this one was paused (a claim's heartbeat
+  // went stale): then it writes nothing more.
+  auto holds_run = [&] { return !options.holds_run || options.holds_run(); };
+  auto taken_over = [&] {
+    outcome.status = RunStatus::taken_over;
+    outcome.total_seconds = seconds_since(run_start);
+    if (options.live_progress) std::fprintf(stdout, "\n");
+    return outcome;
+  };
+  if (!holds_run()) return taken_over();
   write_run_record(outcome.result_path, record);
 
   const std::string label = setup.name + " seed=" + std::to_string(run.seed) +
@@ -243,6 +253,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   auto elapsed = [&] { return elapsed_before + seconds_since(session_start); };
 
   auto fail = [&](const std::string& why) {
+    if (!holds_run()) return taken_over();
     record.status = "failed";
     record.failure_reason = why;
     record.failed_step = state.global_step;
@@ -274,6 +285,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   std::int64_t session_steps = 0;
   if (options.stop_after_steps == 0 && state.global_step < total_steps) {
     // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
+    if (!holds_run()) return taken_over();
     state.elapsed_seconds = elapsed();
     save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
     outcome.status = RunStatus::interrupted;
@@ -312,6 +324,9 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         const std::int64_t done = state.global_step;
         const double per_step = sums.step_seconds / sums.steps;
         const double img_s = sums.seen / sums.step_seconds;
+        if (options.on_step)
+          options.on_step({epoch + 1, e.train.epochs, state.step_in_epoch, steps_per_epoch,
+                           stats.loss, img_s, per_step * static_cast<double>(total_steps - done)});
         if (options.live_progress) {
           std::fprintf(stdout,
                        "\r%s %s | epoch %lld/%lld step %lld/%lld | loss %.4f | %.0f img/s | ETA %s   ",
@@ -340,6 +355,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         const bool stop_now = (options.stop && options.stop->load()) ||
                               (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
         if (stop_now && state.step_in_epoch < steps_per_epoch) {
+          if (!holds_run()) return taken_over();
           sums.correct += static_cast<double>(step.take_correct());
           state.accumulators = sums.pack();
           state.perturbation_state = strategy->state();
@@ -387,6 +403,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
         record.status = "complete";
         record.attributes["end_time"] = utc_timestamp();
       }
+      if (!holds_run()) return taken_over();
       const auto save_start = Clock::now();
       write_run_record(outcome.result_path, record);
       save_checkpoint(ckpt, state, *backbone, *head, *optimizer);

@@ -15,7 +15,9 @@
 
 namespace flatface {
 
-enum class RunStatus { complete, skipped, failed, interrupted };
+// taken_over: another process took this run's claim over (this one was paused for longer than
+// the claim's stale-after); nothing was written after that.
+enum class RunStatus { complete, skipped, failed, interrupted, taken_over };
 
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
@@ -37,6 +39,13 @@ struct GridResources {
   std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;           // by seed
 };
 
+// Where a run stands after a training step, for a progress display.
+struct StepProgress {
+  std::int64_t epoch = 0, epochs = 0;  // the epoch in progress, 1-based
+  std::int64_t step = 0, steps = 0;    // the step of that epoch, 1-based
+  double loss = 0, images_per_second = 0, eta_seconds = 0;
+};
+
 struct TrainerOptions {
   std::size_t run_index = 0;  // k of N, for progress lines
   std::size_t run_count = 1;
@@ -49,10 +58,18 @@ struct TrainerOptions {
   // point, e.g. the [model] init weights, without training); for time-boxed sessions and for
   // tests of resume.
   std::int64_t stop_after_steps = -1;
+  // Called after every training step; may be empty.
+  std::function<void(const StepProgress&)> on_step;
+  // Asked before every write to the run's files: false when this process no longer holds the run
+  // (its claim was taken over); the run then stops without writing. Empty: always held.
+  std::function<bool()> holds_run;
 };
 
 // Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.
 std::string utc_timestamp();
+
+// "12m05s", "3h07m"; "?" when not a finite, non-negative number of seconds.
+std::string format_duration(double seconds);
 
 // Resolves "auto" | "cpu" | "cuda" | "cuda:N" to a device string torch accepts.
 std::string resolve_device(const std::string& requested);
