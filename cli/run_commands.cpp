@@ -305,9 +305,9 @@ class SharedGrid {
   }
 
   // A worker's progress events, at most two a second (and the last step of every epoch).
-  std::function<void(const StepProgress&)> step_events(const RunSpec& r) const {
+  std::function<void(const RunProgress&)> step_events(const RunSpec& r) const {
     auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
-    return [this, &r, last](const StepProgress& p) mutable {
+    return [this, &r, last](const RunProgress& p) mutable {
       const auto now = std::chrono::steady_clock::now();
       if (now - last < std::chrono::milliseconds(500) && p.step < p.steps) return;
       last = now;

@@ -282,7 +282,6 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
 
   const std::int64_t total_steps = e.train.epochs * steps_per_epoch;
   std::int64_t last_log_step = state.global_step;
-  std::int64_t session_steps = 0;
   if (options.stop_after_steps == 0 && state.global_step < total_steps) {
     // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
     if (!holds_run()) return taken_over();
@@ -351,9 +350,8 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
             line += " " + name + " " + std::to_string(m.accuracy * 100).substr(0, 5) + "%";
           spdlog::info("{} {} step {}:{}", run_tag, label, done, line);
         }
-        ++session_steps;
         const bool stop_now = (options.stop && options.stop->load()) ||
-                              (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
+                              (options.stop_after_steps >= 0 && outcome.steps >= options.stop_after_steps);
         if (stop_now && state.step_in_epoch < steps_per_epoch) {
           if (!holds_run()) return taken_over();
           sums.correct += static_cast<double>(step.take_correct());
@@ -424,7 +422,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
                    label, epoch + 1, e.train.epochs, m.loss, m.train_accuracy * 100, bench,
                    m.images_per_second, second_pass);
       const bool stop_now = (options.stop && options.stop->load()) ||
-                            (options.stop_after_steps >= 0 && session_steps >= options.stop_after_steps);
+                            (options.stop_after_steps >= 0 && outcome.steps >= options.stop_after_steps);
       if (stop_now && state.epoch < e.train.epochs) {
         outcome.status = RunStatus::interrupted;  // the epoch's checkpoint is already saved
         outcome.total_seconds = seconds_since(run_start);

@@ -40,7 +40,7 @@ struct GridResources {
 };
 
 // Where a run stands after a training step, for a progress display.
-struct StepProgress {
+struct RunProgress {
   std::int64_t epoch = 0, epochs = 0;  // the epoch in progress, 1-based
   std::int64_t step = 0, steps = 0;    // the step of that epoch, 1-based
   double loss = 0, images_per_second = 0, eta_seconds = 0;
@@ -59,7 +59,7 @@ struct TrainerOptions {
   // tests of resume.
   std::int64_t stop_after_steps = -1;
   // Called after every training step; may be empty.
-  std::function<void(const StepProgress&)> on_step;
+  std::function<void(const RunProgress&)> on_step;
   // Asked before every write to the run's files: false when this process no longer holds the run
   // (its claim was taken over); the run then stops without writing. Empty: always held.
   std::function<bool()> holds_run;
