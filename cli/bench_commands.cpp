@@ -294,6 +294,8 @@ int bench(const Globals& g, BenchArgs& args) {
   return 0;
 }
 
+}  // namespace
+
 void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
   static BenchArgs args;
   auto* cmd = app.add_subcommand(
@@ -323,8 +325,5 @@ void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->callback([&g, &chosen] { chosen = [&g] { return bench(g, args); }; });
 }
 
-const CommandRegistrar bench_registrar(60, "bench", &add_bench_commands);
-
-}  // namespace
 
 }  // namespace flatface::cli

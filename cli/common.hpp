@@ -40,12 +40,17 @@ CLI::Validator positive_seconds();
 using Command = std::function<int()>;
 using AddCommands = void (*)(CLI::App& app, Globals& g, Command& chosen);
 
-// Each cli/*_commands.cpp registers its subcommands with a static CommandRegistrar; main.cpp adds
-// them all in a fixed order (by `order`, then name).
-struct CommandRegistrar {
-  CommandRegistrar(int order, const char* name, AddCommands add);
-};
-void add_all_commands(CLI::App& app, Globals& g, Command& chosen);
+// The subcommands of each cli/*_commands.cpp; main.cpp lists them all in one table.
+void add_info_commands(CLI::App& app, Globals& g, Command& chosen);    // plugins, validate
+void add_plan_commands(CLI::App& app, Globals& g, Command& chosen);    // plan
+void add_run_commands(CLI::App& app, Globals& g, Command& chosen);     // run
+void add_status_commands(CLI::App& app, Globals& g, Command& chosen);  // status
+void add_data_commands(CLI::App& app, Globals& g, Command& chosen);    // data info|validate|...
+void add_pairs_command(CLI::App& app, Globals& g, Command& chosen);    // data pairs
+void add_eval_commands(CLI::App& app, Globals& g, Command& chosen);    // eval, embed
+void add_report_commands(CLI::App& app, Globals& g, Command& chosen);  // report
+void add_bench_commands(CLI::App& app, Globals& g, Command& chosen);   // bench
+void add_export_command(CLI::App& app, Globals& g, Command& chosen);   // export
 
 // When main() began (for the wall time a command reports).
 std::chrono::steady_clock::time_point program_start();

@@ -270,6 +270,8 @@ int info(const std::string& path, std::size_t limit) {
   return 0;
 }
 
+}  // namespace
+
 void add_data_commands(CLI::App& app, Globals&, Command& chosen) {
   auto* data = app.add_subcommand("data", "Inspect and convert face data sets");
   data->require_subcommand(1);
@@ -301,7 +303,4 @@ void add_data_commands(CLI::App& app, Globals&, Command& chosen) {
   in->callback([&chosen] { chosen = [] { return info(info_path, info_limit); }; });
 }
 
-const CommandRegistrar data_registrar(30, "data", &add_data_commands);
-
-}  // namespace
 }  // namespace flatface::cli

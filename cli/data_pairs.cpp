@@ -165,6 +165,8 @@ int make_pairs(const PairsArgs& a) {
   return 0;
 }
 
+}  // namespace
+
 void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
   static PairsArgs args;
   CLI::App* data = nullptr;
@@ -198,7 +200,4 @@ void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
   });
 }
 
-const CommandRegistrar pairs_registrar(31, "data pairs", &add_pairs_command);
-
-}  // namespace
 }  // namespace flatface::cli

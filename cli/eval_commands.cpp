@@ -189,6 +189,8 @@ int run_embed(const Globals& g, const EvalArgs& args) {
   return 0;
 }
 
+}  // namespace
+
 void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
   static EvalArgs eval_args, embed_args;
   auto* ev =
@@ -211,8 +213,5 @@ void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
   em->callback([&g, &chosen] { chosen = [&g] { return run_embed(g, embed_args); }; });
 }
 
-const CommandRegistrar eval_registrar(40, "eval", &add_eval_commands);
-
-}  // namespace
 
 }  // namespace flatface::cli

@@ -27,6 +27,8 @@ int export_backbone(const Globals& g, const ExportArgs& args) {
   return 0;
 }
 
+}  // namespace
+
 void add_export_command(CLI::App& app, Globals& g, Command& chosen) {
   static ExportArgs args;
   auto* cmd = app.add_subcommand("export", "Write a checkpoint's backbone as a PyTorch state dict");
@@ -37,8 +39,5 @@ void add_export_command(CLI::App& app, Globals& g, Command& chosen) {
   cmd->callback([&g, &chosen] { chosen = [&g] { return export_backbone(g, args); }; });
 }
 
-const CommandRegistrar export_registrar(60, "export", &add_export_command);
-
-}  // namespace
 
 }  // namespace flatface::cli

@@ -117,34 +117,6 @@ int validate(const Globals& g, const ExperimentArgs& args) {
 
 }  // namespace
 
-namespace {
-
-struct Registered {
-  int order;
-  std::string name;
-  AddCommands add;
-};
-std::vector<Registered>& registered() {
-  static std::vector<Registered> list;
-  return list;
-}
-
-}  // namespace
-
-CommandRegistrar::CommandRegistrar(int order, const char* name, AddCommands add) {
-  registered().push_back({order, name, add});
-}
-
-void add_all_commands(CLI::App& app, Globals& g, Command& chosen) {
-  auto list = registered();
-  std::sort(list.begin(), list.end(), [](const Registered& a, const Registered& b) {
-    return std::tie(a.order, a.name) < std::tie(b.order, b.name);
-  });
-  for (const auto& r : list) r.add(app, g, chosen);
-}
-
-namespace {
-
 void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
   static std::string kind;
   auto* plugins = app.add_subcommand("plugins", "List the plugins found, as a table");
@@ -164,8 +136,5 @@ void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
   val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
 }
 
-const CommandRegistrar info_registrar(10, "info", &add_info_commands);
-
-}  // namespace
 
 }  // namespace flatface::cli

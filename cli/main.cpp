@@ -25,6 +25,24 @@ void keep_freed_memory_for_reuse() {
 
 std::chrono::steady_clock::time_point g_program_start;
 
+// Every subcommand, in the order `flatface --help` lists them.
+struct CommandGroup {
+  const char* name;
+  flatface::cli::AddCommands add;
+};
+const CommandGroup kCommands[] = {
+    {"plugins, validate", flatface::cli::add_info_commands},
+    {"plan", flatface::cli::add_plan_commands},
+    {"run", flatface::cli::add_run_commands},
+    {"status", flatface::cli::add_status_commands},
+    {"data", flatface::cli::add_data_commands},
+    {"data pairs", flatface::cli::add_pairs_command},
+    {"eval, embed", flatface::cli::add_eval_commands},
+    {"report", flatface::cli::add_report_commands},
+    {"bench", flatface::cli::add_bench_commands},
+    {"export", flatface::cli::add_export_command},
+};
+
 }  // namespace
 
 std::chrono::steady_clock::time_point flatface::cli::program_start() { return g_program_start; }
@@ -47,7 +65,7 @@ int main(int argc, char** argv) {
   app.add_flag("--version", version, "Print flatface, libtorch and CUDA versions");
 
   cli::Command chosen;
-  cli::add_all_commands(app, globals, chosen);
+  for (const auto& c : kCommands) c.add(app, globals, chosen);
 
   try {
     app.parse(argc, argv);

@@ -139,6 +139,8 @@ int plan(const PlanArgs& a) {
   return 0;
 }
 
+}  // namespace
+
 void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
   static PlanArgs args;
   auto* cmd = app.add_subcommand("plan", "List the runs of an experiment grid (or a Slurm script)");
@@ -160,8 +162,5 @@ void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
   cmd->callback([&chosen] { chosen = [] { return plan(args); }; });
 }
 
-const CommandRegistrar plan_registrar(11, "plan", &add_plan_commands);
-
-}  // namespace
 
 }  // namespace flatface::cli

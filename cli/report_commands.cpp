@@ -48,6 +48,8 @@ int report(const ReportArgs& a) {
   return 0;
 }
 
+}  // namespace
+
 void add_report_commands(CLI::App& app, Globals&, Command& chosen) {
   static ReportArgs args;
   auto* cmd = app.add_subcommand(
@@ -67,7 +69,4 @@ void add_report_commands(CLI::App& app, Globals&, Command& chosen) {
   cmd->callback([&chosen] { chosen = [] { return report(args); }; });
 }
 
-const CommandRegistrar report_registrar(50, "report", &add_report_commands);
-
-}  // namespace
 }  // namespace flatface::cli

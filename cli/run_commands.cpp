@@ -402,6 +402,8 @@ int run(const Globals& g, const RunArgs& args) {
   return code;
 }
 
+}  // namespace
+
 void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   static RunArgs args;
   args.stale_after = kDefaultStaleAfterSeconds;
@@ -435,9 +437,6 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });
 }
 
-const CommandRegistrar run_registrar(20, "run", &add_run_commands);
-
-}  // namespace
 
 void WorkerEvents::send(const std::vector<std::string>& fields) const {
   if (fd_ < 0) return;

@@ -183,6 +183,8 @@ int status(const StatusArgs& a) {
   }
 }
 
+}  // namespace
+
 void add_status_commands(CLI::App& app, Globals&, Command& chosen) {
   static StatusArgs args;
   auto* cmd = app.add_subcommand(
@@ -203,8 +205,5 @@ void add_status_commands(CLI::App& app, Globals&, Command& chosen) {
   cmd->callback([&chosen] { chosen = [] { return status(args); }; });
 }
 
-const CommandRegistrar status_registrar(25, "status", &add_status_commands);
-
-}  // namespace
 
 }  // namespace flatface::cli
