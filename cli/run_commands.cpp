@@ -274,7 +274,6 @@ class SharedGrid {
         claim->complete(claims_);
         ++done_;
         message = completion_message(out);
-        analyze(i);
         break;
       case RunStatus::skipped:  // completed by another process since this one looked
         settled_[i] = true;
@@ -305,6 +304,7 @@ class SharedGrid {
     else
       spdlog::info("{} {}: {}", tag(i), label(i), message);
     events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
+    if (out.status == RunStatus::complete) analyze(i);
     return out.status;
   }
 
