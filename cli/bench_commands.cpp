@@ -281,6 +281,26 @@ int bench(const Globals& g, BenchArgs& args) {
     json << "\n  ]";
   }
 
+  if (!skipped(args, "flatness")) {
+    LambdaMaxTiming l = bench_lambda_max(e, *reg, args.step);
+    std::printf(
+        "\n# flatness: one lambda_max estimate (power iteration, tolerance 1e-3, at most 100 "
+        "Hessian-vector products, BN eval, one batch of %lld) of %s, against plain training "
+        "steps of the same model and batch (median of %d)\n",
+        static_cast<long long>(e.train.batch_size), l.setup.c_str(), args.step.steps);
+    std::printf("%-26s %10s %12s %10s %12s %14s\n", "setup", "products", "lambda_max", "seconds",
+                "ms/product", "training steps");
+    std::printf("%-26s %10lld %12.4g %10.2f %12.1f %14.1f\n", l.setup.c_str(),
+                static_cast<long long>(l.iterations), l.eigenvalue, l.seconds, l.product_ms,
+                l.steps_per_estimate);
+    json << ",\n  \"lambda_max\": {\"setup\": " << quoted(l.setup)
+         << ", \"products\": " << l.iterations << ", \"eigenvalue\": " << number(l.eigenvalue)
+         << ", \"seconds\": " << number(l.seconds)
+         << ", \"step_median_ms\": " << number(l.step_ms.median)
+         << ", \"product_ms\": " << number(l.product_ms)
+         << ", \"training_steps\": " << number(l.steps_per_estimate) << "}";
+  }
+
   const double rss = peak_rss_mib();
   std::printf("\npeak RSS %.1f MiB%s\n", rss,
               cuda ? " (host memory; GPU memory is not included)" : "");
@@ -319,8 +339,9 @@ void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
                   "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
   cmd->add_option("--eval-repeats", args.eval_repeats, "Timed evaluations per benchmark")
       ->capture_default_str();
-  cmd->add_option("--skip", args.skip, "Leave out a part: step, loader, eval (repeatable)")
-      ->check(CLI::IsMember({"step", "loader", "eval"}));
+  cmd->add_option("--skip", args.skip,
+                  "Leave out a part: step, loader, eval, flatness (repeatable)")
+      ->check(CLI::IsMember({"step", "loader", "eval", "flatness"}));
   cmd->add_option("--json", args.json, "Also write the measurements to this JSON file");
   cmd->callback([&g, &chosen] { chosen = [&g] { return bench(g, args); }; });
 }

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <thread>
 
+#include "analysis.hpp"
 #include "common.hpp"
 #include "report_tables.hpp"
 #include "run_claim.hpp"
@@ -188,7 +190,7 @@ class SharedGrid {
       nap(poll_seconds);
     }
     print_summary();
-    return failed_ > 0 ? 1 : 0;
+    return failed_ > 0 || analysis_failed_ > 0 ? 1 : 0;
   }
 
  private:
@@ -217,6 +219,7 @@ class SharedGrid {
       ++(before ? skipped_ : by_others_);
       spdlog::info("{} {}: {}", tag(i), label(i),
                    before ? "already complete, skipped" : "complete (trained by another process)");
+      if (before) analyze(i);  // one finished before [analysis] was added, say
       return true;
     }
     if (now && now->status == "failed" && !retry(i, now)) {
@@ -301,6 +304,7 @@ class SharedGrid {
     else
       spdlog::info("{} {}: {}", tag(i), label(i), message);
     events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
+    if (out.status == RunStatus::complete) analyze(i);
     return out.status;
   }
 
@@ -315,6 +319,36 @@ class SharedGrid {
                     std::to_string(p.step), std::to_string(p.steps),
                     std::to_string(p.images_per_second), std::to_string(p.eta_seconds)});
     };
+  }
+
+  // The experiment's [analysis] of a complete run (skipped when already done with its settings).
+  // A failed analysis is reported and counted; the run's results stay as they were.
+  void analyze(std::size_t i) {
+    if (!e_.analysis || g_stop.load()) return;
+    const RunSpec& r = runs_[i];
+    RunFiles files{checkpoint_path(e_, r), result_path(e_, r)};
+    AnalyzeOptions o;
+    o.device = e_.device;
+    const bool live = ::isatty(STDOUT_FILENO) == 1;
+    const std::string tag = this->tag(i) + " " + run_label(e_, r);
+    o.progress = [live, tag](const AnalysisProgress& p) {
+      if (!live) return;
+      std::fprintf(stdout, "\r%s | analysis: %s %lld/%lld      ", tag.c_str(), p.stage.c_str(),
+                   static_cast<long long>(p.done), static_cast<long long>(p.total));
+      std::fflush(stdout);
+    };
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      const bool done = analyze_run(*shared_.registry, files, o);
+      if (live) std::fprintf(stdout, "\n");
+      analysis_seconds_ +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (done) spdlog::info("{} {}: analysed", this->tag(i), label(i));
+    } catch (const std::exception& err) {
+      if (live) std::fprintf(stdout, "\n");
+      ++analysis_failed_;
+      spdlog::error("{} {}: analysis failed: {}", this->tag(i), label(i), err.what());
+    }
   }
 
   int interrupted() {
@@ -342,12 +376,15 @@ class SharedGrid {
     // us.
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - program_start()).count();
-    const double other = wall - train_seconds_ - eval_seconds_;
+    const double other = wall - train_seconds_ - eval_seconds_ - analysis_seconds_;
     spdlog::info(
-        "{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + other {:.1f}s "
-        "({:.1f}% overhead; saving results and checkpoints {:.1f}s, claiming runs {:.2f}s)",
-        e_.name, wall, train_seconds_, eval_seconds_, other, wall > 0 ? 100 * other / wall : 0,
-        save_seconds_, claims_.seconds_spent());
+        "{}: wall {:.1f}s = training steps {:.1f}s + evaluation {:.1f}s + analysis {:.1f}s + "
+        "other {:.1f}s ({:.1f}% overhead; saving results and checkpoints {:.1f}s, claiming runs "
+        "{:.2f}s)",
+        e_.name, wall, train_seconds_, eval_seconds_, analysis_seconds_, other,
+        wall > 0 ? 100 * other / wall : 0, save_seconds_, claims_.seconds_spent());
+    if (analysis_failed_ > 0)
+      spdlog::error("{}: the analysis of {} runs failed (above)", e_.name, analysis_failed_);
     send_summary();
   }
 
@@ -362,7 +399,8 @@ class SharedGrid {
   std::vector<bool> settled_;
   std::map<std::string, ClaimInfo> board_;  // the claims as last seen
   int done_ = 0, skipped_ = 0, by_others_ = 0, failed_ = 0;
-  double train_seconds_ = 0, eval_seconds_ = 0, save_seconds_ = 0;
+  double train_seconds_ = 0, eval_seconds_ = 0, save_seconds_ = 0, analysis_seconds_ = 0;
+  int analysis_failed_ = 0;
 };
 
 int run(const Globals& g, const RunArgs& args) {

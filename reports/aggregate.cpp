@@ -98,6 +98,13 @@ void collect_setup_order(const std::string& toml, std::vector<std::string>& orde
   }
 }
 
+// The values of /analysis/<path>; empty when the run has none.
+const std::vector<double>& analysis_values(const RunRecord& r, const std::string& path) {
+  static const std::vector<double> none;
+  auto it = r.analysis.arrays.find(path);
+  return it == r.analysis.arrays.end() ? none : it->second.values;
+}
+
 bool is_baseline(const std::string& perturbation) {
   return plugin_name(perturbation) == "none";
 }
@@ -136,6 +143,20 @@ std::vector<double> Group::averages() const {
   std::vector<double> v;
   for (const auto& r : runs) v.push_back(r.average);
   return v;
+}
+
+std::vector<double> Group::flatness_values(const std::string& key) const {
+  std::vector<double> v;
+  for (const auto& r : runs)
+    if (auto it = r.flatness.find(key); it != r.flatness.end() && !std::isnan(it->second))
+      v.push_back(it->second);
+  return v;
+}
+
+bool Aggregate::has_flatness(const std::string& key) const {
+  for (const auto& g : groups)
+    if (auto it = g.flatness.find(key); it != g.flatness.end() && it->second.n > 0) return true;
+  return false;
 }
 
 bool Aggregate::same_seed_count() const {
@@ -208,6 +229,17 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
     r.train_accuracy = e.train_accuracy;
     r.gap = r.train_accuracy - r.average;  // generalization gap (paper, Fig. 2-3)
   }
+  for (const auto& m : kFlatnessMeasures) {
+    const auto& values = analysis_values(record, m.path);
+    if (!values.empty()) r.flatness[m.key] = values.front();  // λ_max: the first eigenvalue
+  }
+  if (const auto& rho = analysis_values(record, "sharpness/rho"); !rho.empty())
+    r.sharpness_rho = rho.front();
+  r.landscape_alpha = analysis_values(record, "landscape/alpha");
+  r.landscape_loss = analysis_values(record, "landscape/loss_1d");
+  r.landscape_alpha_2d = analysis_values(record, "landscape/alpha_2d");
+  r.landscape_beta_2d = analysis_values(record, "landscape/beta_2d");
+  r.landscape_loss_2d = analysis_values(record, "landscape/loss_2d");
   r.usable = r.status == "complete" && chosen >= 0;
   if (r.status == "complete" && chosen < 0)
     r.failure_reason = "no epoch with every benchmark evaluated";
@@ -266,6 +298,13 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
     g.average = mean_std(g.averages());
     g.train_accuracy = mean_std(train);
     g.gap = mean_std(gap);
+    for (const auto& m : kFlatnessMeasures) {
+      auto values = g.flatness_values(m.key);
+      if (!values.empty()) g.flatness[m.key] = mean_std(values);
+    }
+    std::vector<double> rhos;
+    for (const auto& r : g.runs) rhos.push_back(r.sharpness_rho);
+    g.sharpness_rho = mean_std(rhos);
     agg.groups.push_back(std::move(g));
   }
 
@@ -289,6 +328,10 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
       if (!is_baseline(base.perturbation) || base.head != g.head) continue;
       g.baseline = base.setup;
       g.p_vs_baseline = welch_t_test(g.averages(), base.averages()).p;
+      for (const auto& m : kFlatnessMeasures)
+        if (g.flatness.count(m.key) && base.flatness.count(m.key))
+          g.p_flatness[m.key] =
+              welch_t_test(g.flatness_values(m.key), base.flatness_values(m.key)).p;
       break;
     }
   }

@@ -19,6 +19,25 @@ enum class Selection {
 Selection parse_selection(const std::string& text);  // "final" | "best"; throws ConfigError
 const char* to_string(Selection s);
 
+// The flatness measures a report shows, each the first value of a dataset under /analysis of a
+// run's file (runtime/src/analysis.hpp); `main` ones also end the main table.
+struct FlatnessMeasure {
+  const char* key;    // CSV column stem, map key
+  const char* path;   // below /analysis
+  const char* label;  // table header (Markdown; LaTeX below)
+  const char* latex;
+  bool main;
+};
+inline constexpr FlatnessMeasure kFlatnessMeasures[] = {
+    {"lambda_max", "hessian/eigenvalues", "λ_max", "$\\lambda_{\\max}$", true},
+    {"trace", "trace/mean", "Trace", "Trace", true},
+    {"sharpness", "sharpness/worst_case", "Sharpness", "Sharpness", true},
+    {"sharpness_adaptive", "sharpness/worst_case_adaptive", "Adaptive sharpness",
+     "Adaptive sharpness", false},
+    {"sharpness_average", "sharpness/average_case", "Average sharpness", "Average sharpness",
+     false},
+};
+
 // One run as found on disk. Fractions (0..1), as stored.
 struct RunResult {
   std::string file;
@@ -34,6 +53,12 @@ struct RunResult {
   double average = NAN;                    // mean over the benchmarks at that epoch
   double train_accuracy = NAN;
   double gap = NAN;  // generalization gap = train accuracy - average benchmark accuracy (Fig. 2-3)
+  // Flatness (flatface analyze), by FlatnessMeasure::key; absent when not analysed.
+  std::map<std::string, double> flatness;
+  double sharpness_rho = NAN;  // the ρ the sharpness measures used
+  // The 1-D landscape along a filter-normalised direction, and the 2-D one ([α][β], row-major).
+  std::vector<double> landscape_alpha, landscape_loss;
+  std::vector<double> landscape_alpha_2d, landscape_beta_2d, landscape_loss_2d;
 };
 
 struct MeanStd {
@@ -53,8 +78,13 @@ struct Group {
   // perturbation); NaN when there is none or either side has fewer than two seeds.
   std::string baseline;  // the baseline's setup name, empty when none
   double p_vs_baseline = NAN;
+  // Per FlatnessMeasure::key over the analysed runs, and Welch's p against the baseline's.
+  std::map<std::string, MeanStd> flatness;
+  std::map<std::string, double> p_flatness;
+  MeanStd sharpness_rho;
 
   std::vector<double> averages() const;  // per run
+  std::vector<double> flatness_values(const std::string& key) const;  // per analysed run
 };
 
 // Runs of the grid (one setup and rho) that have no result file yet.
@@ -73,6 +103,7 @@ struct Aggregate {
   std::vector<MissingRuns> missing;
   bool same_seed_count() const;
   bool has_rho() const;  // some group has a numeric rho
+  bool has_flatness(const std::string& key) const;  // some group has the measure
 };
 
 // Reads every *.h5 of the folders (a file path is taken as is). Throws ConfigError for a missing

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -246,6 +247,141 @@ void rho_figure(const Aggregate& agg, const std::vector<std::string>& setups,
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
 }
 
+// File-name part of a setup name: letters, digits, '-', '_', '.'; anything else becomes '_'.
+std::string file_part(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name)
+    out += std::isalnum(c) || c == '-' || c == '_' || c == '.' ? static_cast<char>(c) : '_';
+  return out;
+}
+
+std::string group_title(const Group& g) {
+  return g.setup + (std::isnan(g.rho_value) ? "" : " rho=" + number(g.rho_value));
+}
+
+// Sharpness (worst case) against the generalization gap, one point per run, one series per
+// group: does sharpness track the gap?
+void sharpness_gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) {
+  std::ostringstream dat;
+  dat << "# sharpness (worst case, flatface analyze)  gap (percentage points); one block per "
+         "setup, one row per run\n";
+  std::vector<std::string> titles;
+  for (const auto& g : agg.groups) {
+    std::ostringstream block;
+    for (const auto& r : g.runs) {
+      auto it = r.flatness.find("sharpness");
+      if (it == r.flatness.end() || std::isnan(r.gap)) continue;
+      block << number(it->second) << ' ' << number(100 * r.gap) << "  # seed " << r.seed << '\n';
+    }
+    if (block.str().empty()) continue;
+    if (!titles.empty()) dat << "\n\n";
+    dat << "# " << group_title(g) << '\n' << block.str();
+    titles.push_back(group_title(g));
+  }
+  fs::path stem = folder / "sharpness_gap";
+  fs::path dat_path = stem;
+  dat_path += ".dat";
+  std::ostringstream setup;
+  setup << "set grid\nset key outside right top\n"
+        << "set title \"Sharpness against the generalization gap (one point per run)\"\n"
+        << "set xlabel \"worst-case sharpness max L(w+d) - L(w), |d| <= rho\"\n"
+        << "set ylabel \"gap (percentage points)\"\n"
+        << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n";
+  std::ostringstream plot;
+  plot << "plot ";
+  for (std::size_t i = 0; i < titles.size(); ++i)
+    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
+         << " using 1:2 with points pt 7 ps 1.5 title " << quoted(titles[i]);
+  plot << '\n';
+  draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
+}
+
+// The 1-D landscapes: per group, the mean loss over seeds at each α and a band of ± one std.
+void landscape_1d_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) {
+  std::ostringstream dat;
+  dat << "# alpha  mean loss  mean - std  mean + std (over seeds); one block per setup\n";
+  std::vector<std::string> titles;
+  for (const auto& g : agg.groups) {
+    const RunResult* first = nullptr;
+    for (const auto& r : g.runs)
+      if (!r.landscape_alpha.empty() && r.landscape_loss.size() == r.landscape_alpha.size()) {
+        first = &r;
+        break;
+      }
+    if (!first) continue;
+    std::ostringstream block;
+    for (std::size_t i = 0; i < first->landscape_alpha.size(); ++i) {
+      std::vector<double> losses;  // the runs with the same α grid
+      for (const auto& r : g.runs)
+        if (r.landscape_alpha == first->landscape_alpha) losses.push_back(r.landscape_loss[i]);
+      MeanStd m = mean_std(losses);
+      const double sd = std::isnan(m.std) ? 0 : m.std;
+      block << number(first->landscape_alpha[i]) << ' ' << number(m.mean) << ' '
+            << number(m.mean - sd) << ' ' << number(m.mean + sd) << '\n';
+    }
+    if (!titles.empty()) dat << "\n\n";
+    dat << "# " << group_title(g) << '\n' << block.str();
+    titles.push_back(group_title(g));
+  }
+  fs::path stem = folder / "landscape_1d";
+  fs::path dat_path = stem;
+  dat_path += ".dat";
+  std::ostringstream setup;
+  setup << "set grid\nset key outside right top\nset style fill transparent solid 0.2 noborder\n"
+        << "set title \"Training loss along a filter-normalised random direction (band: +- std "
+           "over seeds)\"\n"
+        << "set xlabel \"alpha\"\nset ylabel \"L(w + alpha d)\"\n";
+  std::ostringstream plot;
+  plot << "plot ";
+  for (std::size_t i = 0; i < titles.size(); ++i) {
+    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
+         << " using 1:3:4 with filledcurves lc " << i + 1 << " notitle, \\\n     '' index " << i
+         << " using 1:2 with lines lw 2 lc " << i + 1 << " title " << quoted(titles[i]);
+  }
+  plot << '\n';
+  draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
+}
+
+// The 2-D landscape of each group (mean over seeds) as filled contours.
+void landscape_2d_figures(const Aggregate& agg, const fs::path& folder, FigureFiles& out) {
+  for (const auto& g : agg.groups) {
+    const RunResult* first = nullptr;
+    for (const auto& r : g.runs)
+      if (!r.landscape_alpha_2d.empty() &&
+          r.landscape_loss_2d.size() == r.landscape_alpha_2d.size() * r.landscape_beta_2d.size()) {
+        first = &r;
+        break;
+      }
+    if (!first) continue;
+    const auto& alphas = first->landscape_alpha_2d;
+    const auto& betas = first->landscape_beta_2d;
+    std::ostringstream dat;
+    dat << "# alpha beta mean loss over seeds; " << group_title(g) << '\n';
+    for (std::size_t i = 0; i < alphas.size(); ++i) {
+      for (std::size_t j = 0; j < betas.size(); ++j) {
+        std::vector<double> losses;
+        for (const auto& r : g.runs)
+          if (r.landscape_alpha_2d == alphas && r.landscape_beta_2d == betas)
+            losses.push_back(r.landscape_loss_2d[i * betas.size() + j]);
+        dat << number(alphas[i]) << ' ' << number(betas[j]) << ' ' << number(mean_std(losses).mean)
+            << '\n';
+      }
+      dat << '\n';
+    }
+    fs::path stem = folder / ("landscape_2d_" + file_part(group_title(g)));
+    fs::path dat_path = stem;
+    dat_path += ".dat";
+    std::ostringstream setup;
+    setup << "set view map\nset pm3d at b\nunset surface\nset contour base\n"
+          << "set cntrparam levels auto 12\nunset clabel\nset key off\n"
+          << "set title " << quoted("Training loss on a filter-normalised plane: " + group_title(g))
+          << "\nset xlabel \"alpha\"\nset ylabel \"beta\"\nset size ratio -1\n";
+    std::ostringstream plot;
+    plot << "splot " << path_literal(dat_path) << " using 1:2:3 with lines lc rgb \"black\"\n";
+    draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
+  }
+}
+
 }  // namespace
 
 FigureFiles write_figures(const Aggregate& agg, const std::string& folder) {
@@ -263,6 +399,29 @@ FigureFiles write_figures(const Aggregate& agg, const std::string& folder) {
     rho_figure(agg, setups, folder, out);
   else
     out.skipped.push_back("rho_sweep: no setup was run with two or more rho values");
+  // The flatness figures, for results analysed by `flatface analyze` (others: not a word).
+  const bool any_analysis = std::any_of(agg.groups.begin(), agg.groups.end(), [](const Group& g) {
+    return std::any_of(g.runs.begin(), g.runs.end(), [](const RunResult& r) {
+      return !r.flatness.empty() || !r.landscape_alpha.empty() || !r.landscape_alpha_2d.empty();
+    });
+  });
+  if (!any_analysis) return out;
+  const bool sharpness = std::any_of(agg.groups.begin(), agg.groups.end(), [](const Group& g) {
+    return !g.flatness_values("sharpness").empty();
+  });
+  if (sharpness && has_train_accuracy(agg))
+    sharpness_gap_figure(agg, folder, out);
+  else
+    out.skipped.push_back("sharpness_gap: no run has both a sharpness and a training accuracy");
+  const bool curves = std::any_of(agg.groups.begin(), agg.groups.end(), [](const Group& g) {
+    return std::any_of(g.runs.begin(), g.runs.end(),
+                       [](const RunResult& r) { return !r.landscape_alpha.empty(); });
+  });
+  if (curves)
+    landscape_1d_figure(agg, folder, out);
+  else
+    out.skipped.push_back("landscape_1d: no analysed run has a 1-D landscape");
+  landscape_2d_figures(agg, folder, out);
   return out;
 }
 

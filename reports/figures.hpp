@@ -1,5 +1,6 @@
 // The report's figures, drawn by gnuplot from a .dat file and a .gp script kept next to them:
-// the generalization gap as grouped bars (paper, Figs. 2-3) and the rho sweep as lines.
+// the generalization gap as grouped bars (paper, Figs. 2-3), the rho sweep as lines, and the
+// flatness figures (sharpness against the gap, loss landscapes).
 #pragma once
 
 #include <string>
@@ -15,7 +16,9 @@ struct FigureFiles {
 };
 
 // gap.{dat,gp,png,svg} (when training accuracies exist) and rho_sweep.{dat,gp,png,svg} (when a
-// setup has two or more rho values) in `folder`, created if needed. gnuplot is `$FLATFACE_GNUPLOT`
+// setup has two or more rho values) in `folder`, created if needed; from runs analysed by
+// `flatface analyze`: sharpness_gap (sharpness against the gap, a point per run), landscape_1d
+// (curves per setup with a ± std band over seeds) and landscape_2d_<setup> (contours). gnuplot is `$FLATFACE_GNUPLOT`
 // or `gnuplot` on PATH. Throws RuntimeError when gnuplot is missing or fails.
 FigureFiles write_figures(const Aggregate& agg, const std::string& folder);
 

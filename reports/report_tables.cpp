@@ -49,6 +49,26 @@ void bold_best(std::vector<std::vector<Cell>>& rows, std::size_t col,
     if (!std::isnan(means[i]) && shown(means[i]) == best) rows[i][col].bold = true;
 }
 
+// Three significant digits: flatness measures span orders of magnitude.
+std::string sig3(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+// "41.2 ± 3.1" in the measure's own units.
+Cell measure_cell(const MeanStd& m) {
+  if (m.n == 0 || std::isnan(m.mean)) return {kDash, "--", false};
+  std::string sd = std::isnan(m.std) ? kDash : sig3(m.std);
+  std::string sd_tex = std::isnan(m.std) ? "--" : sd;
+  return {sig3(m.mean) + " ± " + sd, sig3(m.mean) + " $\\pm$ " + sd_tex, false};
+}
+
+Cell measure_cell(const Group& g, const std::string& key) {
+  auto it = g.flatness.find(key);
+  return it == g.flatness.end() ? Cell{kDash, "--", false} : measure_cell(it->second);
+}
+
 std::string rho_text(const std::string& rho, double value) {
   if (std::isnan(value)) return rho.empty() || rho == "-" ? kDash : rho;
   char buf[64];
@@ -158,6 +178,12 @@ std::string describe_missing(const MissingRuns& m) {
   return s.str();
 }
 
+bool has_any_flatness(const Aggregate& agg) {
+  for (const auto& m : kFlatnessMeasures)
+    if (agg.has_flatness(m.key)) return true;
+  return false;
+}
+
 Table main_table(const Aggregate& agg) {
   Table t;
   t.caption = "Verification accuracy (%), mean ± std over seeds";
@@ -177,6 +203,13 @@ Table main_table(const Aggregate& agg) {
   }
 
   std::size_t first = t.header.size() - agg.benchmarks.size() - 1 - (with_p ? 1 : 0);
+  bool flatness = false;
+  for (const auto& m : kFlatnessMeasures) {
+    if (!m.main || !agg.has_flatness(m.key)) continue;
+    t.header.push_back({m.label, m.latex, false});
+    t.numeric.push_back(true);
+    flatness = true;
+  }
   for (const auto& g : agg.groups) {
     auto row = group_cells(agg, g);
     for (const auto& b : agg.benchmarks) row.push_back(percent_cell(g.accuracy.at(b)));
@@ -185,6 +218,8 @@ Table main_table(const Aggregate& agg) {
       std::string p = p_text(g.p_vs_baseline);
       row.push_back({p, p == kDash ? "--" : (p == "<0.001" ? "$<$0.001" : p), false});
     }
+    for (const auto& m : kFlatnessMeasures)
+      if (m.main && agg.has_flatness(m.key)) row.push_back(measure_cell(g, m.key));
     t.rows.push_back(row);
   }
   for (std::size_t k = 0; k <= agg.benchmarks.size(); ++k) {
@@ -204,6 +239,15 @@ Table main_table(const Aggregate& agg) {
                          "seeds.",
                      false});
   t.notes.push_back({"Bold: the best mean of each column.", "", false});
+  if (flatness)
+    t.notes.push_back(
+        {"λ_max, Trace, Sharpness: flatface analyze on the training loss (largest Hessian "
+         "eigenvalue, Hutchinson trace, worst-case rise of the loss in a ρ-ball; the flatness "
+         "table says more). Lower is flatter.",
+         "$\\lambda_{\\max}$, Trace, Sharpness: \\texttt{flatface analyze} on the training loss "
+         "(largest Hessian eigenvalue, Hutchinson trace, worst-case rise of the loss in a "
+         "$\\rho$-ball; the flatness table says more). Lower is flatter.",
+         false});
   if (with_p)
     t.notes.push_back(
         {"p vs baseline: two-sided Welch's t-test (Welch–Satterthwaite df) of the per-seed Average "
@@ -249,6 +293,72 @@ Table gap_table(const Aggregate& agg) {
            latex_escape(epoch_phrase(agg.selection)) + ". Bold: the smallest gap.",
        false});
   if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
+  return t;
+}
+
+Table flatness_table(const Aggregate& agg) {
+  Table t;
+  t.caption = "Flatness of the training loss at the final weights, mean ± std over seeds";
+  t.caption_latex = "Flatness of the training loss at the final weights, mean $\\pm$ std over seeds";
+  add_group_header(agg, t);
+  const bool with_p = std::any_of(agg.groups.begin(), agg.groups.end(),
+                                  [](const Group& g) { return !g.baseline.empty(); });
+  t.header.push_back({"ρ (sharpness)", "$\\rho$ (sharpness)", false});
+  t.numeric.push_back(true);
+  std::vector<const FlatnessMeasure*> shown;
+  for (const auto& m : kFlatnessMeasures) {
+    if (!agg.has_flatness(m.key)) continue;
+    shown.push_back(&m);
+    t.header.push_back({m.label, m.latex, false});
+    t.numeric.push_back(true);
+    if (with_p) {
+      t.header.push_back({"p", "$p$", false});
+      t.numeric.push_back(true);
+    }
+  }
+  for (const auto& g : agg.groups) {
+    auto row = group_cells(agg, g);
+    const MeanStd& rho = g.sharpness_rho;
+    std::string rho_shown = rho.n == 0 ? kDash : sig3(rho.mean);
+    if (rho.n > 1 && rho.std > 0) rho_shown += " (varies)";
+    row.push_back({rho_shown, rho_shown == kDash ? "--" : "", false});
+    for (const auto* m : shown) {
+      row.push_back(measure_cell(g, m->key));
+      if (with_p) {
+        auto it = g.p_flatness.find(m->key);
+        std::string p = p_text(it == g.p_flatness.end() ? NAN : it->second);
+        row.push_back({p, p == kDash ? "--" : (p == "<0.001" ? "$<$0.001" : p), false});
+      }
+    }
+    t.rows.push_back(row);
+  }
+  t.notes.push_back(
+      {"L_margin over backbone and class weights on fixed training batches (flatface analyze). "
+       "λ_max: largest Hessian eigenvalue (power iteration); Trace: Hutchinson's estimate; "
+       "Sharpness: max L(w+δ) − L(w) over ‖δ‖₂ ≤ ρ by projected gradient ascent (a lower bound); "
+       "Adaptive: the same over ‖δ/(|w|+η)‖₂ ≤ ρ (ASAM); Average: E L(w+δ) − L(w) for "
+       "δ ~ N(0, ρ²/d I). Mean ± std over the analysed seeds (sample std, n − 1).",
+       "$L_\\mathrm{margin}$ over backbone and class weights on fixed training batches "
+       "(\\texttt{flatface analyze}). $\\lambda_{\\max}$: largest Hessian eigenvalue (power "
+       "iteration); Trace: Hutchinson's estimate; Sharpness: $\\max_{\\|\\delta\\|_2\\le\\rho} "
+       "L(w+\\delta)-L(w)$ by projected gradient ascent (a lower bound); Adaptive: the same over "
+       "$\\|\\delta/(|w|+\\eta)\\|_2\\le\\rho$ (ASAM); Average: $E\\,L(w+\\delta)-L(w)$ for "
+       "$\\delta\\sim N(0,\\rho^2/d\\,I)$. Mean $\\pm$ std over the analysed seeds (sample std, "
+       "$n-1$).",
+       false});
+  if (with_p)
+    t.notes.push_back({"p: two-sided Welch's t-test of the per-seed values against the setup with "
+                       "the same head and no perturbation.",
+                       "$p$: two-sided Welch's $t$-test of the per-seed values against the setup "
+                       "with the same head and no perturbation.",
+                       false});
+  std::set<std::string> radii;
+  for (const auto& g : agg.groups)
+    if (g.sharpness_rho.n > 0) radii.insert(sig3(g.sharpness_rho.mean));
+  if (radii.size() > 1)
+    t.warnings.push_back(
+        "The sharpness columns use different ρ in different rows (each run's own ρ by default): "
+        "compare rows with the same ρ, or analyse with one ρ for all (--settings '{ rho = 0.05 }').");
   return t;
 }
 
@@ -321,7 +431,14 @@ std::string render_csv(const Aggregate& agg) {
   for (const auto& b : agg.benchmarks)
     out << ',' << csv_field(b + "_mean") << ',' << csv_field(b + "_std");
   out << ",average_mean,average_std,train_accuracy_mean,train_accuracy_std,gap_mean,gap_std,"
-         "baseline,p_vs_baseline,selection\n";
+         "baseline,p_vs_baseline,selection";
+  std::vector<const FlatnessMeasure*> measures;
+  for (const auto& m : kFlatnessMeasures)
+    if (agg.has_flatness(m.key)) measures.push_back(&m);
+  if (!measures.empty()) out << ",sharpness_rho";
+  for (const auto* m : measures)
+    out << ',' << m->key << "_mean," << m->key << "_std,p_" << m->key;
+  out << '\n';
   for (const auto& g : agg.groups) {
     out << csv_field(g.setup) << ',' << csv_number(g.rho_value) << ',' << g.runs.size();
     auto pair = [&](const MeanStd& m) {
@@ -332,7 +449,16 @@ std::string render_csv(const Aggregate& agg) {
     pair(g.train_accuracy);
     pair(g.gap);
     out << ',' << csv_field(g.baseline) << ',' << csv_number(g.p_vs_baseline) << ','
-        << to_string(agg.selection) << '\n';
+        << to_string(agg.selection);
+    if (!measures.empty()) out << ',' << csv_number(g.sharpness_rho.mean);
+    for (const auto* m : measures) {  // in the measure's own units
+      auto it = g.flatness.find(m->key);
+      auto p = g.p_flatness.find(m->key);
+      out << ',' << csv_number(it == g.flatness.end() ? NAN : it->second.mean) << ','
+          << csv_number(it == g.flatness.end() ? NAN : it->second.std) << ','
+          << csv_number(p == g.p_flatness.end() ? NAN : p->second);
+    }
+    out << '\n';
   }
   return out.str();
 }
@@ -350,6 +476,7 @@ std::string render_report(const Aggregate& agg, Format format) {
   std::vector<Table> tables{main_table(agg)};
   if (has_train_accuracy(agg)) tables.push_back(gap_table(agg));
   if (!swept_setups(agg).empty()) tables.push_back(rho_sweep_table(agg));
+  if (has_any_flatness(agg)) tables.push_back(flatness_table(agg));
   std::string out;
   for (std::size_t i = 0; i < tables.size(); ++i) {
     if (i) out += "\n";

@@ -16,6 +16,9 @@ Format parse_format(const std::string& text);  // md | markdown | latex | tex | 
 Table main_table(const Aggregate& agg);       // benchmarks, Average, p vs baseline
 Table gap_table(const Aggregate& agg);        // train accuracy, Average, gap
 Table rho_sweep_table(const Aggregate& agg);  // Average per setup x rho, best rho per setup
+// λ_max, trace, sharpness (worst, adaptive, average) with Welch's p vs the baseline, per setup.
+Table flatness_table(const Aggregate& agg);
+bool has_any_flatness(const Aggregate& agg);
 
 bool has_train_accuracy(const Aggregate& agg);
 // Setups with at least two numeric rho values, in group order.

@@ -149,6 +149,15 @@ perturbation = { plugin = "looksam", rho = 0.05, k = 2 }
   CATCH_REQUIRE(eval.size() == 1);
   CATCH_CHECK(eval[first]["pairs"].num() == 40);
   CATCH_CHECK(doc["peak_rss_mb"].num() > 0);
+  // One λ_max estimate of the plain setup, in its own training steps: seconds / median step.
+  const auto& lambda = doc["lambda_max"];
+  CATCH_CHECK(lambda["setup"].string == "plain");
+  CATCH_CHECK(lambda["products"].num() >= 1);
+  CATCH_CHECK(lambda["products"].num() <= 100);
+  CATCH_CHECK(lambda["training_steps"].num() ==
+              Approx(1e3 * lambda["seconds"].num() / lambda["step_median_ms"].num()).epsilon(1e-4));
+  CATCH_CHECK(lambda["product_ms"].num() ==
+              Approx(1e3 * lambda["seconds"].num() / lambda["products"].num()).epsilon(1e-4));
 }
 
 CATCH_TEST_CASE("flatface bench with a setup that does not exist exits 2") {

@@ -422,3 +422,34 @@ CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved un
                             "eb642c7f11", "eb642b7f11", "eb642e7f11", "19a03d1e1c", "19a03c1e1c",
                             "19a03b1e1c"});
 }
+
+CATCH_TEST_CASE("an [analysis] table is read with defaults and leaves the run ids as they were") {
+  const Experiment plain = flatface::parse_experiment(kGrid, "grid.toml");
+  CATCH_CHECK_FALSE(plain.analysis.has_value());
+  const Experiment analysed = flatface::parse_experiment(
+      kGrid + "\n[analysis]\ntop_k = 3\nrho = 0.1\nbatch_norm = \"train\"\n", "grid.toml");
+  CATCH_REQUIRE(analysed.analysis.has_value());
+  CATCH_CHECK(analysed.analysis->top_k == 3);
+  CATCH_CHECK(*analysed.analysis->rho == 0.1);
+  CATCH_CHECK(analysed.analysis->batch_norm == "train");
+  CATCH_CHECK(analysed.analysis->max_iterations == 100);  // PyHessian's cap
+  CATCH_CHECK(analysed.analysis->tolerance == 1e-3);
+  const auto a = flatface::expand_grid(plain), b = flatface::expand_grid(analysed);
+  CATCH_REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) CATCH_CHECK(a[i].id == b[i].id);
+}
+
+CATCH_TEST_CASE("a wrong [analysis] key or value is an error at its line") {
+  try {
+    flatface::parse_experiment(kGrid + "\n[analysis]\ntop_k = 1\nascent_stepz = 3\n", "grid.toml");
+    CATCH_FAIL("no error");
+  } catch (const ConfigError& e) {
+    CATCH_CHECK(contains(e.what(), "grid.toml:"));
+    CATCH_CHECK(contains(e.what(), "unknown key 'ascent_stepz' for [analysis]"));
+  }
+  CATCH_CHECK_THROWS_AS(
+      flatface::parse_experiment(kGrid + "\n[analysis]\nbatch_norm = \"frozen\"\n", "grid.toml"),
+      ConfigError);
+  CATCH_CHECK_THROWS_AS(
+      flatface::parse_experiment(kGrid + "\n[analysis]\nrho = -1\n", "grid.toml"), ConfigError);
+}

@@ -248,3 +248,42 @@ CATCH_TEST_CASE("a result file written before second_pass_fraction existed reads
   CATCH_CHECK(r.epochs[1].loss == 8.0);
   fs::remove_all(dir);
 }
+
+CATCH_TEST_CASE("an analysis group of any shape and nesting reads back with its attributes") {
+  auto dir = fresh_dir("analysis");
+  const std::string path = (dir / "run.h5").string();
+  RunRecord r = sample_record(2);
+  r.status = "complete";
+  auto& a = r.analysis.arrays;
+  a["trace/mean"] = {{}, {123.5}};                                   // a scalar
+  a["hessian/eigenvalues"] = {{3}, {9.0, 4.0, 1.0}};                 // 1-D
+  a["landscape/loss_2d"] = {{2, 3}, {1, 2, 3, 4, 5, 6}};             // 2-D, row-major
+  a["line/abc/accuracy/LFW"] = {{2}, {0.5, 0.75}};                   // nested groups
+  r.analysis.attributes[""] = {{"top_k", "3"}, {"settings", "top_k=3;"}};
+  r.analysis.attributes["line/abc"] = {{"run_b", "abc"}};
+  flatface::write_run_record(path, r);
+  RunRecord back = flatface::read_run_record(path);
+  CATCH_CHECK(back.epochs.size() == 2);
+  CATCH_REQUIRE(back.analysis.arrays.size() == 4);
+  for (const auto& [name, array] : a) {
+    CATCH_CHECK(back.analysis.arrays.at(name).shape == array.shape);
+    CATCH_CHECK(back.analysis.arrays.at(name).values == array.values);
+  }
+  CATCH_CHECK(back.analysis.attributes.at("").at("top_k") == "3");
+  CATCH_CHECK(back.analysis.attributes.at("line/abc").at("run_b") == "abc");
+
+  // A record without an analysis writes no /analysis group.
+  flatface::write_run_record(path, sample_record(1));
+  CATCH_CHECK(flatface::read_run_record(path).analysis.empty());
+  // An array whose values do not fill its shape is refused, naming it; the old file stays.
+  RunRecord bad = sample_record(1);
+  bad.analysis.arrays["x"] = {{2, 2}, {1, 2, 3}};
+  try {
+    flatface::write_run_record(path, bad);
+    CATCH_FAIL("no error");
+  } catch (const flatface::RuntimeError& e) {
+    CATCH_CHECK(std::string(e.what()).find("'x'") != std::string::npos);
+  }
+  CATCH_CHECK(flatface::read_run_record(path).epochs.size() == 1);
+  fs::remove_all(dir);
+}

@@ -13,6 +13,8 @@
 
 #include "device_model.hpp"
 #include "evaluation.hpp"
+#include "flatness/hessian.hpp"
+#include "flatness/model_loss.hpp"
 #include "factory.hpp"
 #include "loader.hpp"
 #include "trainer.hpp"
@@ -213,6 +215,64 @@ EvalTiming bench_eval(Backbone& backbone, const VerificationSet& set, const std:
   r.seconds = summarize(seconds);
   r.pairs_per_second = static_cast<double>(r.pairs) / r.seconds.median;
   return r;
+}
+
+LambdaMaxTiming bench_lambda_max(const Experiment& e, const Registry& reg,
+                                 const StepBenchOptions& options) {
+  const c10::Device device(resolve_device(e.device));
+  std::size_t chosen = 0;  // a one-pass setup: its step is the plain training step
+  for (std::size_t s = 0; s < e.setups.size(); ++s) {
+    RunSpec probe;
+    probe.setup = s;
+    if (!e.setups[s].rhos.empty()) probe.rho = e.setups[s].rhos.front();
+    if (!make_perturbation(reg, e.setups[s].perturbation.plugin, perturbation_options(e, probe))
+             ->two_pass()) {
+      chosen = s;
+      break;
+    }
+  }
+  const Setup& setup = e.setups[chosen];
+  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
+  auto backbone = make_backbone(reg, e.backbone);
+  const std::int64_t input = backbone->input_size();
+  const std::int64_t classes =
+      options.classes > 0 ? options.classes
+                          : make_train_set(reg, e.train_data, input,
+                                           static_cast<std::uint64_t>(options.seed))
+                                ->num_classes();
+  auto head = make_head(reg, setup.head, backbone->embedding_dim(), classes);
+  RunSpec run;
+  run.setup = chosen;
+  if (!setup.rhos.empty()) run.rho = setup.rhos.front();
+  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
+  DeviceModel model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
+  at::Tensor images = at::randn({e.train.batch_size, 3, input, input}).to(device);
+  at::Tensor labels = at::randint(classes, {e.train.batch_size}, at::kLong).to(device);
+
+  LambdaMaxTiming out;
+  out.setup = setup.name;
+  std::vector<double> ms;
+  for (int i = 0; i < options.warmup + options.steps; ++i) {
+    synchronize(device);
+    const auto t = Clock::now();
+    model.step->run(*strategy, images, labels);
+    synchronize(device);
+    if (i >= options.warmup) ms.push_back(1e3 * seconds_since(t));
+  }
+  out.step_ms = summarize(ms);
+
+  flatness::ModelLoss loss(model.backbone, model.head, {{images, labels}},
+                           /*batch_norm_train=*/false);
+  synchronize(device);
+  const auto t = Clock::now();
+  auto r = flatness::top_eigenvalues(loss.function(), flatness::EigenOptions{});
+  synchronize(device);
+  out.seconds = seconds_since(t);
+  out.iterations = r.iterations.front();
+  out.eigenvalue = r.eigenvalues.front();
+  out.steps_per_estimate = 1e3 * out.seconds / out.step_ms.median;
+  out.product_ms = 1e3 * out.seconds / static_cast<double>(out.iterations);
+  return out;
 }
 
 double peak_rss_mib() {

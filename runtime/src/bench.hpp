@@ -97,6 +97,24 @@ struct EvalTiming {
 EvalTiming bench_eval(Backbone& backbone, const VerificationSet& set, const std::string& name,
                       std::int64_t batch_size, const std::string& device, int repeats);
 
+struct LambdaMaxTiming {
+  std::string setup;              // whose model (backbone + head) was measured
+  std::int64_t iterations = 0;    // Hessian-vector products the estimate took
+  double eigenvalue = 0;          // λ_max found
+  double seconds = 0;             // the whole estimate
+  TimingSummary step_ms;          // plain training steps of the same model and batch
+  double steps_per_estimate = 0;  // 1e3 seconds / median step ms: the cost in training steps
+  double product_ms = 0;          // per Hessian-vector product
+};
+
+// The cost of one λ_max estimate (power iteration with PyHessian's tolerance 1e-3 and cap 100,
+// BN in eval mode, one batch of the experiment's batch size) in plain training steps of the same
+// model on the same batch: `steps` plain steps after `warmup`, then the estimate, once. The model
+// is the first setup with a one-pass strategy (else the first setup) at its initial weights moved
+// by those steps.
+LambdaMaxTiming bench_lambda_max(const Experiment& e, const Registry& reg,
+                                 const StepBenchOptions& options);
+
 // Peak resident set size of this process so far, in MiB.
 double peak_rss_mib();
 

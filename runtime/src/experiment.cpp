@@ -383,6 +383,11 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     e.train = parse_train(o);
     o.check_all_used();
   }
+  // [analysis]
+  if (root.contains("analysis")) {
+    const auto& t = section("analysis");
+    e.analysis = parse_analysis_settings(to_options(t, "[analysis]", path));
+  }
   // [[setup]]
   top.consume("setup");
   auto setups = root.get("setup");
@@ -493,6 +498,17 @@ PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& w
                       std::string(err.description()) + ")");
   }
   return plugin_ref(*root.get("value"), what, what);
+}
+
+Options parse_options_table(const std::string& inline_table, const std::string& what) {
+  toml::table root;
+  try {
+    root = toml::parse("value = " + inline_table, what);
+  } catch (const toml::parse_error& err) {
+    throw ConfigError(what + ": '" + inline_table + "' is not an inline TOML table (" +
+                      std::string(err.description()) + ")");
+  }
+  return to_options(require_table(*root.get("value"), what, what), what, what);
 }
 
 Options perturbation_options(const Experiment& e, const RunSpec& run) {

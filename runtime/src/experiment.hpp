@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis_settings.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface {
@@ -63,6 +64,8 @@ struct Experiment {
   std::string init;
   TrainSettings train;
   std::vector<Setup> setups;
+  // [analysis]: flatness measures taken after each run completes (not part of the run ids).
+  std::optional<AnalysisSettings> analysis;
   std::string resolved_toml;  // the file after --set overrides
 };
 
@@ -83,6 +86,10 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
 // A plugin reference written as an inline TOML table on the command line, e.g.
 // `{ plugin = "image-folder", root = "faces/" }`; `what` names it in messages.
 PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& what);
+
+// An inline TOML table of plain values (`{ top_k = 3, batches = 2 }`) as Options; `what` names it
+// in messages (e.g. "--settings").
+Options parse_options_table(const std::string& inline_table, const std::string& what);
 
 // seeds x setups x each setup's rho list.
 std::vector<RunSpec> expand_grid(const Experiment& e);

@@ -136,6 +136,43 @@ std::vector<std::string> benchmark_columns(const RunRecord& r) {
   return names;
 }
 
+// The group at `path` below `root` ("a/b"), created with its parents as needed.
+H5::Group group_at(H5::Group root, const std::string& path) {
+  H5::Group g = root;
+  std::size_t start = 0;
+  while (start < path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string name = path.substr(start, end - start);
+    g = g.nameExists(name) ? g.openGroup(name) : g.createGroup(name);
+    start = end + 1;
+  }
+  return g;
+}
+
+void write_analysis(const std::string& file, H5::H5File& f, const AnalysisRecord& a) {
+  H5::Group root = f.createGroup("analysis");
+  for (const auto& [path, array] : a.arrays) {
+    std::size_t count = 1;
+    for (auto d : array.shape) count *= static_cast<std::size_t>(d);
+    if (path.empty() || path.front() == '/' || path.back() == '/' || count != array.values.size())
+      throw RuntimeError(file + ": analysis array '" + path + "' has " +
+                         std::to_string(array.values.size()) + " values for its shape, or a bad name");
+    const auto slash = path.rfind('/');
+    H5::Group g = slash == std::string::npos ? root : group_at(root, path.substr(0, slash));
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    std::vector<hsize_t> dims(array.shape.begin(), array.shape.end());
+    H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR)
+                                       : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+    H5::DataSet ds = g.createDataSet(name, H5::PredType::IEEE_F64LE, space);
+    if (count > 0) ds.write(array.values.data(), H5::PredType::NATIVE_DOUBLE);
+  }
+  for (const auto& [path, attributes] : a.attributes) {
+    H5::Group g = group_at(root, path);
+    for (const auto& [key, value] : attributes) write_string_attribute(g, key, value);
+  }
+}
+
 void write_file(const std::string& file, const RunRecord& r) {
   H5::H5File f(file, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, unlocked_access());
   for (const auto& [key, value] : r.attributes) {
@@ -177,6 +214,7 @@ void write_file(const std::string& file, const RunRecord& r) {
       write_column(g, field.name, column);
     }
   }
+  if (!r.analysis.empty()) write_analysis(file, f, r.analysis);
   f.flush(H5F_SCOPE_GLOBAL);
   f.close();
 }
@@ -229,6 +267,36 @@ std::vector<std::string> read_strings_attribute(const H5::Attribute& a) {
   for (char* s : buffer) out.emplace_back(s ? s : "");
   H5Dvlen_reclaim(type.getId(), space.getId(), H5P_DEFAULT, buffer.data());
   return out;
+}
+
+// Every dataset and attribute below `g` (at `path`, relative to /analysis) into `a`.
+void read_analysis_group(const std::string& file, H5::Group& g, const std::string& path,
+                         AnalysisRecord& a) {
+  for (int i = 0; i < g.getNumAttrs(); ++i) {
+    H5::Attribute attr = g.openAttribute(static_cast<unsigned>(i));
+    if (is_scalar_string(attr)) a.attributes[path][attr.getName()] = read_string_attribute(attr);
+  }
+  for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
+    const std::string name = g.getObjnameByIdx(i);
+    const std::string child = path.empty() ? name : path + "/" + name;
+    if (g.getObjTypeByIdx(i) == H5G_GROUP) {
+      H5::Group sub = g.openGroup(name);
+      read_analysis_group(file, sub, child, a);
+      continue;
+    }
+    H5::DataSet ds = g.openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+    if (rank > 0) space.getSimpleExtentDims(dims.data());
+    AnalysisArray array;
+    array.shape.assign(dims.begin(), dims.end());
+    array.values.resize(static_cast<std::size_t>(space.getSimpleExtentNpoints()));
+    if (ds.getTypeClass() != H5T_FLOAT)
+      throw RuntimeError(file + ": dataset /analysis/" + child + " is not floating point");
+    if (!array.values.empty()) ds.read(array.values.data(), H5::PredType::NATIVE_DOUBLE);
+    a.arrays[child] = std::move(array);
+  }
 }
 
 RunRecord read_file(const std::string& file) {
@@ -293,6 +361,10 @@ RunRecord read_file(const std::string& file) {
     }
   } else if (!r.benchmark_names.empty()) {
     throw RuntimeError(file + ": benchmarks are listed but group /eval is missing");
+  }
+  if (f.nameExists("analysis")) {
+    H5::Group analysis = f.openGroup("analysis");
+    read_analysis_group(file, analysis, "", r.analysis);
   }
   return r;
 }

@@ -28,6 +28,20 @@ struct EpochMetrics {
   std::map<std::string, BenchmarkMetrics> benchmarks;  // by benchmark name
 };
 
+// An array of float64 with its shape ({} for a scalar), row-major.
+struct AnalysisArray {
+  std::vector<std::uint64_t> shape;
+  std::vector<double> values;
+};
+
+// The flatness analysis of a run (flatface analyze): arrays by path below /analysis
+// ("hessian/eigenvalues"), and string attributes by group path ("" for /analysis itself).
+struct AnalysisRecord {
+  std::map<std::string, AnalysisArray> arrays;
+  std::map<std::string, std::map<std::string, std::string>> attributes;
+  bool empty() const { return arrays.empty() && attributes.empty(); }
+};
+
 struct RunRecord {
   // experiment, setup, head, perturbation, backbone, dataset, rho, seed, run_id, flatface_version,
   // torch_version, device, start_time, end_time, config_toml
@@ -37,6 +51,7 @@ struct RunRecord {
   std::int64_t failed_step = -1;
   std::vector<std::string> benchmark_names;  // column order
   std::vector<EpochMetrics> epochs;
+  AnalysisRecord analysis;  // empty until the run is analysed
 };
 
 // File layout (h5py: f.attrs[...], f["metrics/loss"][:], f["eval/LFW/accuracy"][:]):
@@ -50,6 +65,8 @@ struct RunRecord {
 //                    that made a second pass; grad_norm over the steps that computed it
 //   /eval/<bench>/   float64[epochs] accuracy, accuracy_std, threshold, tar_at_far (NaN where the
 //                    benchmark was not evaluated that epoch)
+//   /analysis/...    only when analysed: float64 datasets of any shape (analysis.hpp lists them),
+//                    string attributes on /analysis and its groups (the settings used)
 
 // Writes temporary_path(path), flushes it to disk and renames it over <path>. Throws RuntimeError.
 void write_run_record(const std::string& path, const RunRecord& record);
