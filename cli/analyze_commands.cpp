@@ -110,6 +110,8 @@ int analyze(const Globals& g, const AnalyzeArgs& a) {
   return 0;
 }
 
+}  // namespace
+
 void add_analyze_commands(CLI::App& app, Globals& g, Command& chosen) {
   static AnalyzeArgs args;
   auto* cmd = app.add_subcommand(
@@ -137,7 +139,4 @@ void add_analyze_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->callback([&g, &chosen] { chosen = [&g] { return analyze(g, args); }; });
 }
 
-const CommandRegistrar analyze_registrar(45, "analyze", &add_analyze_commands);
-
-}  // namespace
 }  // namespace flatface::cli

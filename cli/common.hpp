@@ -48,6 +48,7 @@ void add_status_commands(CLI::App& app, Globals& g, Command& chosen);  // status
 void add_data_commands(CLI::App& app, Globals& g, Command& chosen);    // data info|validate|...
 void add_pairs_command(CLI::App& app, Globals& g, Command& chosen);    // data pairs
 void add_eval_commands(CLI::App& app, Globals& g, Command& chosen);    // eval, embed
+void add_analyze_commands(CLI::App& app, Globals& g, Command& chosen); // analyze
 void add_report_commands(CLI::App& app, Globals& g, Command& chosen);  // report
 void add_bench_commands(CLI::App& app, Globals& g, Command& chosen);   // bench
 void add_export_command(CLI::App& app, Globals& g, Command& chosen);   // export

@@ -38,6 +38,7 @@ const CommandGroup kCommands[] = {
     {"data", flatface::cli::add_data_commands},
     {"data pairs", flatface::cli::add_pairs_command},
     {"eval, embed", flatface::cli::add_eval_commands},
+    {"analyze", flatface::cli::add_analyze_commands},
     {"report", flatface::cli::add_report_commands},
     {"bench", flatface::cli::add_bench_commands},
     {"export", flatface::cli::add_export_command},
