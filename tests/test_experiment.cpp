@@ -422,3 +422,38 @@ CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved un
                             "eb642c7f11", "eb642b7f11", "eb642e7f11", "19a03d1e1c", "19a03c1e1c",
                             "19a03b1e1c"});
 }
+
+CATCH_TEST_CASE("the resolved TOML writes each float in its shortest exact form") {
+  // 0.333 is stored as the double nearest to it, which 17 digits print as 0.33300000000000002.
+  Experiment e = parse(kGrid, {"setup.0.head.h=0.333"});
+  CATCH_INFO(e.resolved_toml);
+  CATCH_CHECK(contains(e.resolved_toml, "h = 0.333,"));
+  CATCH_CHECK_FALSE(contains(e.resolved_toml, "0.33300000000000002"));
+  CATCH_CHECK(contains(e.resolved_toml, "rho = [ 0.05, 0.1, 0.2 ]"));
+  CATCH_CHECK(contains(e.resolved_toml, "s = 64.0"));  // a float stays a float
+  // Awkward values read back bit for bit: each --set below is the shortest text of its double,
+  // so the resolved TOML must carry exactly that text.
+  const std::vector<std::pair<std::string, double>> awkward{
+      {"0.1", 0.1},
+      {"1e-300", 1e-300},
+      {"5e-324", 5e-324},                          // the smallest subnormal
+      {"0.3333333333333333", 1 / 3.0},             // 16 digits suffice for 1/3
+      {"9007199254740993.0", 9007199254740992.0},  // 2^53 + 1 rounds to 2^53
+      {"1e+22", 1e22},
+      {"1.7976931348623157e+308", 1.7976931348623157e308},
+  };
+  for (const auto& [text, value] : awkward) {
+    CATCH_INFO(text);
+    Experiment a = parse(kGrid, {"setup.0.head.x=" + text});
+    Experiment again = parse(a.resolved_toml);
+    CATCH_CHECK(again.setups[0].head.options.get_double("x", 0) == value);
+    CATCH_CHECK(again.resolved_toml == a.resolved_toml);  // a fixed point
+  }
+  CATCH_CHECK(contains(parse(kGrid, {"setup.0.head.x=5e-324"}).resolved_toml, "x = 5e-324"));
+  CATCH_CHECK(contains(parse(kGrid, {"setup.0.head.x=9007199254740993.0"}).resolved_toml,
+                       "x = 9007199254740992.0"));
+  // A string that looks like the stand-in the writer uses is left alone.
+  Experiment s = parse(kGrid, {"experiment.name=\"flatface-float-0\"", "setup.0.head.x=0.5"});
+  CATCH_CHECK(contains(s.resolved_toml, "name = 'flatface-float-0'"));
+  CATCH_CHECK(contains(s.resolved_toml, "x = 0.5"));
+}

@@ -9,6 +9,8 @@
 #include <map>
 #include <sstream>
 
+#include "number_text.hpp"
+
 namespace flatface {
 
 namespace {
@@ -214,6 +216,7 @@ TrainSettings parse_train(const Options& o) {
   return t;
 }
 
+// Numbers at 17 digits, as ids have always hashed them (not the shortest form of records).
 std::string canonical_train(const TrainSettings& t) {
   std::ostringstream os;
   os.precision(17);
@@ -234,13 +237,67 @@ std::uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// The table as TOML text, every float in its shortest exact form (0.333). Debian's toml++ is a
+// compiled library built without TOML_FLOAT_CHARCONV (off for GCC), so it prints 17 significant
+// digits; each float is therefore printed by toml++ as a marker string that the text cannot
+// otherwise contain, and the markers are then replaced by the numbers.
+std::string toml_text(toml::table root) {
+  std::string plain;
+  {
+    std::ostringstream os;
+    os << root;
+    plain = os.str();
+  }
+  std::string marker = "flatface-float-";
+  while (plain.find(marker) != std::string::npos) marker += '~';
+  std::vector<double> floats;
+  auto stand_in = [&](double v) {
+    floats.push_back(v);
+    return marker + std::to_string(floats.size() - 1);
+  };
+  std::function<void(toml::node&)> swap_floats = [&](toml::node& node) {
+    if (auto t = node.as_table()) {
+      std::vector<std::string> keys;
+      for (auto&& [key, child] : *t) {
+        if (child.is_floating_point())
+          keys.emplace_back(key.str());
+        else
+          swap_floats(child);
+      }
+      for (const auto& key : keys)
+        t->insert_or_assign(key, stand_in(t->get(key)->as_floating_point()->get()));
+    } else if (auto a = node.as_array()) {
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        if (auto f = a->get(i)->as_floating_point())
+          a->replace(a->cbegin() + static_cast<std::ptrdiff_t>(i), stand_in(f->get()));
+        else
+          swap_floats(*a->get(i));
+      }
+    }
+  };
+  swap_floats(root);
+  std::ostringstream os;
+  os << root;
+  const std::string marked = os.str();
+  std::string out;
+  std::size_t from = 0;
+  // Each stand-in is printed quoted, as 'marker12' (a literal string) or "marker12".
+  for (std::size_t at; (at = marked.find(marker, from)) != std::string::npos;) {
+    const std::size_t digits = at + marker.size();
+    const std::size_t close = marked.find(marked[at - 1], digits);
+    const std::size_t index = std::stoul(marked.substr(digits, close - digits));
+    std::string number = shortest_text(floats.at(index));
+    // TOML tells a float from an integer by its '.' or exponent (inf and nan are floats).
+    if (number.find_first_of(".eni") == std::string::npos) number += ".0";
+    out.append(marked, from, at - 1 - from).append(number);
+    from = close + 1;
+  }
+  return out.append(marked, from, std::string::npos);
+}
+
 }  // namespace
 
-std::string format_rho(double rho) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", rho);
-  return buf;
-}
+std::string format_rho(double rho) { return shortest_text(rho); }
 
 Experiment parse_experiment(const std::string& text, const std::string& path,
                             const std::vector<std::string>& overrides) {
@@ -272,11 +329,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
 
   Experiment e;
   e.file = path;
-  {
-    std::ostringstream os;
-    os << root;
-    e.resolved_toml = os.str();
-  }
+  e.resolved_toml = toml_text(root);
   // Top-level keys are checked like any other table.
   Options top("the experiment file", SourcePos{path, 0, 0});
   for (auto&& [key, node] : root) {
@@ -446,11 +499,13 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
 
 std::vector<RunSpec> expand_grid(const Experiment& e) {
   std::vector<RunSpec> runs;
+  // The text hashed into ids keeps numbers at 17 digits (id_text), its form since the first
+  // grids, so that ids stay what they were.
   std::string shared =
-      "train_data=" + e.train_data.plugin + e.train_data.options.canonical() + ";eval=";
+      "train_data=" + e.train_data.plugin + e.train_data.options.id_text() + ";eval=";
   for (const auto& ev : e.eval)
-    shared += ev.name + ":" + ev.data.plugin + ev.data.options.canonical() + ";";
-  shared += "backbone=" + e.backbone.plugin + e.backbone.options.canonical();
+    shared += ev.name + ":" + ev.data.plugin + ev.data.options.id_text() + ";";
+  shared += "backbone=" + e.backbone.plugin + e.backbone.options.id_text();
   // Starting weights change every result. Only added when given, so that the ids of experiments
   // without them stay what they were.
   if (!e.init.empty()) shared += ";init=" + e.init;
@@ -470,8 +525,8 @@ std::vector<RunSpec> expand_grid(const Experiment& e) {
         Options pert = perturbation_options(e, r);
         std::ostringstream os;
         os << shared << ";setup=" << s.name << ";head=" << s.head.plugin
-           << s.head.options.canonical() << ";perturbation=" << s.perturbation.plugin
-           << pert.canonical() << ";seed=" << seed;
+           << s.head.options.id_text() << ";perturbation=" << s.perturbation.plugin
+           << pert.id_text() << ";seed=" << seed;
         r.canonical = os.str();
         char id[17];
         std::snprintf(id, sizeof id, "%016llx",

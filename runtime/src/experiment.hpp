@@ -87,7 +87,7 @@ PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& w
 // seeds x setups x each setup's rho list.
 std::vector<RunSpec> expand_grid(const Experiment& e);
 
-// "sam rho=0.1" style label of a setup's perturbation for one run.
+// "0.1": rho as labels and the result file's `rho` attribute write it (shortest exact form).
 std::string format_rho(double rho);
 
 // Options handed to the perturbation plugin for one run: the setup's table with rho as a number.
