@@ -423,6 +423,17 @@ CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved un
                             "19a03b1e1c"});
 }
 
+CATCH_TEST_CASE("[train] flip defaults to on; turning it off is another run") {
+  CATCH_CHECK(parse(kGrid).train.flip);
+  CATCH_CHECK_FALSE(parse(kGrid, {"train.flip=false"}).train.flip);
+  // On, written or not, is today's training: the ids stay.
+  CATCH_CHECK(ids(parse(kGrid, {"train.flip=true"})) == ids(parse(kGrid)));
+  auto off = ids(parse(kGrid, {"train.flip=false"}));
+  for (const auto& id : ids(parse(kGrid))) CATCH_CHECK(std::count(off.begin(), off.end(), id) == 0);
+  CATCH_CHECK(load_error(kGrid, {"train.flip=1"}) ==
+              "--set train.flip: key 'flip' for [train] must be a boolean");
+}
+
 CATCH_TEST_CASE("the resolved TOML writes each float in its shortest exact form") {
   // 0.333 is stored as the double nearest to it, which 17 digits print as 0.33300000000000002.
   Experiment e = parse(kGrid, {"setup.0.head.h=0.333"});

@@ -205,6 +205,7 @@ TrainSettings parse_train(const Options& o) {
   t.loader_threads = o.get_int("loader_threads", t.loader_threads);
   t.precision = o.get_choice("precision", t.precision, {"fp32", "bf16"});
   t.log_every_steps = o.get_int("log_every_steps", t.log_every_steps);
+  t.flip = o.get_bool("flip", t.flip);
   auto positive = [&o](const char* key, double v) {
     if (!(v > 0)) throw ConfigError(o.pos_of(key).str() + ": train." + key + " must be positive");
   };
@@ -225,6 +226,8 @@ std::string canonical_train(const TrainSettings& t) {
      << ",decay_bn_bias=" << t.decay_bn_and_bias << ",milestones=[";
   for (auto m : t.milestones) os << m << ',';
   os << "],gamma=" << t.gamma << ",warmup=" << t.warmup_epochs << ",precision=" << t.precision;
+  // Only when off, so that the ids of runs with today's default (flip on) stay what they were.
+  if (!t.flip) os << ",flip=0";
   return os.str();
 }
 

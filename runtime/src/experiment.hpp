@@ -35,6 +35,7 @@ struct TrainSettings {
   std::int64_t loader_threads = 0;    // 0: as many as compute threads
   std::string precision = "fp32";     // fp32 | bf16 (CUDA autocast of the backbone)
   std::int64_t log_every_steps = 50;
+  bool flip = true;                   // random horizontal flip of training images
 };
 
 struct Setup {

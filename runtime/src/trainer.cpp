@@ -190,6 +190,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   lo.input_size = backbone->input_size();
   lo.threads = static_cast<int>(e.train.loader_threads > 0 ? e.train.loader_threads : options.threads);
   lo.seed = static_cast<std::uint64_t>(run.seed);
+  lo.flip = e.train.flip;
   lo.pin_memory = cuda;
   Loader loader(train_set, lo);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
