@@ -1,5 +1,5 @@
-// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the rho sweep,
-// figures.
+// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the sweeps of rho
+// and of swept options, figures.
 #include <fstream>
 #include <iostream>
 
@@ -58,8 +58,9 @@ void add_report_commands(CLI::App& app, Globals&, Command& chosen) {
   cmd->add_option("--format", args.format, "md | latex | csv (CSV numbers are in percent)")
       ->check(CLI::IsMember({"md", "markdown", "latex", "tex", "csv"}));
   cmd->add_option("--out", args.out, "Write the report to FILE instead of stdout");
-  cmd->add_option("--figures", args.figures,
-                  "Folder for gap.png/.svg and rho_sweep.png/.svg (drawn with gnuplot)");
+  cmd->add_option(
+      "--figures", args.figures,
+      "Folder for gap.png/.svg, rho_sweep.png/.svg and sweep_KEY.png/.svg (drawn with gnuplot)");
   cmd->add_option("--select", args.select,
                   "Epoch per run: final, or best (the best average benchmark accuracy: selects on "
                   "the test sets)")

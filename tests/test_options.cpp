@@ -176,8 +176,14 @@ CATCH_TEST_CASE("numbers are written in the shortest form that reads back to the
   CATCH_CHECK(flatface::shortest_text(std::nan("")) == "nan");
   CATCH_CHECK(flatface::shortest_text(-HUGE_VAL) == "-inf");
   // Exact round trip, also for doubles drawn across the whole range by their bit patterns.
-  std::vector<double> values{0.1, 1e-300, 5e-324, 1 / 3.0, 9007199254740993.0, 1.7976931348623157e308,
-                             2.2250738585072014e-308, 123456789012345678.0};
+  std::vector<double> values{0.1,
+                             1e-300,
+                             5e-324,
+                             1 / 3.0,
+                             9007199254740993.0,
+                             1.7976931348623157e308,
+                             2.2250738585072014e-308,
+                             123456789012345678.0};
   std::uint64_t bits = 0x9E3779B97F4A7C15ull;
   for (int i = 0; i < 1000; ++i) {
     bits = bits * 6364136223846793005ull + 1442695040888963407ull;

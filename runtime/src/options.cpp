@@ -251,8 +251,12 @@ std::string canonical_text(const std::map<std::string, Options::Value>& values, 
 
 }  // namespace
 
-std::string Options::canonical() const { return canonical_text(state().values, false); }
+std::string Options::canonical() const {
+  return canonical_text(state().values, false);
+}
 
-std::string Options::id_text() const { return canonical_text(state().values, true); }
+std::string Options::id_text() const {
+  return canonical_text(state().values, true);
+}
 
 }  // namespace flatface
