@@ -183,14 +183,14 @@ int bench(const Globals& g, BenchArgs& args) {
          << ", \"decay_bn_and_bias\": " << (e.train.decay_bn_and_bias ? "true" : "false")
          << "},\n    \"setups\": [";
     for (std::size_t i = 0; i < steps.steps.size(); ++i) {  // the setups measured, as measured
-      const Setup& s = e.setups[steps.steps[i].setup_index];
       RunSpec run;
       run.setup = steps.steps[i].setup_index;
-      run.rho = steps.steps[i].rho;
+      run.swept = steps.steps[i].swept;
+      const Experiment measured = run_experiment(e, run);
+      const Setup& s = measured.setups[run.setup];
       json << (i ? ",\n" : "\n") << "      {\"name\": " << quoted(s.name)
-           << ", \"head\": " << plugin_json(s.head.plugin, s.head.options)
-           << ", \"perturbation\": "
-           << plugin_json(s.perturbation.plugin, perturbation_options(e, run),
+           << ", \"head\": " << plugin_json(s.head.plugin, s.head.options) << ", \"perturbation\": "
+           << plugin_json(s.perturbation.plugin, perturbation_options(measured, run),
                           {{"bn_second_pass", quoted(s.bn_second_pass)}})
            << "}";
     }

@@ -35,6 +35,9 @@ int apply_threads(const Globals& g, const Experiment* e = nullptr);
 int available_cores();
 // A CLI11 check: a positive, finite number of seconds (--stale-after, --interval).
 CLI::Validator positive_seconds();
+// The runs as `plan` lists them (one line each: id, setup, seed, rho, swept values); also
+// `run --dry-run`.
+void print_plan_text(const Experiment& e, const std::vector<RunSpec>& runs);
 
 // Each subcommand registers itself; the callback runs after parsing and returns the exit code.
 using Command = std::function<int()>;

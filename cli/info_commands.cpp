@@ -3,13 +3,14 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
-#include <algorithm>
 #include <map>
-#include <tuple>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "common.hpp"
 #include "factory.hpp"
@@ -105,10 +106,14 @@ int validate(const Globals& g, const ExperimentArgs& args) {
   std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;
   for (auto seed : e.seeds) train_sets[seed] = make_train_set(*reg, e.train_data, input, seed);
   for (const auto& ev : e.eval) make_verification_set(*reg, ev.data, input, 0);
+  std::set<std::string> backbones{e.backbone.options.canonical()};
   for (const auto& r : runs) {
-    const auto& s = e.setups[r.setup];
+    // With the run's swept values: a value the plugin rejects is reported at the sweep.
+    const Experiment re = run_experiment(e, r);
+    const auto& s = re.setups[r.setup];
+    if (backbones.insert(re.backbone.options.canonical()).second) make_backbone(*reg, re.backbone);
     make_head(*reg, s.head, backbone->embedding_dim(), train_sets[r.seed]->num_classes());
-    make_perturbation(*reg, s.perturbation.plugin, perturbation_options(e, r));
+    make_perturbation(*reg, s.perturbation.plugin, perturbation_options(re, r));
   }
   std::cout << e.file << ": ok (" << runs.size() << " runs, " << e.setups.size() << " setups, "
             << e.seeds.size() << " seeds, " << e.eval.size() << " verification sets)\n";

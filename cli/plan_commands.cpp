@@ -47,12 +47,36 @@ std::string rho_text(const RunSpec& r) {
   return r.rho ? format_rho(*r.rho) : "-";
 }
 
-void print_text(const Experiment& e, const std::vector<RunSpec>& runs) {
+// "  head.m=0.3 train.lr=0.05": the swept values besides rho, which has its own column.
+std::string swept_text(const RunSpec& r) {
+  const std::string label = swept_label(r);
+  return label.empty() ? "" : "  " + label;
+}
+
+// {"head.m": 0.3, "perturbation.rho": 0.05}
+std::string swept_json(const RunSpec& r) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < r.swept.size(); ++i) {
+    const auto& v = r.swept[i];
+    out += (i ? ", " : "") + json_quoted(v.key) + ": ";
+    if (auto s = std::get_if<std::string>(&v.value))
+      out += json_quoted(*s);
+    else
+      out += format_value(v.value);  // numbers and true/false read as JSON
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+void print_plan_text(const Experiment& e, const std::vector<RunSpec>& runs) {
   std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
   for (const auto& r : runs)
     std::cout << r.id << "  " << e.setups[r.setup].name << "  seed=" << r.seed
-              << "  rho=" << rho_text(r) << '\n';
+              << "  rho=" << rho_text(r) << swept_text(r) << '\n';
 }
+
+namespace {
 
 void print_json(const PlanArgs& a, const Experiment& e, const std::vector<RunSpec>& runs) {
   std::ostringstream out;
@@ -67,7 +91,8 @@ void print_json(const PlanArgs& a, const Experiment& e, const std::vector<RunSpe
     out << (i ? ",\n" : "\n") << "    {\"index\": " << i << ", \"id\": " << json_quoted(r.id)
         << ", \"setup\": " << json_quoted(e.setups[r.setup].name) << ", \"seed\": " << r.seed
         << ", \"rho\": " << (r.rho ? json_number(*r.rho) : "null")
-        << ", \"result\": " << json_quoted(result_path(e, r)) << ", \"command\": [";
+        << ", \"sweep\": " << swept_json(r) << ", \"result\": " << json_quoted(result_path(e, r))
+        << ", \"command\": [";
     const auto argv = run_command(a, r);
     for (std::size_t k = 0; k < argv.size(); ++k) out << (k ? ", " : "") << json_quoted(argv[k]);
     out << "]}";
@@ -111,7 +136,7 @@ void print_sbatch(const PlanArgs& a, const Experiment& e, const std::vector<RunS
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
     s << "  " << r.id << "  # " << i << ": " << e.setups[r.setup].name << " seed=" << r.seed
-      << " rho=" << rho_text(r) << '\n';
+      << " rho=" << rho_text(r) << swept_text(r) << '\n';
   }
   s << ")\n\n"
     << "if [[ -z \"${SLURM_ARRAY_TASK_ID:-}\" ]]; then\n"
@@ -135,7 +160,7 @@ int plan(const PlanArgs& a) {
   else if (a.format == "json")
     print_json(a, e, runs);
   else
-    print_text(e, runs);
+    print_plan_text(e, runs);
   return 0;
 }
 
@@ -145,7 +170,8 @@ void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
   static PlanArgs args;
   auto* cmd = app.add_subcommand("plan", "List the runs of an experiment grid (or a Slurm script)");
   args.experiment.add_to(*cmd);
-  cmd->add_option("--format", args.format, "text | json (id, setup, seed, rho, command per run)")
+  cmd->add_option("--format", args.format,
+                  "text | json (id, setup, seed, rho, swept values, command per run)")
       ->check(CLI::IsMember({"text", "json"}));
   auto* sbatch = cmd->add_flag("--sbatch", args.sbatch,
                                "Print a Slurm job-array script: one array task per run");

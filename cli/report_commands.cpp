@@ -1,5 +1,5 @@
-// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the rho sweep,
-// figures.
+// flatface report RESULT_DIR... : mean ± std tables over seeds, the gap table, the sweeps of rho
+// and of swept options, figures.
 #include <fstream>
 #include <iostream>
 
@@ -61,8 +61,8 @@ void add_report_commands(CLI::App& app, Globals&, Command& chosen) {
       ->check(CLI::IsMember({"md", "markdown", "latex", "tex", "csv"}));
   cmd->add_option("--out", args.out, "Write the report to FILE instead of stdout");
   cmd->add_option("--figures", args.figures,
-                  "Folder for gap, rho_sweep and, for analysed runs, sharpness_gap, landscape_1d and "
-                  "landscape_2d_<setup> figures (.png/.svg, drawn with gnuplot)");
+                  "Folder for gap, rho_sweep, sweep_KEY and, for analysed runs, sharpness_gap, "
+                  "landscape_1d and landscape_2d_<setup> figures (.png/.svg, drawn with gnuplot)");
   cmd->add_option("--select", args.select,
                   "Epoch per run: final, or best (the best average benchmark accuracy: selects on "
                   "the test sets)")

@@ -34,31 +34,8 @@ extern "C" void on_interrupt(int) {
   if (g_stop.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
 }
 
-// --only setup=NAME | seed=N | rho=X; several filters must all match.
-bool selected(const Experiment& e, const RunSpec& r, const std::vector<std::string>& only) {
-  for (const auto& f : only) {
-    auto eq = f.find('=');
-    if (eq == std::string::npos) throw ConfigError("--only " + f + ": expected KEY=VALUE");
-    std::string key = f.substr(0, eq), value = f.substr(eq + 1);
-    if (key == "setup") {
-      if (e.setups[r.setup].name != value) return false;
-    } else if (key == "seed") {
-      if (std::to_string(r.seed) != value) return false;
-    } else if (key == "rho") {
-      if (!r.rho || std::abs(*r.rho - std::stod(value)) > 1e-12) return false;
-    } else if (key == "id") {
-      if (r.id != value) return false;
-    } else {
-      throw ConfigError("--only " + f + ": unknown key '" + key +
-                        "' (known: setup, seed, rho, id)");
-    }
-  }
-  return true;
-}
-
 std::string run_label(const Experiment& e, const RunSpec& r) {
-  return e.setups[r.setup].name + " seed=" + std::to_string(r.seed) +
-         (r.rho ? " rho=" + format_rho(*r.rho) : "");
+  return describe_run(e, r);
 }
 
 const char* status_name(RunStatus s) {
@@ -405,14 +382,9 @@ class SharedGrid {
 
 int run(const Globals& g, const RunArgs& args) {
   Experiment e = args.experiment.load();
-  std::vector<RunSpec> runs;
-  for (const auto& r : expand_grid(e))
-    if (selected(e, r, args.only)) runs.push_back(r);
+  const std::vector<RunSpec> runs = select_runs(e, expand_grid(e), args.only);
   if (args.dry_run) {
-    std::cout << "# " << e.name << ": " << runs.size() << " runs -> " << e.output << '\n';
-    for (const auto& r : runs)
-      std::cout << r.id << "  " << e.setups[r.setup].name << "  seed=" << r.seed
-                << "  rho=" << (r.rho ? format_rho(*r.rho) : "-") << '\n';
+    print_plan_text(e, runs);
     return 0;
   }
   if (runs.empty()) throw ConfigError("--only matches no run of " + e.file);
@@ -449,7 +421,8 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
       app.add_subcommand("run", "Train every run of an experiment grid (resumes by default)");
   args.experiment.add_to(*cmd);
   cmd->add_option("--only", args.only,
-                  "Select runs: setup=NAME, seed=N, rho=X, id=ID (repeatable)");
+                  "Select runs: setup=NAME, seed=N, rho=X, id=ID, or an option such as head.m=0.3 "
+                  "(repeatable; all must match)");
   cmd->add_flag("--dry-run", args.dry_run, "List the selected runs, like `plan`");
   cmd->add_flag("--retry-failed", args.retry_failed,
                 "Train failed runs again instead of skipping them");

@@ -92,11 +92,17 @@ std::string footer(const GridStanding& g) {
   return s.str();
 }
 
+// The setup and its swept values besides rho: "SAM-ArcFace head.m=0.3".
+std::string swept_setup_label(const RunStanding& r) {
+  const std::string swept = swept_label(r.spec);
+  return swept.empty() ? r.setup : r.setup + " " + swept;
+}
+
 std::string render_text(const GridStanding& g, const ClaimFolder& claims) {
   std::vector<std::vector<std::string>> rows{
       {"run", "setup", "seed", "rho", "epochs", "accuracy", "state"}};
   for (const auto& r : g.runs)
-    rows.push_back({r.spec.id, r.setup, std::to_string(r.spec.seed),
+    rows.push_back({r.spec.id, swept_setup_label(r), std::to_string(r.spec.seed),
                     r.spec.rho ? format_rho(*r.spec.rho) : "-",
                     std::to_string(r.epochs_done) + "/" + std::to_string(r.epochs),
                     percent(r.accuracy), state_text(claims, r)});

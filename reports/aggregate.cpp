@@ -11,6 +11,7 @@
 
 #include "experiment.hpp"
 #include "flatface/options.hpp"
+#include "number_text.hpp"
 #include "welch.hpp"
 
 namespace flatface::reports {
@@ -65,10 +66,11 @@ std::vector<MissingRuns> find_missing(
       if (!present.insert(r.id).second) continue;
       const std::string setup = e.setups[r.setup].name;
       const std::string rho = r.rho ? format_rho(*r.rho) : "";
+      const std::string swept = swept_label(r);
       auto group = std::find_if(out.begin(), out.end(), [&](const MissingRuns& m) {
-        return m.setup == setup && m.rho == rho;
+        return m.setup == setup && m.rho == rho && m.swept == swept;
       });
-      if (group == out.end()) group = out.insert(out.end(), MissingRuns{setup, rho, {}, {}});
+      if (group == out.end()) group = out.insert(out.end(), MissingRuns{setup, rho, swept, {}, {}});
       group->seeds.push_back(std::to_string(r.seed));
       group->run_ids.push_back(r.id);
     }
@@ -109,6 +111,28 @@ bool is_baseline(const std::string& perturbation) {
   return plugin_name(perturbation) == "none";
 }
 
+// A baseline compares with the runs that differ from it in the perturbation only: the same head
+// and the same swept values of everything but the perturbation.
+bool same_but_perturbation(const Group& a, const Group& b) {
+  auto rest = [](const Group& g) {
+    std::map<std::string, std::string> out;
+    for (const auto& [key, value] : g.swept)
+      if (key.rfind("perturbation.", 0) != 0) out[key] = value;
+    return swept_text(out);
+  };
+  return a.head == b.head && rest(a) == rest(b);
+}
+
+// Swept values for sorting: numbers by value, before any text.
+std::vector<std::pair<double, std::string>> sort_key(const std::map<std::string, std::string>& s) {
+  std::vector<std::pair<double, std::string>> out;
+  for (const auto& [key, value] : s) {
+    const double v = parse_number(value);
+    out.emplace_back(std::isnan(v) ? std::numeric_limits<double>::infinity() : v, value);
+  }
+  return out;
+}
+
 }  // namespace
 
 Selection parse_selection(const std::string& text) {
@@ -137,6 +161,26 @@ MeanStd mean_std(const std::vector<double>& values) {
     if (!std::isnan(v)) ss += (v - r.mean) * (v - r.mean);
   r.std = std::sqrt(ss / static_cast<double>(r.n - 1));  // sample std, n - 1
   return r;
+}
+
+std::string swept_text(const std::map<std::string, std::string>& swept) {
+  std::string out;
+  for (const auto& [key, value] : swept) {
+    if (key == "perturbation.rho") continue;
+    const double v = parse_number(value);
+    out += (out.empty() ? "" : " ") + key + "=" + (std::isnan(v) ? value : shortest_text(v));
+  }
+  return out;
+}
+
+double swept_number(const std::map<std::string, std::string>& swept, const std::string& key) {
+  auto it = swept.find(key);
+  return it == swept.end() ? NAN : parse_number(it->second);
+}
+
+std::string Group::label() const {
+  const std::string values = swept_text(swept);
+  return values.empty() ? setup : setup + " " + values;
 }
 
 std::vector<double> Group::averages() const {
@@ -204,6 +248,8 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
   r.perturbation = attribute(record, "perturbation");
   r.rho = attribute(record, "rho");
   r.rho_value = parse_number(r.rho);
+  for (const auto& [key, value] : record.attributes)
+    if (key.rfind("sweep.", 0) == 0) r.swept[key.substr(6)] = value;
   r.seed = attribute(record, "seed");
   r.status = record.status;
   r.failure_reason = record.failure_reason;
@@ -258,8 +304,8 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
         agg.benchmarks.push_back(b);
   }
 
-  // Group by (setup, rho); numeric rhos compare by value so that "0.1" and "0.10" meet.
-  std::map<std::pair<std::string, std::string>, Group> by_key;
+  // Group by (setup, rho, swept values); numbers compare by value so that "0.1" and "0.10" meet.
+  std::map<std::tuple<std::string, std::string, std::string>, Group> by_key;
   for (const auto& [file, rec] : records) {
     RunResult run = summarize_run(file, rec, selection);
     if (!run.usable) {
@@ -268,12 +314,16 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
     }
     char key_rho[64];
     std::snprintf(key_rho, sizeof key_rho, "%.17g", run.rho_value);
-    auto key = std::make_pair(run.setup, std::isnan(run.rho_value) ? run.rho : key_rho);
+    std::map<std::string, std::string> swept = run.swept;
+    swept.erase("perturbation.rho");  // the rho attribute has it
+    auto key = std::make_tuple(run.setup, std::isnan(run.rho_value) ? run.rho : key_rho,
+                               swept_text(swept));
     Group& g = by_key[key];
     if (g.runs.empty()) {
       g.setup = run.setup;
       g.rho = run.rho;
       g.rho_value = run.rho_value;
+      g.swept = run.swept;
       g.head = run.head;
       g.perturbation = run.perturbation;
     }
@@ -314,10 +364,11 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
                                    : static_cast<std::size_t>(it - setup_order.begin());
   };
   std::sort(agg.groups.begin(), agg.groups.end(), [&](const Group& a, const Group& b) {
-    // Experiment order; setups it does not name: baselines first, then by name. Then by rho.
-    auto ka = std::make_tuple(order_of(a), !is_baseline(a.perturbation), a.setup,
+    // Experiment order; setups it does not name: baselines first, then by name. Then by the
+    // swept values and rho.
+    auto ka = std::make_tuple(order_of(a), !is_baseline(a.perturbation), a.setup, sort_key(a.swept),
                               std::isnan(a.rho_value) ? -1.0 : a.rho_value, a.rho);
-    auto kb = std::make_tuple(order_of(b), !is_baseline(b.perturbation), b.setup,
+    auto kb = std::make_tuple(order_of(b), !is_baseline(b.perturbation), b.setup, sort_key(b.swept),
                               std::isnan(b.rho_value) ? -1.0 : b.rho_value, b.rho);
     return ka < kb;
   });
@@ -325,7 +376,7 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
   for (auto& g : agg.groups) {
     if (is_baseline(g.perturbation)) continue;
     for (const auto& base : agg.groups) {
-      if (!is_baseline(base.perturbation) || base.head != g.head) continue;
+      if (!is_baseline(base.perturbation) || !same_but_perturbation(base, g)) continue;
       g.baseline = base.setup;
       g.p_vs_baseline = welch_t_test(g.averages(), base.averages()).p;
       for (const auto& m : kFlatnessMeasures)

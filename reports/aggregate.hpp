@@ -1,4 +1,5 @@
-// Result files -> one row per (setup, rho): mean and sample std over seeds at a selected epoch.
+// Result files -> one row per (setup, rho, swept values): mean and sample std over seeds at a
+// selected epoch.
 #pragma once
 
 #include <cmath>
@@ -43,6 +44,8 @@ struct RunResult {
   std::string file;
   std::string run_id, setup, head, perturbation, rho;  // attributes, as written
   double rho_value = NAN;                              // NaN: the setup has no rho
+  // The run's swept values, "head.m" -> "0.3" (its sweep.* attributes; perturbation.rho too).
+  std::map<std::string, std::string> swept;
   std::string seed;
   std::string status, failure_reason;  // failure_reason also says why a complete run is unusable
   std::int64_t failed_step = -1;
@@ -71,6 +74,7 @@ MeanStd mean_std(const std::vector<double>& values);  // NaN values are skipped
 struct Group {
   std::string setup, rho, head, perturbation;
   double rho_value = NAN;
+  std::map<std::string, std::string> swept;  // as in RunResult, shared by the group's runs
   std::vector<RunResult> runs;              // the usable runs, by seed
   std::map<std::string, MeanStd> accuracy;  // per benchmark
   MeanStd average, train_accuracy, gap;
@@ -85,18 +89,26 @@ struct Group {
 
   std::vector<double> averages() const;  // per run
   std::vector<double> flatness_values(const std::string& key) const;  // per analysed run
+  // "ArcFace head.m=0.3": the setup and its swept values besides rho (which has a column).
+  std::string label() const;
 };
 
-// Runs of the grid (one setup and rho) that have no result file yet.
+// "head.m=0.3 train.lr=0.05": swept values besides perturbation.rho, numbers in shortest form.
+std::string swept_text(const std::map<std::string, std::string>& swept);
+// A swept value as a number; NaN when it is not one.
+double swept_number(const std::map<std::string, std::string>& swept, const std::string& key);
+
+// Runs of the grid (one setup, rho and swept values) that have no result file yet.
 struct MissingRuns {
   std::string setup, rho;  // rho as the grid writes it, empty when the setup has none
+  std::string swept;       // the other swept values, as swept_text() writes them
   std::vector<std::string> seeds, run_ids;
 };
 
 struct Aggregate {
   Selection selection = Selection::final_epoch;
   std::vector<std::string> benchmarks;  // column order
-  std::vector<Group> groups;            // in the experiment's setup order, then by rho
+  std::vector<Group> groups;  // in the experiment's setup order, then by swept values and rho
   std::vector<RunResult> not_averaged;  // running, failed, or without an evaluated epoch
   // Runs of the grids the results come from (the resolved experiments they record) that have no
   // result file yet, in grid order.

@@ -146,8 +146,10 @@ void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) 
   auto variant_label = [&](const Group& g) {
     std::string name = plugin_name(g.perturbation);
     std::string label = name == "none" ? "baseline" : name;
-    if (per_variant[g.head + '\n' + name] > 1 && !std::isnan(g.rho_value))
-      label += " rho=" + number(g.rho_value);
+    if (per_variant[g.head + '\n' + name] > 1) {
+      if (!std::isnan(g.rho_value)) label += " rho=" + number(g.rho_value);
+      if (const std::string swept = swept_text(g.swept); !swept.empty()) label += " " + swept;
+    }
     return label;
   };
   std::map<std::pair<std::string, std::string>, const Group*> cell;
@@ -206,43 +208,51 @@ void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) 
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
 }
 
-// Average accuracy against rho, one line per swept setup, error bars = std over seeds.
-void rho_figure(const Aggregate& agg, const std::vector<std::string>& setups,
-                const fs::path& folder, FigureFiles& out) {
+// "rho_sweep" for rho (its name since the first reports), "sweep_head.m" for an option.
+fs::path sweep_stem(const fs::path& folder, const SweepView& view) {
+  if (view.key == "rho") return folder / "rho_sweep";
+  std::string name = "sweep_";
+  for (char c : view.key) name += std::isalnum(static_cast<unsigned char>(c)) || c == '.' ? c : '_';
+  return folder / name;
+}
+
+// Average accuracy against the swept key, one line per series, error bars = std over seeds.
+void sweep_figure(const Aggregate& agg, const SweepView& view, const fs::path& folder,
+                  FigureFiles& out) {
+  const std::string key = view.key;
   std::ostringstream dat;
-  std::set<double> rhos;
-  dat << "# rho  average accuracy (%)  std over seeds; one block per setup\n";
-  for (std::size_t i = 0; i < setups.size(); ++i) {
+  dat << "# " << key << "  average accuracy (%)  std over seeds; one block per series\n";
+  for (std::size_t i = 0; i < view.series.size(); ++i) {
     if (i) dat << "\n\n";
-    dat << "# " << setups[i] << '\n';
-    for (const auto& g : agg.groups)
-      if (g.setup == setups[i] && !std::isnan(g.rho_value)) {
-        rhos.insert(g.rho_value);
-        dat << number(g.rho_value) << ' ' << number(100 * g.average.mean) << ' '
-            << (std::isnan(g.average.std) ? "0" : number(100 * g.average.std)) << '\n';
-      }
+    dat << "# " << view.series[i].label << '\n';
+    for (const auto& [v, g] : view.series[i].by_value)
+      dat << number(v) << ' ' << number(100 * g->average.mean) << ' '
+          << (std::isnan(g->average.std) ? "0" : number(100 * g->average.std)) << '\n';
   }
-  fs::path stem = folder / "rho_sweep";
+  const fs::path stem = sweep_stem(folder, view);
   fs::path dat_path = stem;
   dat_path += ".dat";
+  // A log axis when the values are positive and span a factor of four or more (ρ from 0.02 to
+  // 0.5, a learning rate); a linear one otherwise (a margin from 0.3 to 0.5).
+  const double lo = *view.values.begin(), hi = *view.values.rbegin();
   std::ostringstream setup;
-  setup << "set logscale x 2\nset grid\nset key bottom right\n"
+  if (lo > 0 && hi / lo >= 4) setup << "set logscale x 2\n";
+  setup << "set grid\nset key bottom right\n"
         << "set title "
-        << quoted(std::string("Average accuracy against rho (") + to_string(agg.selection) +
-                  " epoch)")
-        << "\nset xlabel \"rho\"\nset ylabel \"average accuracy (%)\"\n"
+        << quoted("Average accuracy against " + key + " (" + to_string(agg.selection) + " epoch)")
+        << "\nset xlabel " << quoted(key) << "\nset ylabel \"average accuracy (%)\"\n"
         << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset xtics (";
   bool first = true;
-  for (double r : rhos) {
-    setup << (first ? "" : ", ") << quoted(number(r)) << ' ' << number(r);
+  for (double v : view.values) {
+    setup << (first ? "" : ", ") << quoted(number(v)) << ' ' << number(v);
     first = false;
   }
   setup << ")\n";
   std::ostringstream plot;
   plot << "plot ";
-  for (std::size_t i = 0; i < setups.size(); ++i)
+  for (std::size_t i = 0; i < view.series.size(); ++i)
     plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
-         << " using 1:2:3 with yerrorlines lw 2 pt 7 title " << quoted(setups[i]);
+         << " using 1:2:3 with yerrorlines lw 2 pt 7 title " << quoted(view.series[i].label);
   plot << '\n';
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
 }
@@ -394,11 +404,12 @@ FigureFiles write_figures(const Aggregate& agg, const std::string& folder) {
     gap_figure(agg, folder, out);
   else
     out.skipped.push_back("gap: no run logged a training accuracy");
-  auto setups = swept_setups(agg);
-  if (!setups.empty())
-    rho_figure(agg, setups, folder, out);
-  else
-    out.skipped.push_back("rho_sweep: no setup was run with two or more rho values");
+  const auto views = sweep_views(agg);
+  for (const auto& view : views) sweep_figure(agg, view, folder, out);
+  if (views.empty())
+    out.skipped.push_back(
+        "sweeps: no setup was run with two or more values of rho or of a "
+        "swept option");
   // The flatness figures, for results analysed by `flatface analyze` (others: not a word).
   const bool any_analysis = std::any_of(agg.groups.begin(), agg.groups.end(), [](const Group& g) {
     return std::any_of(g.runs.begin(), g.runs.end(), [](const RunResult& r) {

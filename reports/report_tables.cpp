@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "flatface/options.hpp"
+#include "number_text.hpp"
 
 namespace flatface::reports {
 namespace {
@@ -71,9 +72,7 @@ Cell measure_cell(const Group& g, const std::string& key) {
 
 std::string rho_text(const std::string& rho, double value) {
   if (std::isnan(value)) return rho.empty() || rho == "-" ? kDash : rho;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", value);
-  return buf;
+  return shortest_text(value);
 }
 
 Cell rho_cell(const Group& g) {
@@ -115,7 +114,7 @@ void add_group_header(const Aggregate& agg, Table& t) {
 }
 
 std::vector<Cell> group_cells(const Aggregate& agg, const Group& g) {
-  std::vector<Cell> row{{g.setup, "", false}};
+  std::vector<Cell> row{{g.label(), "", false}};
   if (agg.has_rho()) row.push_back(rho_cell(g));
   if (!agg.same_seed_count()) row.push_back({std::to_string(g.runs.size()), "", false});
   return row;
@@ -158,6 +157,7 @@ std::string describe_unaveraged(const RunResult& r) {
   std::ostringstream s;
   s << (r.setup.empty() ? "(no setup)" : r.setup);
   if (!std::isnan(r.rho_value)) s << " rho=" << rho_text(r.rho, r.rho_value);
+  if (const std::string swept = swept_text(r.swept); !swept.empty()) s << ' ' << swept;
   if (!r.seed.empty()) s << " seed " << r.seed;
   s << " (run " << r.run_id << "): " << r.status;
   if (r.failed_step >= 0) s << " at step " << r.failed_step;
@@ -170,6 +170,7 @@ std::string describe_missing(const MissingRuns& m) {
   std::ostringstream s;
   s << m.setup;
   if (!m.rho.empty()) s << " rho=" << m.rho;
+  if (!m.swept.empty()) s << ' ' << m.swept;
   s << (m.seeds.size() == 1 ? ": seed " : ": seeds ");
   for (std::size_t i = 0; i < m.seeds.size(); ++i) s << (i ? ", " : "") << m.seeds[i];
   s << (m.run_ids.size() == 1 ? " (run " : " (runs ");
@@ -362,64 +363,89 @@ Table flatness_table(const Aggregate& agg) {
   return t;
 }
 
-std::vector<std::string> swept_setups(const Aggregate& agg) {
-  std::vector<std::string> out;
-  std::map<std::string, std::set<double>> rhos;
+std::vector<SweepView> sweep_views(const Aggregate& agg) {
+  std::set<std::string> keys;
   for (const auto& g : agg.groups)
-    if (!std::isnan(g.rho_value)) rhos[g.setup].insert(g.rho_value);
-  for (const auto& g : agg.groups)
-    if (rhos[g.setup].size() >= 2 && std::find(out.begin(), out.end(), g.setup) == out.end())
-      out.push_back(g.setup);
-  return out;
+    for (const auto& [key, value] : g.swept)
+      if (key != "perturbation.rho") keys.insert(key);
+  std::vector<std::string> order{"rho"};
+  order.insert(order.end(), keys.begin(), keys.end());
+  std::vector<SweepView> views;
+  for (const auto& key : order) {
+    SweepView view{key, {}, {}};
+    std::map<std::string, std::size_t> at;  // series label -> index
+    for (const auto& g : agg.groups) {
+      const double v = key == "rho" ? g.rho_value : swept_number(g.swept, key);
+      if (std::isnan(v)) continue;
+      // The row's label without this key's value (rho is not in labels).
+      auto others = g.swept;
+      others.erase(key);
+      std::string label = g.setup;
+      if (const std::string rest = swept_text(others); !rest.empty()) label += " " + rest;
+      if (key != "rho" && !std::isnan(g.rho_value)) label += " ρ=" + rho_text(g.rho, g.rho_value);
+      auto [it, fresh] = at.emplace(label, view.series.size());
+      if (fresh) view.series.push_back({label, {}});
+      view.series[it->second].by_value[v] = &g;
+    }
+    view.series.erase(std::remove_if(view.series.begin(), view.series.end(),
+                                     [](const SweepSeries& s) { return s.by_value.size() < 2; }),
+                      view.series.end());
+    for (const auto& s : view.series)
+      for (const auto& [v, g] : s.by_value) view.values.insert(v);
+    if (!view.series.empty()) views.push_back(std::move(view));
+  }
+  return views;
 }
 
-Table rho_sweep_table(const Aggregate& agg) {
+std::string sweep_symbol(const SweepView& view) {
+  return view.key == "rho" ? "ρ" : view.key;
+}
+
+Table sweep_table(const Aggregate& agg, const SweepView& view) {
+  const std::string sym = sweep_symbol(view);
+  const std::string sym_tex =
+      view.key == "rho" ? "$\\rho$" : "\\texttt{" + latex_escape(view.key) + "}";
   Table t;
-  t.caption = "ρ sweep: average accuracy (%) per setup and ρ";
-  t.caption_latex = "$\\rho$ sweep: average accuracy (\\%) per setup and $\\rho$";
-  auto setups = swept_setups(agg);
-  std::set<double> rhos;
-  for (const auto& g : agg.groups)
-    if (!std::isnan(g.rho_value) &&
-        std::find(setups.begin(), setups.end(), g.setup) != setups.end())
-      rhos.insert(g.rho_value);
+  t.caption = sym + " sweep: average accuracy (%) per setup and " + sym;
+  t.caption_latex = sym_tex + " sweep: average accuracy (\\%) per setup and " + sym_tex;
   t.header.push_back({"Setup", "", false});
   t.numeric.push_back(false);
-  for (double r : rhos) {
-    std::string s = rho_text("", r);
-    t.header.push_back({"ρ = " + s, "$\\rho = " + s + "$", false});
+  for (double v : view.values) {
+    const std::string s = shortest_text(v);
+    t.header.push_back({sym + " = " + s, sym_tex + " $= " + s + "$", false});
     t.numeric.push_back(true);
   }
-  t.header.push_back({"Best ρ", "Best $\\rho$", false});
+  t.header.push_back({"Best " + sym, "Best " + sym_tex, false});
   t.numeric.push_back(true);
-  for (const auto& name : setups) {
-    std::vector<Cell> row{{name, "", false}};
+  for (const auto& series : view.series) {
+    std::vector<Cell> row{{series.label, "", false}};
     std::vector<double> means;
-    for (double r : rhos) {
-      const Group* found = nullptr;
-      for (const auto& g : agg.groups)
-        if (g.setup == name && g.rho_value == r) found = &g;
+    for (double v : view.values) {
+      auto it = series.by_value.find(v);
+      const Group* found = it == series.by_value.end() ? nullptr : it->second;
       row.push_back(found ? percent_cell(found->average) : Cell{"", "", false});
       means.push_back(found ? found->average.mean : NAN);
     }
-    // The best rho of this setup: the highest mean Average (first one on a tie).
+    // The best value of this series: the highest mean Average (first one on a tie).
     std::size_t best = means.size();
     for (std::size_t i = 0; i < means.size(); ++i)
       if (!std::isnan(means[i]) && (best == means.size() || means[i] > means[best])) best = i;
-    std::string best_rho = best < means.size() ? rho_text("", *std::next(rhos.begin(), best)) : "";
+    std::string best_value =
+        best < means.size() ? shortest_text(*std::next(view.values.begin(), best)) : "";
     for (std::size_t i = 0; i < means.size(); ++i)
       if (best < means.size() && !std::isnan(means[i]) && shown(means[i]) == shown(means[best]))
         row[1 + i].bold = true;
-    row.push_back({best_rho, "", false});
+    row.push_back({best_value, "", false});
     t.rows.push_back(row);
   }
   t.notes.push_back(
       {"Average accuracy over the benchmarks, mean ± std over seeds (sample std, "
        "n − 1), " +
-           epoch_phrase(agg.selection) + ". Bold: the best ρ of each setup.",
+           epoch_phrase(agg.selection) + ". Bold: the best " + sym + " of each row.",
        "Average accuracy over the benchmarks, mean $\\pm$ std over seeds (sample "
        "std, $n-1$), " +
-           latex_escape(epoch_phrase(agg.selection)) + ". Bold: the best $\\rho$ of each setup.",
+           latex_escape(epoch_phrase(agg.selection)) + ". Bold: the best " + sym_tex +
+           " of each row.",
        false});
   if (agg.selection == Selection::best_epoch) t.warnings.push_back(best_warning());
   return t;
@@ -427,7 +453,13 @@ Table rho_sweep_table(const Aggregate& agg) {
 
 std::string render_csv(const Aggregate& agg) {
   std::ostringstream out;
-  out << "setup,rho,n_seeds";
+  std::set<std::string> swept;  // a column per swept option (rho has its own)
+  for (const auto& g : agg.groups)
+    for (const auto& [key, value] : g.swept)
+      if (key != "perturbation.rho") swept.insert(key);
+  out << "setup,rho";
+  for (const auto& key : swept) out << ',' << csv_field(key);
+  out << ",n_seeds";
   for (const auto& b : agg.benchmarks)
     out << ',' << csv_field(b + "_mean") << ',' << csv_field(b + "_std");
   out << ",average_mean,average_std,train_accuracy_mean,train_accuracy_std,gap_mean,gap_std,"
@@ -440,7 +472,12 @@ std::string render_csv(const Aggregate& agg) {
     out << ',' << m->key << "_mean," << m->key << "_std,p_" << m->key;
   out << '\n';
   for (const auto& g : agg.groups) {
-    out << csv_field(g.setup) << ',' << csv_number(g.rho_value) << ',' << g.runs.size();
+    out << csv_field(g.setup) << ',' << csv_number(g.rho_value);
+    for (const auto& key : swept) {
+      auto it = g.swept.find(key);
+      out << ',' << csv_field(it == g.swept.end() ? "" : it->second);
+    }
+    out << ',' << g.runs.size();
     auto pair = [&](const MeanStd& m) {
       out << ',' << csv_number(m.mean, 100) << ',' << csv_number(m.std, 100);
     };
@@ -475,7 +512,7 @@ std::string render_report(const Aggregate& agg, Format format) {
   if (format == Format::csv) return render_csv(agg);
   std::vector<Table> tables{main_table(agg)};
   if (has_train_accuracy(agg)) tables.push_back(gap_table(agg));
-  if (!swept_setups(agg).empty()) tables.push_back(rho_sweep_table(agg));
+  for (const auto& view : sweep_views(agg)) tables.push_back(sweep_table(agg, view));
   if (has_any_flatness(agg)) tables.push_back(flatness_table(agg));
   std::string out;
   for (std::size_t i = 0; i < tables.size(); ++i) {

@@ -1,7 +1,10 @@
-// The report's tables: Table 2 style accuracies, the generalization gap, the Table 1 style rho
-// sweep; each as a format-neutral Table, plus the whole report as Markdown, LaTeX or CSV.
+// The report's tables: Table 2 style accuracies, the generalization gap, a Table 1 style sweep of
+// rho or any other swept option; each as a format-neutral Table, plus the whole report as
+// Markdown, LaTeX or CSV.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -13,18 +16,33 @@ namespace flatface::reports {
 enum class Format { markdown, latex, csv };
 Format parse_format(const std::string& text);  // md | markdown | latex | tex | csv; ConfigError
 
-Table main_table(const Aggregate& agg);       // benchmarks, Average, p vs baseline
-Table gap_table(const Aggregate& agg);        // train accuracy, Average, gap
-Table rho_sweep_table(const Aggregate& agg);  // Average per setup x rho, best rho per setup
-// λ_max, trace, sharpness (worst, adaptive, average) with Welch's p vs the baseline, per setup.
+// One swept key across the rows. A series is the rows that differ in this key only (same setup,
+// same other swept values); `key` is "rho" (the perturbation's ρ) or a swept option, "head.m".
+struct SweepSeries {
+  std::string label;                        // the setup and the other swept values
+  std::map<double, const Group*> by_value;  // two or more
+};
+struct SweepView {
+  std::string key;
+  std::set<double> values;          // of every series
+  std::vector<SweepSeries> series;  // in group order
+};
+// Every key with a series of two or more numeric values: rho first, then the options by name.
+std::vector<SweepView> sweep_views(const Aggregate& agg);
+// "ρ" for rho, else the key.
+std::string sweep_symbol(const SweepView& view);
+
+Table main_table(const Aggregate& agg);  // benchmarks, Average, p vs baseline
+Table gap_table(const Aggregate& agg);   // train accuracy, Average, gap
+// Average per series x value of the key, the best value per series (Table 1 for rho).
+Table sweep_table(const Aggregate& agg, const SweepView& view);
+// λ_max, trace, sharpness (worst, adaptive, average) with Welch's p vs the baseline, per row.
 Table flatness_table(const Aggregate& agg);
 bool has_any_flatness(const Aggregate& agg);
 
 bool has_train_accuracy(const Aggregate& agg);
-// Setups with at least two numeric rho values, in group order.
-std::vector<std::string> swept_setups(const Aggregate& agg);
 
-// One CSV row per (setup, rho): plain numbers in percent, mean and std columns.
+// One CSV row per row of the tables: plain numbers in percent, mean and std columns.
 std::string render_csv(const Aggregate& agg);
 
 // Main table, then the gap table and the rho sweep where the data has them. For CSV only the one

@@ -114,9 +114,13 @@ CATCH_TEST_CASE("an experiment file is read from disk into typed settings") {
   CATCH_CHECK(e.train.epochs == 2);
   CATCH_REQUIRE(e.setups.size() == 2);
   CATCH_CHECK(e.setups[0].perturbation.plugin == "none");  // no perturbation: plain SGD
-  CATCH_CHECK(e.setups[0].rhos.empty());
+  CATCH_CHECK(e.setups[0].sweep.empty());
   CATCH_CHECK(e.setups[1].perturbation.plugin == "sam");
-  CATCH_CHECK(e.setups[1].rhos == std::vector<double>{0.05, 0.1, 0.2});
+  // A list of rho is a sweep of perturbation.rho.
+  CATCH_REQUIRE(e.setups[1].sweep.size() == 1);
+  CATCH_CHECK(e.setups[1].sweep[0].key == "perturbation.rho");
+  CATCH_CHECK(e.setups[1].sweep[0].values ==
+              std::vector<flatface::Options::Scalar>{0.05, 0.1, 0.2});
 }
 
 CATCH_TEST_CASE("a missing experiment file is a config error naming it") {
@@ -206,7 +210,7 @@ CATCH_TEST_CASE("a misspelled key in a host section is reported at its position"
     CATCH_CHECK(load_error(text) ==
                 where("x.toml", text, "seed =") +
                     ": unknown key 'seed' for [experiment] (known: device, name, output, seeds, "
-                    "threads)");
+                    "sweep, threads)");
   }
   CATCH_SECTION("[train]") {
     std::string text = replace(kGrid, "epochs = 2", "epoch = 2");
@@ -220,7 +224,8 @@ CATCH_TEST_CASE("a misspelled key in a host section is reported at its position"
     std::string text = replace(kGrid, "perturbation =", "perturbaton =");
     CATCH_CHECK(load_error(text) ==
                 where("x.toml", text, "perturbaton") +
-                    ": unknown key 'perturbaton' for [[setup]] (known: head, name, perturbation)");
+                    ": unknown key 'perturbaton' for [[setup]] (known: head, name, perturbation, "
+                    "sweep)");
   }
   CATCH_SECTION("a whole section") {
     std::string text = replace(kGrid, "[train]", "[trian]");
@@ -283,7 +288,8 @@ CATCH_TEST_CASE("--set overrides numbers, lists, strings and bare words before v
 CATCH_TEST_CASE("--set reaches into a list of setups by index and creates missing keys") {
   Experiment e = parse(kGrid, {"setup.1.perturbation.rho=0.2", "setup.0.head.m=0.4",
                                "train.warmup_epochs=1", "plugins.paths=[\"/opt/p\"]"});
-  CATCH_CHECK(e.setups[1].rhos == std::vector<double>{0.2});
+  CATCH_CHECK(e.setups[1].sweep.empty());  // one rho is an option, not a sweep
+  CATCH_CHECK(flatface::expand_grid(e).back().rho == 0.2);
   CATCH_CHECK(e.setups[0].head.options.get_double("m", 0) == 0.4);
   CATCH_CHECK(e.train.warmup_epochs == 1);
   CATCH_CHECK(e.plugin_paths == std::vector<std::string>{"/opt/p"});
@@ -411,8 +417,10 @@ CATCH_TEST_CASE("[model] init must be a non-empty string; other [model] keys are
 }
 
 CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved under") {
-  // Pinned from `flatface plan experiments/quickstart.toml` before [model] init existed: a grid
-  // without init must keep finding (and resuming) its results.
+  // Pinned from `flatface plan experiments/quickstart.toml` before [model] init existed, and
+  // found the same again with `flatface plan experiments/quickstart.toml --format json` built
+  // from main at 187a750, before sweeps over any option, [train] flip and the shortest number
+  // form: a grid that uses none of them must keep finding (and resuming) its results.
   Experiment e =
       flatface::load_experiment(std::string(FLATFACE_SOURCE_DIR) + "/experiments/quickstart.toml");
   CATCH_CHECK(ids(e) == std::vector<std::string>{
@@ -452,4 +460,243 @@ CATCH_TEST_CASE("a wrong [analysis] key or value is an error at its line") {
       ConfigError);
   CATCH_CHECK_THROWS_AS(
       flatface::parse_experiment(kGrid + "\n[analysis]\nrho = -1\n", "grid.toml"), ConfigError);
+}
+
+namespace {
+
+// The grid's ArcFace setup sweeping its margin (the paper's ablation, m in {0.3, 0.4, 0.5}).
+const std::string kMarginSweep =
+    replace(kGrid, "head = { plugin = \"arcface\", s = 64.0, m = 0.5 }\n",
+            "head = { plugin = \"arcface\", s = 64.0, m = 0.5 }\nsweep = { \"head.m\" = [0.3, 0.4, "
+            "0.5] }\n");
+
+std::vector<std::string> labels(const Experiment& e, const std::vector<flatface::RunSpec>& runs) {
+  std::vector<std::string> out;
+  for (const auto& r : runs) out.push_back(flatface::describe_run(e, r));
+  return out;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("a setup's sweep gives one run per value and seed, the value in its options") {
+  Experiment e = parse(kMarginSweep);
+  auto runs = flatface::expand_grid(e);
+  // 3 seeds x (ArcFace at 3 margins + SAM at 3 rho) = 18 runs.
+  CATCH_REQUIRE(runs.size() == 18);
+  std::set<std::string> distinct;
+  for (const auto& r : runs) distinct.insert(r.id);
+  CATCH_CHECK(distinct.size() == runs.size());
+  CATCH_CHECK(labels(e, {runs[0], runs[1], runs[2], runs[3]}) ==
+              std::vector<std::string>{"ArcFace seed=0 head.m=0.3", "ArcFace seed=0 head.m=0.4",
+                                       "ArcFace seed=0 head.m=0.5", "ArcFace seed=1 head.m=0.3"});
+  // The run sees its own margin; the written 0.5 is replaced.
+  Experiment run1 = flatface::run_experiment(e, runs[1]);
+  CATCH_CHECK(run1.setups[0].head.options.get_double("m", 0) == 0.4);
+  CATCH_CHECK(run1.setups[0].head.options.get_double("s", 0) == 64.0);
+  CATCH_CHECK(e.setups[0].head.options.fresh_copy().get_double("m", 0) == 0.5);  // untouched
+  // A run whose swept value is the one written is the run of the file without the sweep: it
+  // keeps its id (and its results).
+  auto plain = ids(parse(kGrid));
+  CATCH_CHECK(runs[2].id == plain[0]);
+  CATCH_CHECK(std::count(plain.begin(), plain.end(), runs[0].id) == 0);
+}
+
+CATCH_TEST_CASE("a rho list and a sweep of perturbation.rho are one grid with the same run ids") {
+  const std::string as_sweep =
+      replace(kGrid, "perturbation = { plugin = \"sam\", rho = [0.05, 0.1, 0.2] }",
+              "perturbation = { plugin = \"sam\" }\nsweep = { \"perturbation.rho\" = [0.05, 0.1, "
+              "0.2] }");
+  Experiment e = parse(as_sweep);
+  CATCH_CHECK(ids(e) == ids(parse(kGrid)));
+  auto runs = flatface::expand_grid(e);
+  CATCH_CHECK(runs.back().rho == 0.2);
+  CATCH_CHECK(flatface::describe_run(e, runs.back()) == "SAM-ArcFace seed=2 rho=0.2");
+  // Nested tables name the same key: sweep.perturbation.rho = [...].
+  const std::string nested =
+      replace(kGrid, "perturbation = { plugin = \"sam\", rho = [0.05, 0.1, 0.2] }",
+              "perturbation = { plugin = \"sam\" }\nsweep = { perturbation = { rho = [0.05, 0.1, "
+              "0.2] } }");
+  CATCH_CHECK(ids(parse(nested)) == ids(e));
+}
+
+CATCH_TEST_CASE(
+    "the grid is the product of every axis; the experiment's sweep reaches every setup") {
+  const std::string text = replace(kMarginSweep, "seeds = [0, 1, 2]\n",
+                                   "seeds = [0, 1]\nsweep = { \"train.lr\" = [0.1, 0.05] }\n");
+  Experiment e = parse(text);
+  auto runs = flatface::expand_grid(e);
+  // 2 seeds x 2 lr x (ArcFace: 3 margins + SAM: 3 rho) = 24 runs.
+  CATCH_REQUIRE(runs.size() == 24);
+  CATCH_CHECK(labels(e, {runs[0], runs[1], runs[3], runs[12]}) ==
+              std::vector<std::string>{"ArcFace seed=0 train.lr=0.1 head.m=0.3",
+                                       "ArcFace seed=0 train.lr=0.1 head.m=0.4",
+                                       "ArcFace seed=0 train.lr=0.05 head.m=0.3",
+                                       "SAM-ArcFace seed=0 rho=0.05 train.lr=0.1"});
+  CATCH_CHECK(flatface::run_experiment(e, runs[3]).train.lr == 0.05);
+  CATCH_CHECK(flatface::run_experiment(e, runs[0]).train.lr == 0.1);
+  std::set<std::string> distinct;
+  for (const auto& r : runs) distinct.insert(r.id);
+  CATCH_CHECK(distinct.size() == runs.size());
+  // The lr the file writes (0.1, the default) gives the runs of the file without the lr sweep.
+  auto without = ids(parse(replace(kMarginSweep, "seeds = [0, 1, 2]\n", "seeds = [0, 1]\n")));
+  CATCH_CHECK(runs[0].id == without[0]);
+}
+
+CATCH_TEST_CASE("--only selects by setup, seed, rho, id or any option, swept or written") {
+  Experiment e = parse(kMarginSweep);
+  auto runs = flatface::expand_grid(e);
+  auto pick = [&](const std::vector<std::string>& only) {
+    return labels(e, flatface::select_runs(e, runs, only));
+  };
+  CATCH_CHECK(pick({"head.m=0.3"}) == std::vector<std::string>{"ArcFace seed=0 head.m=0.3",
+                                                               "ArcFace seed=1 head.m=0.3",
+                                                               "ArcFace seed=2 head.m=0.3"});
+  // SAM-ArcFace writes m = 0.5 and ArcFace sweeps through it: both have it.
+  CATCH_CHECK(pick({"head.m=0.5", "seed=1"}) ==
+              std::vector<std::string>{"ArcFace seed=1 head.m=0.5", "SAM-ArcFace seed=1 rho=0.05",
+                                       "SAM-ArcFace seed=1 rho=0.1", "SAM-ArcFace seed=1 rho=0.2"});
+  CATCH_CHECK(pick({"perturbation.rho=0.1", "seed=2"}) ==
+              std::vector<std::string>{"SAM-ArcFace seed=2 rho=0.1"});
+  CATCH_CHECK(pick({"rho=0.10", "seed=2"}) == pick({"perturbation.rho=0.1", "seed=2"}));
+  CATCH_CHECK(pick({"setup=ArcFace", "head.m=0.4", "seed=0"}) ==
+              std::vector<std::string>{"ArcFace seed=0 head.m=0.4"});
+  CATCH_CHECK(pick({"id=" + runs[4].id}) == std::vector<std::string>{"ArcFace seed=1 head.m=0.4"});
+  CATCH_CHECK(pick({"head.m=0.35"}).empty());
+  CATCH_CHECK(config_error([&] { flatface::select_runs(e, runs, {"colour=red"}); }) ==
+              "--only colour=red: unknown key 'colour' (known: setup, seed, rho, id, or an option "
+              "such as head.OPTION, perturbation.OPTION, backbone.OPTION or train.KEY)");
+  CATCH_CHECK(config_error([&] { flatface::select_runs(e, runs, {"head.mm=0.3"}); }) ==
+              "--only head.mm=0.3: no run of x.toml sets 'head.mm' (swept keys: head.m, "
+              "perturbation.rho)");
+  CATCH_CHECK(config_error([&] { flatface::select_runs(e, runs, {"seed"}); }) ==
+              "--only seed: expected KEY=VALUE (e.g. seed=0 or head.m=0.3)");
+}
+
+CATCH_TEST_CASE("a wrong sweep is an error naming the file, the position and the key") {
+  auto sweep_error = [&](const std::string& sweep) {
+    const std::string text =
+        replace(kGrid, "head = { plugin = \"arcface\", s = 64.0, m = 0.5 }\n",
+                "head = { plugin = \"arcface\", s = 64.0, m = 0.5 }\n" + sweep + "\n");
+    return std::make_pair(load_error(text), text);
+  };
+  auto [unknown, t1] = sweep_error("sweep = { \"data.train.identities\" = [4, 8] }");
+  CATCH_CHECK(unknown == where("x.toml", t1, "\"data.train") +
+                             ": cannot sweep 'data.train.identities' in setup 'ArcFace': a swept "
+                             "key is head.OPTION, perturbation.OPTION, backbone.OPTION or "
+                             "train.KEY");
+  auto [empty, t2] = sweep_error("sweep = { \"head.m\" = [] }");
+  CATCH_CHECK(empty == where("x.toml", t2, "\"head.m\"") +
+                           ": sweep of 'head.m' in setup 'ArcFace' has no values");
+  auto [twice_value, t3] = sweep_error("sweep = { \"head.m\" = [0.3, 0.30] }");
+  CATCH_CHECK(twice_value == where("x.toml", t3, "0.30") +
+                                 ": value 0.3 is listed twice in the sweep of 'head.m' in setup "
+                                 "'ArcFace'");
+  auto [int_and_float, t4] = sweep_error("sweep = { \"head.s\" = [64, 64.0] }");
+  CATCH_CHECK(contains(int_and_float, "value 64 is listed twice in the sweep of 'head.s'"));
+  auto [not_list, t5] = sweep_error("sweep = { \"head.m\" = 0.3 }");
+  CATCH_CHECK(not_list == where("x.toml", t5, "\"head.m\"") +
+                              ": sweep of 'head.m' in setup 'ArcFace' must be a list of values, "
+                              "not a number");
+  auto [plugin, t6] = sweep_error("sweep = { \"head.plugin\" = [\"arcface\", \"cosface\"] }");
+  CATCH_CHECK(plugin == where("x.toml", t6, "\"head.plugin\"") +
+                            ": 'head.plugin' cannot be swept (setup 'ArcFace'); write one setup "
+                            "per value");
+  auto [neutral, t7] = sweep_error("sweep = { \"train.log_every_steps\" = [1, 2] }");
+  CATCH_CHECK(contains(neutral, "'train.log_every_steps' changes nothing a run learns"));
+  // A [train] key is checked as [train] checks it, at the sweep.
+  auto [train_typo, t8] = sweep_error("sweep = { \"train.lrr\" = [0.1, 0.2] }");
+  CATCH_CHECK(train_typo.rfind(
+                  where("x.toml", t8, "\"train.lrr\"") + ": unknown key 'lrr' for [train] (known: ",
+                  0) == 0);
+  auto [train_type, t9] = sweep_error("sweep = { \"train.epochs\" = [1, \"two\"] }");
+  CATCH_CHECK(train_type == where("x.toml", t9, "\"train.epochs\"") +
+                                ": key 'epochs' for [train] must be an integer");
+  auto [nested_list, t10] = sweep_error("sweep = { \"train.milestones\" = [[1], [2]] }");
+  CATCH_CHECK(nested_list == where("x.toml", t10, "[1]") +
+                                 ": sweep of 'train.milestones' in setup 'ArcFace' must list "
+                                 "plain values, not an array");
+}
+
+CATCH_TEST_CASE("a key swept twice is an error naming both places") {
+  // In the experiment and in a setup.
+  std::string text =
+      replace(kGrid, "seeds = [0, 1, 2]\n", "seeds = [0, 1, 2]\nsweep = { \"head.m\" = [0.3] }\n");
+  text =
+      replace(text, "name = \"ArcFace\"\n", "name = \"ArcFace\"\nsweep = { \"head.m\" = [0.4] }\n");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "\"head.m\"", 2) +
+                                      ": 'head.m' is swept twice for setup 'ArcFace' (also at " +
+                                      where("x.toml", text, "\"head.m\"", 1) + ")");
+  // As a rho list and in the setup's sweep.
+  text = replace(kGrid, "name = \"SAM-ArcFace\"\n",
+                 "name = \"SAM-ArcFace\"\nsweep = { \"perturbation.rho\" = [0.3] }\n");
+  CATCH_CHECK(load_error(text) == where("x.toml", text, "rho = [") +
+                                      ": 'perturbation.rho' is swept twice for setup "
+                                      "'SAM-ArcFace' (also at " +
+                                      where("x.toml", text, "\"perturbation.rho\"") + ")");
+  // Quoted and nested in one table.
+  text = replace(kGrid, "name = \"ArcFace\"\n",
+                 "name = \"ArcFace\"\nsweep = { \"head.m\" = [0.3], head = { m = [0.4] } }\n");
+  CATCH_CHECK(contains(load_error(text), "'head.m' is swept twice in setup 'ArcFace'"));
+}
+
+CATCH_TEST_CASE("a swept value that the plugin rejects is reported at the sweep") {
+  // The host hands the run's options to the plugin, which reads what it knows; an option it does
+  // not know is then reported where the sweep names it.
+  const std::string text = replace(kGrid, "name = \"ArcFace\"\n",
+                                   "name = \"ArcFace\"\nsweep = { \"head.mm\" = [0.3, 0.4] }\n");
+  Experiment e = parse(text);
+  auto run = flatface::expand_grid(e).front();
+  flatface::Options head = flatface::run_experiment(e, run).setups[0].head.options.fresh_copy();
+  head.consume("plugin");
+  head.get_double("m", 0.5);
+  head.get_double("s", 64);
+  CATCH_CHECK(config_error([&] { head.check_all_used(); }) ==
+              where("x.toml", text, "\"head.mm\"") +
+                  ": unknown key 'mm' for head 'arcface' (known: m, plugin, s)");
+}
+
+CATCH_TEST_CASE("[train] flip defaults to on; turning it off is another run") {
+  CATCH_CHECK(parse(kGrid).train.flip);
+  CATCH_CHECK_FALSE(parse(kGrid, {"train.flip=false"}).train.flip);
+  // On, written or not, is today's training: the ids stay.
+  CATCH_CHECK(ids(parse(kGrid, {"train.flip=true"})) == ids(parse(kGrid)));
+  auto off = ids(parse(kGrid, {"train.flip=false"}));
+  for (const auto& id : ids(parse(kGrid))) CATCH_CHECK(std::count(off.begin(), off.end(), id) == 0);
+  CATCH_CHECK(load_error(kGrid, {"train.flip=1"}) ==
+              "--set train.flip: key 'flip' for [train] must be a boolean");
+}
+
+CATCH_TEST_CASE("the resolved TOML writes each float in its shortest exact form") {
+  // 0.333 is stored as the double nearest to it, which 17 digits print as 0.33300000000000002.
+  Experiment e = parse(kGrid, {"setup.0.head.h=0.333"});
+  CATCH_INFO(e.resolved_toml);
+  CATCH_CHECK(contains(e.resolved_toml, "h = 0.333,"));
+  CATCH_CHECK_FALSE(contains(e.resolved_toml, "0.33300000000000002"));
+  CATCH_CHECK(contains(e.resolved_toml, "rho = [ 0.05, 0.1, 0.2 ]"));
+  CATCH_CHECK(contains(e.resolved_toml, "s = 64.0"));  // a float stays a float
+  // Awkward values read back bit for bit: each --set below is the shortest text of its double,
+  // so the resolved TOML must carry exactly that text.
+  const std::vector<std::pair<std::string, double>> awkward{
+      {"0.1", 0.1},
+      {"1e-300", 1e-300},
+      {"5e-324", 5e-324},                          // the smallest subnormal
+      {"0.3333333333333333", 1 / 3.0},             // 16 digits suffice for 1/3
+      {"9007199254740993.0", 9007199254740992.0},  // 2^53 + 1 rounds to 2^53
+      {"1e+22", 1e22},
+      {"1.7976931348623157e+308", 1.7976931348623157e308},
+  };
+  for (const auto& [text, value] : awkward) {
+    CATCH_INFO(text);
+    Experiment a = parse(kGrid, {"setup.0.head.x=" + text});
+    Experiment again = parse(a.resolved_toml);
+    CATCH_CHECK(again.setups[0].head.options.get_double("x", 0) == value);
+    CATCH_CHECK(again.resolved_toml == a.resolved_toml);  // a fixed point
+  }
+  CATCH_CHECK(contains(parse(kGrid, {"setup.0.head.x=5e-324"}).resolved_toml, "x = 5e-324"));
+  CATCH_CHECK(contains(parse(kGrid, {"setup.0.head.x=9007199254740993.0"}).resolved_toml,
+                       "x = 9007199254740992.0"));
+  // A string that looks like the stand-in the writer uses is left alone.
+  Experiment s = parse(kGrid, {"experiment.name=\"flatface-float-0\"", "setup.0.head.x=0.5"});
+  CATCH_CHECK(contains(s.resolved_toml, "name = 'flatface-float-0'"));
+  CATCH_CHECK(contains(s.resolved_toml, "x = 0.5"));
 }

@@ -1,9 +1,14 @@
 // Options: the typed key/value table every plugin receives, and its error messages.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
+#include "number_text.hpp"
 
 using flatface::ConfigError;
 using flatface::Options;
@@ -128,7 +133,7 @@ CATCH_TEST_CASE("a fresh copy has the same values but forgets which were read") 
   CATCH_CHECK_NOTHROW(o.check_all_used());  // the original's tracking is untouched
 }
 
-CATCH_TEST_CASE("the canonical text is sorted by key and keeps full precision") {
+CATCH_TEST_CASE("the canonical text is sorted by key, with numbers in their shortest exact form") {
   Options a("a", {});
   a.set("s", {64.0, {}});
   a.set("m", {0.1, {}});
@@ -140,7 +145,56 @@ CATCH_TEST_CASE("the canonical text is sorted by key and keeps full precision") 
   b.set("m", {0.1, {}});
   b.set("s", {64.0, {}});
   CATCH_CHECK(a.canonical() == b.canonical());
-  CATCH_CHECK(a.canonical() == "{l=[1,false],m=0.10000000000000001,name=\"x\",s=64}");
+  // 0.1 is the shortest text that reads back as the double nearest to 0.1.
+  CATCH_CHECK(a.canonical() == "{l=[1,false],m=0.1,name=\"x\",s=64}");
   b.set("m", {0.1 + 1e-15, {}});
   CATCH_CHECK(a.canonical() != b.canonical());
+  // 0.1 + 1e-15 is a different double, so its shortest form needs 16 digits.
+  CATCH_CHECK(b.canonical() == "{l=[1,false],m=0.100000000000001,name=\"x\",s=64}");
+}
+
+CATCH_TEST_CASE("the text run ids hash keeps numbers at 17 significant digits, as it always did") {
+  Options a("a", {});
+  a.set("h", {0.333, {}});
+  a.set("s", {64.0, {}});
+  // printf("%.17g", 0.333) == "0.33300000000000002": the double nearest 0.333 is just above it.
+  CATCH_CHECK(a.id_text() == "{h=0.33300000000000002,s=64}");
+  CATCH_CHECK(a.canonical() == "{h=0.333,s=64}");
+}
+
+CATCH_TEST_CASE("numbers are written in the shortest form that reads back to the same double") {
+  // Expected texts by hand: the fewest significant digits that strtod() rounds back to the value.
+  CATCH_CHECK(flatface::shortest_text(0.333) == "0.333");
+  CATCH_CHECK(flatface::shortest_text(0.1) == "0.1");
+  CATCH_CHECK(flatface::shortest_text(64.0) == "64");
+  CATCH_CHECK(flatface::shortest_text(1e-300) == "1e-300");
+  CATCH_CHECK(flatface::shortest_text(5e-324) == "5e-324");  // the smallest subnormal
+  CATCH_CHECK(flatface::shortest_text(1 / 3.0) == "0.3333333333333333");
+  CATCH_CHECK(flatface::shortest_text(9007199254740992.0) == "9007199254740992");  // 2^53
+  CATCH_CHECK(flatface::shortest_text(1e22) == "1e+22");
+  CATCH_CHECK(flatface::shortest_text(-0.5) == "-0.5");
+  CATCH_CHECK(flatface::shortest_text(std::nan("")) == "nan");
+  CATCH_CHECK(flatface::shortest_text(-HUGE_VAL) == "-inf");
+  // Exact round trip, also for doubles drawn across the whole range by their bit patterns.
+  std::vector<double> values{0.1,
+                             1e-300,
+                             5e-324,
+                             1 / 3.0,
+                             9007199254740993.0,
+                             1.7976931348623157e308,
+                             2.2250738585072014e-308,
+                             123456789012345678.0};
+  std::uint64_t bits = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < 1000; ++i) {
+    bits = bits * 6364136223846793005ull + 1442695040888963407ull;
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    if (std::isfinite(v)) values.push_back(v);
+  }
+  for (double v : values) {
+    const std::string text = flatface::shortest_text(v);
+    CATCH_CAPTURE(text);
+    double back = std::strtod(text.c_str(), nullptr);
+    CATCH_CHECK(std::memcmp(&back, &v, sizeof v) == 0);
+  }
 }

@@ -434,8 +434,12 @@ Records rho_sweep() {
 
 CATCH_TEST_CASE("the rho sweep table marks the best rho of each swept setup") {
   Aggregate agg = aggregate_runs(rho_sweep(), Selection::final_epoch);
-  CATCH_CHECK(swept_setups(agg) == std::vector<std::string>{"S"});
-  std::string md = render_markdown(rho_sweep_table(agg));
+  auto views = sweep_views(agg);
+  CATCH_REQUIRE(views.size() == 1);
+  CATCH_CHECK(views[0].key == "rho");
+  CATCH_REQUIRE(views[0].series.size() == 1);
+  CATCH_CHECK(views[0].series[0].label == "S");
+  std::string md = render_markdown(sweep_table(agg, views[0]));
   CATCH_INFO(md);
   CATCH_CHECK(md.find("| Setup | ρ = 0.05 | ρ = 0.1 | ρ = 0.2 | Best ρ |") != std::string::npos);
   CATCH_CHECK(row_of(md, "S") == "| S | 95.00 ± 0.14 | **96.00 ± 0.14** | 94.00 ± 0.14 | 0.1 |");
@@ -525,5 +529,97 @@ CATCH_TEST_CASE("flatface report reads a results folder and prints the table, fi
   CATCH_CHECK(rc == 2);
   run_command(cli + " report " + results.string() + " --format docx 2>&1", &rc);
   CATCH_CHECK(rc == 2);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+bool contains_text(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// The margin ablation: ArcFace and SAM-ArcFace at m = 0.3 and 0.5, two seeds, as the trainer
+// records a sweep of head.m (a sweep.head.m attribute and the margin inside `head`).
+//   ArcFace     m=0.3: LFW 0.950 0.952 -> 95.10    m=0.5: 0.960 0.962 -> 96.10
+//   SAM-ArcFace m=0.3: LFW 0.955 0.959 -> 95.70    m=0.5: 0.970 0.972 -> 97.10
+Records margin_sweep() {
+  Records rs;
+  const struct {
+    const char* setup;
+    const char* perturbation;
+    const char* m;
+    double lfw[2];
+  } rows[] = {{"ArcFace", "none", "0.3", {0.950, 0.952}},
+              {"ArcFace", "none", "0.5", {0.960, 0.962}},
+              {"SAM-ArcFace", "sam", "0.3", {0.955, 0.959}},
+              {"SAM-ArcFace", "sam", "0.5", {0.970, 0.972}}};
+  for (const auto& row : rows)
+    for (int s = 0; s < 2; ++s) {
+      const std::string rho = row.perturbation == std::string("sam") ? "0.1" : "";
+      RunRecord r = make_run(row.setup, row.perturbation, rho, s, {{0.99, {{"LFW", row.lfw[s]}}}},
+                             std::string("arcface{m=") + row.m + ",plugin=\"arcface\",s=64}");
+      r.attributes["sweep.head.m"] = row.m;
+      r.attributes["run_id"] += std::string("-m") + row.m;
+      add(rs, std::move(r));
+    }
+  return rs;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("rows are grouped by every swept value and labelled with them") {
+  Aggregate agg = aggregate_runs(margin_sweep(), Selection::final_epoch);
+  CATCH_REQUIRE(agg.groups.size() == 4);
+  std::vector<std::string> labels;
+  for (const auto& g : agg.groups) labels.push_back(g.label());
+  CATCH_CHECK(labels == std::vector<std::string>{"ArcFace head.m=0.3", "ArcFace head.m=0.5",
+                                                 "SAM-ArcFace head.m=0.3",
+                                                 "SAM-ArcFace head.m=0.5"});
+  // Each SAM row is compared with the baseline of its own margin.
+  CATCH_CHECK(agg.groups[2].baseline == "ArcFace");
+  CATCH_CHECK(agg.groups[2].p_vs_baseline ==
+              Approx(welch_t_test(agg.groups[2].averages(), agg.groups[0].averages()).p));
+  CATCH_CHECK(agg.groups[3].p_vs_baseline ==
+              Approx(welch_t_test(agg.groups[3].averages(), agg.groups[1].averages()).p));
+  std::string md = render_report(agg, Format::markdown);
+  CATCH_INFO(md);
+  // 95.10 +- 0.14: mean of 0.950 and 0.952, sample std 0.002 / sqrt(2) = 0.0014 (in percent).
+  CATCH_CHECK(row_of(md, "ArcFace head.m=0.3") ==
+              "| ArcFace head.m=0.3 | – | 95.10 ± 0.14 | 95.10 ± 0.14 | – |");
+  CATCH_CHECK(contains_text(row_of(md, "SAM-ArcFace head.m=0.5"), "97.10 ± 0.14"));
+
+  // The sweep table: one row per setup, a column per margin, the best margin marked.
+  auto views = sweep_views(agg);
+  CATCH_REQUIRE(views.size() == 1);
+  CATCH_CHECK(views[0].key == "head.m");
+  std::string sweep = render_markdown(sweep_table(agg, views[0]));
+  CATCH_INFO(sweep);
+  CATCH_CHECK(contains_text(sweep, "| Setup | head.m = 0.3 | head.m = 0.5 | Best head.m |"));
+  CATCH_CHECK(row_of(sweep, "ArcFace") == "| ArcFace | 95.10 ± 0.14 | **96.10 ± 0.14** | 0.5 |");
+  CATCH_CHECK(row_of(sweep, "SAM-ArcFace ρ=0.1") ==
+              "| SAM-ArcFace ρ=0.1 | 95.70 ± 0.28 | **97.10 ± 0.14** | 0.5 |");
+  CATCH_CHECK(contains_text(md, "head.m sweep"));
+
+  // CSV: a column for the swept key.
+  auto lines = split(render_report(agg, Format::csv), '\n');
+  CATCH_CHECK(lines[0].rfind("setup,rho,head.m,n_seeds,LFW_mean,", 0) == 0);
+  CATCH_CHECK(lines[1].rfind("ArcFace,,0.3,2,95.1", 0) == 0);
+}
+
+CATCH_TEST_CASE("the sweep figure of a swept option has that option on its x-axis") {
+  auto dir = fresh_dir("sweep_figure");
+  FigureFiles figs =
+      write_figures(aggregate_runs(margin_sweep(), Selection::final_epoch), dir.string());
+  CATCH_CHECK(figs.skipped.empty());
+  CATCH_REQUIRE(fs::exists(dir / "sweep_head.m.png"));
+  CATCH_CHECK(fs::exists(dir / "sweep_head.m.svg"));
+  CATCH_CHECK_FALSE(fs::exists(dir / "rho_sweep.png"));  // one rho per setup: no rho sweep
+  std::ifstream gp(dir / "sweep_head.m.gp");
+  std::string script((std::istreambuf_iterator<char>(gp)), std::istreambuf_iterator<char>());
+  CATCH_CHECK(contains_text(script, "set xlabel \"head.m\""));
+  CATCH_CHECK_FALSE(contains_text(script, "logscale"));  // 0.3 to 0.5: a linear axis
+  std::ifstream dat(dir / "sweep_head.m.dat");
+  std::string data((std::istreambuf_iterator<char>(dat)), std::istreambuf_iterator<char>());
+  CATCH_CHECK(contains_text(data, "# ArcFace\n0.3 95.1 0.141421\n0.5 96.1 0.141421\n"));
   fs::remove_all(dir);
 }

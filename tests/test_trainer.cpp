@@ -242,6 +242,26 @@ CATCH_TEST_CASE("the same seed gives the same numbers on the CPU and another see
   CATCH_CHECK(a[0].grad_norm != c[0].grad_norm);
 }
 
+CATCH_TEST_CASE(
+    "[train] flip = false trains on the images as they are, which changes the numbers") {
+  torch::set_num_threads(2);
+  const std::string head = "{ plugin = \"arcface\", s = 16.0, m = 0.2 }";
+  const std::string pert = "{ plugin = \"none\" }";
+  auto first_epoch = [&](const std::string& dir, const std::vector<std::string>& overrides) {
+    Experiment e =
+        parse_experiment(tiny_toml(fresh_dir(dir), head, pert, 1), "tiny.toml", overrides);
+    RunOutcome out = train(e);
+    CATCH_REQUIRE(out.status == RunStatus::complete);
+    return out.record.epochs.at(0);
+  };
+  const auto flipped = first_epoch("flip_on", {});
+  const auto plain = first_epoch("flip_off", {"train.flip=false"});
+  const auto again = first_epoch("flip_off_again", {"train.flip=false"});
+  // Same seed, so the same weights and batches: only the mirrored images differ.
+  CATCH_CHECK(flipped.loss != plain.loss);
+  CATCH_CHECK(plain.loss == again.loss);
+}
+
 CATCH_TEST_CASE("a non-finite loss fails the run at its step and records why") {
   torch::set_num_threads(2);
   auto dir = fresh_dir("nan");

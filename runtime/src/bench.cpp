@@ -99,17 +99,23 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
                                          static_cast<std::uint64_t>(options.seed))
                               ->num_classes();
     }
-    auto head = make_head(reg, setup.head, backbone->embedding_dim(), out.classes);
+    // A setup's first run of the grid is measured: the first value of each swept option.
     RunSpec run;
-    run.setup = s;
+    for (const auto& r : expand_grid(e))
+      if (r.setup == s) {
+        run = r;
+        break;
+      }
     run.seed = options.seed;
-    if (!setup.rhos.empty()) run.rho = setup.rhos.front();
+    const Experiment re = run_experiment(e, run);
+    auto head = make_head(reg, re.setups[s].head, backbone->embedding_dim(), out.classes);
     Cell c;
-    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run),
+    c.strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(re, run),
                                    static_cast<std::uint64_t>(options.seed));
     c.model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
     c.timing.setup_index = s;
     c.timing.rho = run.rho;
+    c.timing.swept = run.swept;
     c.timing.setup = setup.name;
     c.timing.head = setup.head.plugin;
     c.timing.perturbation = setup.perturbation.plugin;

@@ -41,6 +41,7 @@ struct StepBenchOptions {
 struct StepTiming {
   std::size_t setup_index = 0;  // into Experiment::setups
   std::optional<double> rho;    // the setup's first rho, the one measured
+  std::vector<SweptValue> swept;  // the setup's first value of each swept option, as measured
   std::string setup;
   std::string head;          // plugin names
   std::string perturbation;

@@ -168,6 +168,13 @@ CheckpointModel load_checkpoint_model(const Registry& registry, const std::strin
   m.experiment = parse_experiment(d.at("experiment_toml").toStringRef(), path + " (experiment)");
   m.run_id = d.at("run_id").toStringRef();
   m.epoch = d.at("epoch").toInt();
+  // The experiment as the run saw it (a grid may sweep backbone options); as stored when the id
+  // is not one of its grid's.
+  for (const auto& run : expand_grid(m.experiment))
+    if (run.id == m.run_id) {
+      m.experiment = run_experiment(m.experiment, run);
+      break;
+    }
   m.backbone = make_backbone(registry, m.experiment.backbone);
   load_state_dict(*m.backbone, from_generic(d.at("backbone")), path + " (backbone)");
   m.backbone->eval();

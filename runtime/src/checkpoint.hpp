@@ -46,7 +46,7 @@ c10::Dict<std::string, at::Tensor> load_tensor_dict_from_checkpoint(const std::s
 
 // A backbone rebuilt from a checkpoint: the experiment it came from and its trained weights.
 struct CheckpointModel {
-  Experiment experiment;  // parsed from the resolved TOML stored in the checkpoint
+  Experiment experiment;  // the stored resolved TOML, with the run's swept values in place
   std::string run_id;
   std::int64_t epoch = 0;  // epochs completed
   std::shared_ptr<Backbone> backbone;

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "number_text.hpp"
+
 namespace flatface {
 
 std::string SourcePos::str() const {
@@ -19,19 +21,24 @@ std::string join(const std::set<std::string>& names) {
   return out;
 }
 
-void print_scalar(std::ostream& os, const Options::Scalar& s) {
+// Numbers at 17 significant digits for run ids (their historical form), else shortest.
+void print_scalar(std::ostream& os, const Options::Scalar& s, bool id_digits) {
   std::visit(
-      [&os](const auto& v) {
+      [&os, id_digits](const auto& v) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, bool>) {
           os << (v ? "true" : "false");
         } else if constexpr (std::is_same_v<T, std::string>) {
           os << '"' << v << '"';
         } else if constexpr (std::is_same_v<T, double>) {
-          std::ostringstream tmp;
-          tmp.precision(17);
-          tmp << v;
-          os << tmp.str();
+          if (id_digits) {
+            std::ostringstream tmp;
+            tmp.precision(17);
+            tmp << v;
+            os << tmp.str();
+          } else {
+            os << shortest_text(v);
+          }
         } else {
           os << v;
         }
@@ -213,31 +220,43 @@ Options Options::fresh_copy() const {
   return copy;
 }
 
-std::string Options::canonical() const {
+namespace {
+
+std::string canonical_text(const std::map<std::string, Options::Value>& values, bool id_digits) {
   std::ostringstream os;
   os << '{';
   bool first = true;
-  for (const auto& [key, value] : state().values) {
+  for (const auto& [key, value] : values) {
     os << (first ? "" : ",") << key << '=';
     first = false;
     std::visit(
-        [&os](const auto& v) {
+        [&os, id_digits](const auto& v) {
           using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::vector<Scalar>>) {
+          if constexpr (std::is_same_v<T, std::vector<Options::Scalar>>) {
             os << '[';
             for (std::size_t i = 0; i < v.size(); ++i) {
               if (i) os << ',';
-              print_scalar(os, v[i]);
+              print_scalar(os, v[i], id_digits);
             }
             os << ']';
           } else {
-            print_scalar(os, Scalar(v));
+            print_scalar(os, Options::Scalar(v), id_digits);
           }
         },
         value.data);
   }
   os << '}';
   return os.str();
+}
+
+}  // namespace
+
+std::string Options::canonical() const {
+  return canonical_text(state().values, false);
+}
+
+std::string Options::id_text() const {
+  return canonical_text(state().values, true);
 }
 
 }  // namespace flatface

@@ -134,9 +134,11 @@ std::string checkpoint_path(const Experiment& e, const RunSpec& run) {
   return (fs::path(e.output) / "checkpoints" / (run.id + ".ckpt")).string();
 }
 
-RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& shared,
+RunOutcome train_run(const Experiment& grid, const RunSpec& run, GridResources& shared,
                      const TrainerOptions& options) {
   const auto run_start = Clock::now();
+  // This run's settings: its swept values (head.m, train.lr, ...) in place of the written ones.
+  const Experiment e = run_experiment(grid, run);
   const Setup& setup = e.setups[run.setup];
   const Registry& reg = *shared.registry;
   RunOutcome outcome;
@@ -190,6 +192,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   lo.input_size = backbone->input_size();
   lo.threads = static_cast<int>(e.train.loader_threads > 0 ? e.train.loader_threads : options.threads);
   lo.seed = static_cast<std::uint64_t>(run.seed);
+  lo.flip = e.train.flip;
   lo.pin_memory = cuda;
   Loader loader(train_set, lo);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
@@ -214,6 +217,8 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
       {"start_time", utc_timestamp()},
       {"end_time", ""},
   };
+  // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
+  for (const auto& v : run.swept) record.attributes["sweep." + v.key] = format_value(v.value);
   for (const auto& ev : e.eval) record.benchmark_names.push_back(ev.name);
 
   TrainingState state;
@@ -244,8 +249,7 @@ RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& sha
   if (!holds_run()) return taken_over();
   write_run_record(outcome.result_path, record);
 
-  const std::string label = setup.name + " seed=" + std::to_string(run.seed) +
-                            (run.rho ? " rho=" + format_rho(*run.rho) : "");
+  const std::string label = describe_run(e, run);
   const std::string run_tag =
       "[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) + "]";
   double elapsed_before = state.elapsed_seconds;

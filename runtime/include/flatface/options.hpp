@@ -80,8 +80,12 @@ class Options {
   std::vector<std::string> keys() const;
   // A copy with fresh read-tracking (used when one table configures several objects).
   Options fresh_copy() const;
-  // Canonical text of all values, sorted by key (for run ids and provenance).
+  // Canonical text of all values, sorted by key, numbers in their shortest exact form (0.333):
+  // for labels and records, e.g. the `head` attribute of a result file.
   std::string canonical() const;
+  // The same with numbers at 17 significant digits (0.33300000000000002): the text run ids have
+  // always been hashed from, kept so that existing ids (and the results saved under them) stay.
+  std::string id_text() const;
   const Value* find(const std::string& key) const;
 
  private:
