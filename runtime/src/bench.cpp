@@ -226,20 +226,21 @@ EvalTiming bench_eval(Backbone& backbone, const VerificationSet& set, const std:
 LambdaMaxTiming bench_lambda_max(const Experiment& e, const Registry& reg,
                                  const StepBenchOptions& options) {
   const c10::Device device(resolve_device(e.device));
-  std::size_t chosen = 0;  // a one-pass setup: its step is the plain training step
-  for (std::size_t s = 0; s < e.setups.size(); ++s) {
-    RunSpec probe;
-    probe.setup = s;
-    if (!e.setups[s].rhos.empty()) probe.rho = e.setups[s].rhos.front();
-    if (!make_perturbation(reg, e.setups[s].perturbation.plugin, perturbation_options(e, probe))
+  // The first run of a one-pass setup (its step is the plain training step), else of the first.
+  const std::vector<RunSpec> grid = expand_grid(e);
+  RunSpec run = grid.front();
+  for (const auto& r : grid) {
+    const Experiment re = run_experiment(e, r);
+    if (!make_perturbation(reg, re.setups[r.setup].perturbation.plugin, perturbation_options(re, r))
              ->two_pass()) {
-      chosen = s;
+      run = r;
       break;
     }
   }
-  const Setup& setup = e.setups[chosen];
+  const Experiment re = run_experiment(e, run);
+  const Setup& setup = re.setups[run.setup];
   torch::manual_seed(static_cast<std::uint64_t>(options.seed));
-  auto backbone = make_backbone(reg, e.backbone);
+  auto backbone = make_backbone(reg, re.backbone);
   const std::int64_t input = backbone->input_size();
   const std::int64_t classes =
       options.classes > 0 ? options.classes
@@ -247,13 +248,10 @@ LambdaMaxTiming bench_lambda_max(const Experiment& e, const Registry& reg,
                                            static_cast<std::uint64_t>(options.seed))
                                 ->num_classes();
   auto head = make_head(reg, setup.head, backbone->embedding_dim(), classes);
-  RunSpec run;
-  run.setup = chosen;
-  if (!setup.rhos.empty()) run.rho = setup.rhos.front();
-  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run));
-  DeviceModel model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
-  at::Tensor images = at::randn({e.train.batch_size, 3, input, input}).to(device);
-  at::Tensor labels = at::randint(classes, {e.train.batch_size}, at::kLong).to(device);
+  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(re, run));
+  DeviceModel model = place_on_device(backbone, head, re.train, setup.bn_second_pass, device);
+  at::Tensor images = at::randn({re.train.batch_size, 3, input, input}).to(device);
+  at::Tensor labels = at::randint(classes, {re.train.batch_size}, at::kLong).to(device);
 
   LambdaMaxTiming out;
   out.setup = setup.name;
