@@ -321,7 +321,8 @@ Table flatness_table(const Aggregate& agg) {
     auto row = group_cells(agg, g);
     const MeanStd& rho = g.sharpness_rho;
     std::string rho_shown = rho.n == 0 ? kDash : sig3(rho.mean);
-    if (rho.n > 1 && rho.std > 0) rho_shown += " (varies)";
+    // Three runs at 0.05 have a std of ~1e-17 from rounding in the mean: not a different ρ.
+    if (rho.n > 1 && rho.std > 1e-9 * std::abs(rho.mean)) rho_shown += " (varies)";
     row.push_back({rho_shown, rho_shown == kDash ? "--" : "", false});
     for (const auto* m : shown) {
       row.push_back(measure_cell(g, m->key));

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +28,10 @@ Registry& registry() {
 }
 
 fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("flatface_test_trainer_" + name);
+  // The process id keeps test runs of several checkouts at once (CI, worktrees) apart: a shared
+  // folder let one run resume from another's checkpoint.
+  fs::path dir = fs::temp_directory_path() /
+                 ("flatface_test_trainer_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
