@@ -276,10 +276,11 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
     r.gap = r.train_accuracy - r.average;  // generalization gap (paper, Fig. 2-3)
   }
   for (const auto& m : kFlatnessMeasures) {
-    const auto& values = analysis_values(record, m.path);
+    // Copies: GCC 14 takes a reference returned for a temporary key for a dangling one.
+    const std::vector<double> values = analysis_values(record, m.path);
     if (!values.empty()) r.flatness[m.key] = values.front();  // λ_max: the first eigenvalue
   }
-  if (const auto& rho = analysis_values(record, "sharpness/rho"); !rho.empty())
+  if (const std::vector<double> rho = analysis_values(record, "sharpness/rho"); !rho.empty())
     r.sharpness_rho = rho.front();
   r.landscape_alpha = analysis_values(record, "landscape/alpha");
   r.landscape_loss = analysis_values(record, "landscape/loss_1d");
