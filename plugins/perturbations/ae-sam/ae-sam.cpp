@@ -55,18 +55,10 @@ class AeSam final : public Perturbation {
       return stats;
     }
 
-    at::Tensor perturbation_loss = g.loss;
-    std::vector<at::Tensor> eps;
-    if (direction_ == Direction::sam) {
-      scale_to_sam_epsilon(g.grad, g.norm, rho_);  // ε in place in the gradient buffers
-      eps = std::move(g.grad);
-    } else {
-      g.grad.clear();
-      perturbation_loss = aace_epsilon(ctx, g.logits, rho_);
-      eps = gradients(ctx.parameters());
-    }
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));
+    DirectedEpsilon e = directed_epsilon(ctx, g, rho_, direction_);
+    at::Tensor perturbation_loss = e.loss;
+    at::Tensor epsilon_norm = global_norm(e.eps);
+    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(e.eps));
 
     auto v = to_host({g.loss, perturbation_loss, loss_perturbed, epsilon_norm});
     stats.loss = v[0];

@@ -12,9 +12,11 @@
 #include <ATen/ops/zeros.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "flatface/perturbation.hpp"
+#include "step_ops.hpp"
 
 namespace flatface::perturbations {
 
@@ -73,6 +75,24 @@ inline at::Tensor aace_epsilon(StepContext& ctx, at::Tensor& logits, double rho)
     if (p.grad().defined()) p.mutable_grad().mul_(-rho);
   }
   return value;
+}
+
+// ε where a strategy's `direction` points, from its first pass g (whose gradient buffers it uses
+// up): SAM's ρ g/‖g‖, in place in g's buffers, or FlatFace-AACE's −ρ ∇L_AACE from g's logits
+// (paper eqs. 19-21). `loss` is the loss that defined ε: L_margin, or L_AACE.
+struct DirectedEpsilon {
+  std::vector<at::Tensor> eps;
+  at::Tensor loss;
+};
+inline DirectedEpsilon directed_epsilon(StepContext& ctx, MarginGradient& g, double rho,
+                                        Direction direction) {
+  if (direction == Direction::sam) {
+    scale_to_sam_epsilon(g.grad, g.norm, rho);
+    return {std::move(g.grad), g.loss};
+  }
+  g.grad.clear();
+  at::Tensor loss = aace_epsilon(ctx, g.logits, rho);
+  return {gradients(ctx.parameters()), loss};
 }
 
 }  // namespace flatface::perturbations

@@ -29,18 +29,10 @@ class Gsam final : public Perturbation {
     std::vector<at::Tensor> g;  // ∇L_margin(w), kept for the decomposition
     for (const auto& t : first.grad) g.push_back(t.detach().clone());
 
-    at::Tensor perturbation_loss = first.loss;
-    std::vector<at::Tensor> eps;
-    if (direction_ == Direction::sam) {
-      scale_to_sam_epsilon(first.grad, first.norm, rho);  // ε in place in the gradient buffers
-      eps = std::move(first.grad);
-    } else {
-      first.grad.clear();
-      perturbation_loss = aace_epsilon(ctx, first.logits, rho);
-      eps = gradients(w);
-    }
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(eps));
+    DirectedEpsilon e = directed_epsilon(ctx, first, rho, direction_);
+    at::Tensor perturbation_loss = e.loss;
+    at::Tensor epsilon_norm = global_norm(e.eps);
+    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
 
     {
       at::NoGradGuard no_grad;

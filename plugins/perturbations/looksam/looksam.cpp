@@ -58,31 +58,22 @@ class LookSam final : public Perturbation {
       }
       for (std::size_t i = 0; i < w.size(); ++i) g_v_[i].copy_(g.grad[i]);  // g, until g_s comes
     }
-    at::Tensor g_norm = g.norm;
-    at::Tensor perturbation_loss = g.loss;
-    std::vector<at::Tensor> eps;
-    if (direction_ == Direction::sam) {
-      scale_to_sam_epsilon(g.grad, g_norm, rho_);  // ε in place in the gradient buffers
-      eps = std::move(g.grad);
-    } else {
-      g.grad.clear();
-      perturbation_loss = aace_epsilon(ctx, g.logits, rho_);
-      eps = gradients(w);
-    }
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(eps));
+    DirectedEpsilon e = directed_epsilon(ctx, g, rho_, direction_);
+    at::Tensor perturbation_loss = e.loss;
+    at::Tensor epsilon_norm = global_norm(e.eps);
+    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
 
     {
       at::NoGradGuard no_grad;
       auto g_s = gradients(w);
       // g_v = g_s − (⟨g, g_s⟩/‖g‖²) g, in place over the copy of g.
-      at::Tensor coef = global_dot(g_v_, g_s) / (g_norm * g_norm + 1e-24);
+      at::Tensor coef = global_dot(g_v_, g_s) / (g.norm * g.norm + 1e-24);
       for (std::size_t i = 0; i < w.size(); ++i) g_v_[i].mul_(-coef).add_(g_s[i]);
       g_v_norm_ = global_norm(g_v_);
     }
     ctx.optimizer_step();  // on g_s
 
-    auto v = to_host({g.loss, perturbation_loss, loss_perturbed, g_norm, epsilon_norm});
+    auto v = to_host({g.loss, perturbation_loss, loss_perturbed, g.norm, epsilon_norm});
     StepStats stats;
     stats.loss = v[0];
     stats.perturbation_loss = v[1];
