@@ -9,10 +9,10 @@
 #include <sstream>
 
 #include "common.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/image_folder.hpp"
-#include "formats/insightface_rec.hpp"
-#include "formats/verification_bin.hpp"
+#include "flatface/formats/image_folder.hpp"
+#include "flatface/formats/insightface_rec.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
 
 namespace flatface::cli {
 namespace {

@@ -7,11 +7,11 @@
 #include <utility>
 
 #include "common.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/image_folder.hpp"
-#include "formats/lfw_pairs.hpp"
-#include "formats/verification_bin.hpp"
-#include "sample_order.hpp"
+#include "flatface/formats/image_folder.hpp"
+#include "flatface/formats/lfw_pairs.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
+#include "flatface/sample_order.hpp"
 
 namespace flatface::cli {
 namespace {

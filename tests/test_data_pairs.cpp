@@ -14,9 +14,9 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/image_folder.hpp"
-#include "formats/verification_bin.hpp"
+#include "flatface/formats/image_folder.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
 
 using catch_compat::Contains;
 using Bytes = std::vector<std::uint8_t>;

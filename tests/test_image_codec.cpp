@@ -7,7 +7,7 @@
 
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
-#include "formats/image_codec.hpp"
+#include "flatface/image_codec.hpp"
 
 using flatface::Image;
 using flatface::ImageFormat;

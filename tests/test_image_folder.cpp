@@ -12,9 +12,9 @@
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
 #include "factory.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/image_folder.hpp"
-#include "formats/insightface_rec.hpp"
+#include "flatface/formats/image_folder.hpp"
+#include "flatface/formats/insightface_rec.hpp"
+#include "flatface/image_codec.hpp"
 
 using flatface::Image;
 using flatface::Options;

@@ -13,9 +13,9 @@
 
 #include "catch_compat.hpp"
 #include "factory.hpp"
-#include "formats/image_codec.hpp"
+#include "flatface/image_codec.hpp"
+#include "flatface/sample_order.hpp"
 #include "loader.hpp"
-#include "sample_order.hpp"
 
 using catch_compat::Contains;
 using flatface::Batch;

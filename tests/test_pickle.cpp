@@ -15,10 +15,10 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
 #include "flatface/options.hpp"
-#include "formats/image_codec.hpp"
 #include "formats/pickle.hpp"
-#include "formats/verification_bin.hpp"
 
 using catch_compat::Contains;
 using flatface::RuntimeError;

@@ -13,9 +13,9 @@
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
 #include "factory.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/insightface_rec.hpp"
-#include "formats/recordio.hpp"
+#include "flatface/formats/insightface_rec.hpp"
+#include "flatface/formats/recordio.hpp"
+#include "flatface/image_codec.hpp"
 
 namespace rio = flatface::recordio;
 using flatface::Image;

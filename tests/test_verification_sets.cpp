@@ -11,9 +11,9 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "factory.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/lfw_pairs.hpp"
-#include "formats/verification_bin.hpp"
+#include "flatface/formats/lfw_pairs.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
 
 using catch_compat::Contains;
 using flatface::Image;

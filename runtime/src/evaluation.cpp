@@ -6,14 +6,13 @@
 #include <ATen/ops/flip.h>
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
 #include <future>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "loader.hpp"
+#include "parallel_for.hpp"
 
 namespace flatface {
 
@@ -23,27 +22,13 @@ namespace {
 std::vector<Image> decode_range(const VerificationSet& set, std::size_t begin, std::size_t end,
                                 int threads) {
   std::vector<Image> images(end - begin);
-  std::atomic<std::size_t> next{begin};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto work = [&] {
-    for (std::size_t i = next++; i < end; i = next++) {
-      try {
-        images[i - begin] = set.image(i);
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error)
-          error = std::make_exception_ptr(
-              RuntimeError(set.describe() + ": image " + std::to_string(i) + ": " + e.what()));
-        next = end;
-      }
+  parallel_for(begin, end, threads, [&](std::size_t i) {
+    try {
+      images[i - begin] = set.image(i);
+    } catch (const std::exception& e) {
+      throw RuntimeError(set.describe() + ": image " + std::to_string(i) + ": " + e.what());
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  });
   return images;
 }
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <tuple>
 
-#include "formats/image_codec.hpp"
-#include "sample_order.hpp"
+#include "flatface/image_codec.hpp"
+#include "flatface/sample_order.hpp"
 
 namespace flatface {
 

@@ -1,4 +1,4 @@
-#include "sample_order.hpp"
+#include "flatface/sample_order.hpp"
 
 #include <utility>
 

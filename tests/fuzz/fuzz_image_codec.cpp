@@ -3,8 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "flatface/image_codec.hpp"
 #include "flatface/options.hpp"
-#include "formats/image_codec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "flatface/formats/verification_bin.hpp"
 #include "flatface/options.hpp"
 #include "formats/pickle.hpp"
-#include "formats/verification_bin.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

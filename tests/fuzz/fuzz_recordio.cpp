@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "flatface/formats/insightface_rec.hpp"
+#include "flatface/formats/recordio.hpp"
+#include "flatface/image_codec.hpp"
 #include "flatface/options.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/insightface_rec.hpp"
-#include "formats/recordio.hpp"
 
 namespace rio = flatface::recordio;
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The out-of-tree plugin story, end to end: install flatface into a fresh prefix, build this
-# folder's plugin against the installed CMake package, and load it with the installed host, which
-# is not rebuilt. Usage: run.sh <flatface build dir> [cmake]
+# folder's plugins against the installed CMake package (a head on the SDK's cosine-head base, a
+# perturbation made of its step operations, a dataset format on its image helpers), load them
+# with the installed host, which is not rebuilt, and train with them through `flatface run`,
+# checking the results against the in-tree plugins they mirror.
+# Usage: run.sh <flatface build dir> [cmake] [python with h5py and numpy]
 set -euo pipefail
 build=$(cd "$1" && pwd)
 cmake=${2:-cmake}
+python=${3:-python3}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/flatface-out-of-tree.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -35,7 +39,14 @@ cat "$work/plugins.txt"
 grep -qF "$plugin_dir/" "$work/plugins.txt" || fail "installed plugins not listed"
 if grep -qF "$build/" "$work/plugins.txt"; then fail "build-tree plugins listed"; fi
 
-step "build the plugin out of tree against the installed package"
+step "the SDK headers are installed"
+for h in cosine_head option_checks step_ops aace_loss image_codec decoded_pairs sample_order \
+  formats/recordio formats/insightface_rec formats/verification_bin formats/lfw_pairs \
+  formats/image_folder; do
+  [[ -f $prefix/include/flatface/$h.hpp ]] || fail "no installed flatface/$h.hpp"
+done
+
+step "build the plugins out of tree against the installed package"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 launcher=()
@@ -46,13 +57,16 @@ deps=$(sed -n 's/^CMAKE_PREFIX_PATH:[A-Z]*=//p' "$build/CMakeCache.txt")
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix${deps:+;$deps}" >"$work/configure.log" ||
   { cat "$work/configure.log"; fail "configure"; }
 "$cmake" --build "$work/plugin" >"$work/build.log" || { cat "$work/build.log"; fail "build"; }
-[[ -f $work/plugin/combined_margin.so ]] || fail "no combined_margin.so"
+for p in combined_margin sam_ball npy_stack; do [[ -f $work/plugin/$p.so ]] || fail "no $p.so"; done
 
 step "the installed host loads it from FLATFACE_PLUGIN_PATH"
 export FLATFACE_PLUGIN_PATH=$work/plugin
 "$flatface" plugins --kind head | tee "$work/heads.txt"
 grep -E "^head +combined-margin +.*$work/plugin/combined_margin.so" "$work/heads.txt" >/dev/null ||
   fail "combined-margin not listed"
+"$flatface" plugins --kind perturbation | tee "$work/perturbations.txt"
+grep -E "^perturbation +sam-ball +.*$work/plugin/sam_ball.so" "$work/perturbations.txt" >/dev/null ||
+  fail "sam-ball not listed"
 
 step "an experiment using it validates"
 cat >"$work/oot.toml" <<'TOML'
@@ -87,4 +101,92 @@ cat "$work/typo.txt"
 [[ $code -eq 2 ]] || fail "validate of a typo exited $code, not 2"
 grep -qF "oot.toml:16:38: unknown key 'm22' for head 'combined-margin' (known: m1, m2, m3, plugin, s)" \
   "$work/typo.txt" || fail "typo message"
-echo "out-of-tree plugin: ok"
+step "flatface run trains with them; results against the in-tree sam, arcface and softmax"
+cat >"$work/train.toml" <<TOML
+[experiment]
+name = "out-of-tree-train"
+seeds = [0]
+device = "cpu"
+output = "$work/results"
+
+[data]
+train = { plugin = "synthetic", identities = 8, images_per_identity = 4 }
+eval = [{ name = "pairs", plugin = "synthetic", identities = 8, images_per_identity = 4, verification_identities = 4, pairs = 20 }]
+
+[model]
+backbone = { plugin = "iresnet-small" }
+
+[train]
+epochs = 2
+batch_size = 8
+
+[[setup]]
+name = "sam"
+head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "sam", rho = 0.1 }
+
+[[setup]]
+name = "sam-ball-l2"
+head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "sam-ball", rho = 0.1 }
+
+[[setup]]
+name = "sam-ball-linf"
+head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "sam-ball", ball = "linf", rho = 1e-4 }
+
+[[setup]]
+name = "arcface"
+head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "combined"
+head = { plugin = "combined-margin", m1 = 1.0, m2 = 0.5, m3 = 0.0 }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "softmax"
+head = { plugin = "softmax" }
+perturbation = { plugin = "none" }
+TOML
+"$flatface" run "$work/train.toml" >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "run"; }
+"$python" "$here/compare_runs.py" plugins "$work/results" || fail "results of the out-of-tree plugins"
+
+step "a dataset format out of tree: npy-stack trains as the same images in an image folder do"
+"$python" "$here/make_npy_faces.py" "$work/faces"
+for format in npy folder; do
+  if [[ $format == npy ]]; then
+    train="{ plugin = \"npy-stack\", images = \"$work/faces/x.npy\", labels = \"$work/faces/y.npy\" }"
+  else
+    train="{ plugin = \"image-folder\", path = \"$work/faces/folder\" }"
+  fi
+  cat >"$work/faces/$format.toml" <<TOML
+[experiment]
+name = "faces-$format"
+seeds = [0]
+device = "cpu"
+output = "$work/faces/results-$format"
+
+[data]
+train = $train
+eval = [{ name = "pairs", plugin = "npy-stack", images = "$work/faces/pairs.npy", issame = "$work/faces/issame.npy" }]
+
+[model]
+backbone = { plugin = "iresnet-small" }
+
+[train]
+epochs = 2
+batch_size = 8
+
+[[setup]]
+name = "sam"
+head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "sam", rho = 0.1 }
+TOML
+  "$flatface" run "$work/faces/$format.toml" >"$work/faces/$format.log" 2>&1 ||
+    { cat "$work/faces/$format.log"; fail "run on $format"; }
+done
+"$python" "$here/compare_runs.py" same "$work/faces/results-npy" "$work/faces/results-folder" ||
+  fail "npy-stack and image-folder differ"
+echo "out-of-tree plugins: ok"

@@ -4,7 +4,7 @@
 // (0.2) and seed (0) choosing a disjoint set of held-out identities, and pairs (300) for a
 // verification set. The split uses its own `seed` option, not the run's seed, so that a training
 // set and a verification set configured alike always hold disjoint identities.
-#include "formats/image_folder.hpp"
+#include "flatface/formats/image_folder.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -12,9 +12,9 @@
 #include <set>
 #include <utility>
 
+#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
-#include "sample_order.hpp"
-#include "formats/image_codec.hpp"
+#include "flatface/sample_order.hpp"
 
 namespace flatface::datasets {
 namespace {

@@ -5,10 +5,10 @@
 // decode on each access, for large files on small machines).
 #include <filesystem>
 
-#include "decoded_pairs.hpp"
+#include "flatface/decoded_pairs.hpp"
+#include "flatface/formats/verification_bin.hpp"
+#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
-#include "formats/image_codec.hpp"
-#include "formats/verification_bin.hpp"
 
 namespace flatface::datasets {
 namespace {

@@ -1,10 +1,10 @@
 // `insightface-rec`: insightface's training folder (train.rec, train.idx, property) as a TrainSet.
-#include "formats/insightface_rec.hpp"
+#include "flatface/formats/insightface_rec.hpp"
 
 #include <filesystem>
 
+#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
-#include "formats/image_codec.hpp"
 
 namespace flatface::datasets {
 namespace {

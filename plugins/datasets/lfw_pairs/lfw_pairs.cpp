@@ -3,13 +3,13 @@
 // Options: root (the image folder: root/<name>/<name>_NNNN.jpg) and pairs (the list; LFW's
 // pairs.txt or a "path1 path2 0|1" list, see formats/lfw_pairs.hpp); both relative to the
 // experiment file. All images are decoded and resized once, in parallel, when the set is opened.
-#include "formats/lfw_pairs.hpp"
+#include "flatface/formats/lfw_pairs.hpp"
 
 #include <filesystem>
 
-#include "decoded_pairs.hpp"
+#include "flatface/decoded_pairs.hpp"
+#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
-#include "formats/image_codec.hpp"
 
 namespace flatface::datasets {
 namespace {

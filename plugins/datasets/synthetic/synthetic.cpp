@@ -14,10 +14,10 @@
 #include <mutex>
 #include <sstream>
 
-#include "decoded_pairs.hpp"
 #include "face_renderer.hpp"
+#include "flatface/decoded_pairs.hpp"
+#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
-#include "formats/image_codec.hpp"
 
 namespace flatface::datasets {
 namespace {
@@ -112,8 +112,7 @@ class SyntheticTrainSet final : public TrainSet {
   explicit SyntheticTrainSet(Settings s)
       : s_(s),
         identities_(identities(s, kTrainStream, s.identities)),
-        cached_(static_cast<std::int64_t>(size()) * s.input_size * s.input_size * 3 <=
-                kCacheBytes),
+        cached_(static_cast<std::int64_t>(size()) * s.input_size * s.input_size * 3 <= kCacheBytes),
         once_(cached_ ? size() : 0),
         cache_(cached_ ? size() : 0) {}
   std::size_t size() const override {

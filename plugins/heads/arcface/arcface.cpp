@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "cosine_head.hpp"
+#include "flatface/cosine_head.hpp"
 #include "flatface/plugin.hpp"
 
 namespace flatface::heads {

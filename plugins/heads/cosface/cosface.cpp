@@ -1,5 +1,5 @@
 // CosFace (Wang et al. 2018): additive cosine margin, target logit s (cos θ_y − m).
-#include "cosine_head.hpp"
+#include "flatface/cosine_head.hpp"
 #include "flatface/plugin.hpp"
 
 namespace flatface::heads {

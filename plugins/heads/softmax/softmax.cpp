@@ -1,5 +1,5 @@
 // Normalised softmax: logits s cos θ_j for every class, no margin (paper eq. 2).
-#include "cosine_head.hpp"
+#include "flatface/cosine_head.hpp"
 #include "flatface/plugin.hpp"
 
 namespace flatface::heads {

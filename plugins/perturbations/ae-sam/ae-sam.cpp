@@ -15,9 +15,9 @@
 #include <string>
 #include <utility>
 
-#include "aace_loss.hpp"
+#include "flatface/aace_loss.hpp"
 #include "flatface/plugin.hpp"
-#include "step_ops.hpp"
+#include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
 namespace {

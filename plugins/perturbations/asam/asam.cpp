@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "flatface/plugin.hpp"
-#include "step_ops.hpp"
+#include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
 namespace {

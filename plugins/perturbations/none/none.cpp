@@ -1,6 +1,6 @@
 // No perturbation: g = ∇L_margin(w), w ← SGD(w, g) (paper eq. 15).
 #include "flatface/plugin.hpp"
-#include "step_ops.hpp"
+#include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
 namespace {

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "flatface/plugin.hpp"
-#include "step_ops.hpp"
+#include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
 namespace {
@@ -16,11 +16,7 @@ class Sam final : public Perturbation {
     MarginGradient g = margin_gradient(ctx);
     // ε is formed in place in the gradient buffers: no extra copy of the parameters.
     auto& eps = g.grad;
-    {
-      at::NoGradGuard no_grad;
-      at::Tensor scale = rho_ / (g.norm + 1e-12);
-      for (auto& e : eps) e.mul_(scale);  // eq. 17
-    }
+    scale_to_sam_epsilon(eps, g.norm, rho_);  // eq. 17
     at::Tensor epsilon_norm = global_norm(eps);
     at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 18
 

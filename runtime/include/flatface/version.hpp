@@ -2,5 +2,6 @@
 // breaks binary compatibility (a virtual function, a struct layout, a factory signature).
 #pragma once
 
-#define FLATFACE_ABI_VERSION 3
+// 4: the helpers (cosine head, step operations, image codec, format readers) became SDK headers.
+#define FLATFACE_ABI_VERSION 4
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -1,4 +1,4 @@
-#include "image_codec.hpp"
+#include "flatface/image_codec.hpp"
 
 #include <turbojpeg.h>
 

@@ -1,4 +1,4 @@
-#include "image_folder.hpp"
+#include "flatface/formats/image_folder.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "insightface_rec.hpp"
+#include "flatface/formats/insightface_rec.hpp"
 
 #include <cmath>
 #include <filesystem>

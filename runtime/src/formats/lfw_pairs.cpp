@@ -1,4 +1,4 @@
-#include "lfw_pairs.hpp"
+#include "flatface/formats/lfw_pairs.hpp"
 
 #include <cstdio>
 #include <filesystem>

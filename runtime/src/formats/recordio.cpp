@@ -1,4 +1,4 @@
-#include "recordio.hpp"
+#include "flatface/formats/recordio.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

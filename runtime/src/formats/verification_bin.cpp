@@ -1,4 +1,4 @@
-#include "verification_bin.hpp"
+#include "flatface/formats/verification_bin.hpp"
 
 #include <cstdio>
 #include <fstream>

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "flatface/perturbation.hpp"
-#include "step_ops.hpp"
+#include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
 

@@ -1,5 +1,7 @@
-// Tensor-list operations the perturbation strategies share: the margin loss, gradients, one
-// global norm, and moving weights to w + ε and back.
+// The operations a perturbation strategy is made of (paper eqs. 15-21), over the parameter list
+// that StepContext hands out: L_margin and its gradient (the first pass), one global norm, SAM's ε,
+// the move to w + ε and back, and the second pass that descends from there. A strategy written
+// from these reads like its equations; sam.cpp is the shortest example. Header-only.
 #pragma once
 
 #include <ATen/TensorOperators.h>
@@ -18,10 +20,12 @@
 #include <utility>
 #include <vector>
 
+#include "flatface/option_checks.hpp"
 #include "flatface/perturbation.hpp"
 
 namespace flatface::perturbations {
 
+// StepStats' value for what a step did not compute.
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // L_margin = CE(f(x, u), y), the batch mean (paper eq. 16).
@@ -137,12 +141,7 @@ inline std::vector<double> to_host(const std::vector<at::Tensor>& scalars) {
 
 // rho from the options: `fallback` when absent, never negative.
 inline double rho_option(const Options& options, double fallback) {
-  double rho = options.get_double("rho", fallback);
-  if (!(rho >= 0)) {
-    throw ConfigError(options.pos_of("rho").str() + ": rho must be >= 0 for " + options.what() +
-                      " (got " + std::to_string(rho) + ")");
-  }
-  return rho;
+  return nonnegative_option(options, "rho", fallback);
 }
 
 // Where a strategy that can follow either looks for w + ε: SAM's ascent on L_margin (eq. 17) or

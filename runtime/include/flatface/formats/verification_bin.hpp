@@ -15,9 +15,9 @@ struct VerificationBin {
   std::string format;
 };
 
-// Reads with the safe pickle subset reader (formats/pickle.hpp); accepts images as bytes, Python 2
-// str or numpy uint8 arrays and flags as bools, 0/1 ints or a numpy bool array. Throws
-// RuntimeError naming the file when the layout differs or 2 * len(issame) != len(images).
+// Reads with libflatface's safe pickle subset reader (nothing is executed); accepts images as
+// bytes, Python 2 str or numpy uint8 arrays and flags as bools, 0/1 ints or a numpy bool array.
+// Throws RuntimeError naming the file when the layout differs or 2 * len(issame) != len(images).
 VerificationBin read_verification_bin(const std::string& path);
 // The same from bytes in memory; `source` names them in errors.
 VerificationBin parse_verification_bin(const std::uint8_t* bytes, std::size_t size,

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "recordio.hpp"
+#include "flatface/formats/recordio.hpp"
 
 namespace flatface {
 

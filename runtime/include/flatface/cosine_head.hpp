@@ -1,5 +1,7 @@
-// What every cosine-based margin head shares: the class-weight matrix W [C,D] and the cosines
-// cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2), plus reading and writing the target column.
+// The helper base of the cosine-based margin heads (ArcFace, AdaFace, CosFace, softmax, and yours):
+// it owns the class-weight matrix W [C,D] and gives the cosines cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖>
+// (paper eq. 2); the helpers read and write the target column, so that a head writes only its
+// margin. Header-only.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -8,6 +10,7 @@
 #include <string>
 
 #include "flatface/head.hpp"
+#include "flatface/option_checks.hpp"
 
 namespace flatface::heads {
 
@@ -27,6 +30,7 @@ inline at::Tensor with_target(const at::Tensor& cos, const at::Tensor& labels,
   return cos.scatter(1, labels.view({-1, 1}), target);
 }
 
+// Derive from it and implement logits(); `name` is the head's plugin name, for error messages.
 class CosineHead : public MarginHead {
  public:
   explicit CosineHead(const HeadArgs& args, const std::string& name) {
@@ -49,24 +53,5 @@ class CosineHead : public MarginHead {
  protected:
   at::Tensor weight_;
 };
-
-// Reads a positive double option, naming the key's position when it is not.
-inline double positive_option(const Options& options, const std::string& key, double fallback) {
-  double v = options.get_double(key, fallback);
-  if (!(v > 0)) {
-    throw ConfigError(options.pos_of(key).str() + ": " + key + " must be > 0 for " +
-                      options.what() + " (got " + std::to_string(v) + ")");
-  }
-  return v;
-}
-
-inline double nonnegative_option(const Options& options, const std::string& key, double fallback) {
-  double v = options.get_double(key, fallback);
-  if (!(v >= 0)) {
-    throw ConfigError(options.pos_of(key).str() + ": " + key + " must be >= 0 for " +
-                      options.what() + " (got " + std::to_string(v) + ")");
-  }
-  return v;
-}
 
 }  // namespace flatface::heads
