@@ -121,7 +121,8 @@ int pack(const PackArgs& a) {
 
 // Images in a role's output: its first image's stored size.
 std::string first_image_text(const Image& image) {
-  return size_text(image.width, image.height) + " (as stored; the host resizes to the backbone's input)";
+  return size_text(image.width, image.height) +
+         " (as stored; the host resizes to the backbone's input)";
 }
 
 // The details() lines, indented under the role's heading.
@@ -162,7 +163,8 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
       auto set = make_train_set(*reg, ref, input_size, 0);
       std::cout << "  " << set->describe() << "\n  training set: " << set->size() << " images, "
                 << set->num_classes() << " classes\n";
-      if (set->size() > 0) std::cout << "  first image:  " << first_image_text(set->get(0).image) << "\n";
+      if (set->size() > 0)
+        std::cout << "  first image:  " << first_image_text(set->get(0).image) << "\n";
       print_details(set->details(limit));
     } else {
       auto set = make_verification_set(*reg, ref, input_size, 0);
@@ -170,7 +172,8 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
       const auto same = static_cast<std::size_t>(std::count(issame.begin(), issame.end(), true));
       std::cout << "  " << set->describe() << "\n  verification set: " << set->num_pairs()
                 << " pairs (" << same << " same, " << issame.size() - same << " different)\n";
-      if (set->num_pairs() > 0) std::cout << "  first image:  " << first_image_text(set->image(0)) << "\n";
+      if (set->num_pairs() > 0)
+        std::cout << "  first image:  " << first_image_text(set->image(0)) << "\n";
       print_details(set->details(limit));
     }
   }
@@ -203,16 +206,16 @@ void add_data_commands(CLI::App& app, Globals& g, Command& chosen) {
   static std::string info_path, info_plugin;
   static std::size_t info_limit = 0;
   auto* in = data->add_subcommand(
-      "info", "Describe a data set through the dataset plugin that reads it (insightface folder, "
-              "image folder, verification .bin, or any format a loaded plugin claims)");
+      "info",
+      "Describe a data set through the dataset plugin that reads it (insightface folder, "
+      "image folder, verification .bin, or any format a loaded plugin claims)");
   in->add_option("path", info_path, "Folder or file")->required()->check(CLI::ExistingPath);
   in->add_option("--dataset", info_plugin,
                  "The dataset plugin to read it with (default: the one that claims it)");
   in->add_option("--limit", info_limit, "Examine only the first N image records (0: all)")
       ->capture_default_str();
-  in->callback([&g, &chosen] {
-    chosen = [&g] { return info(g, info_path, info_plugin, info_limit); };
-  });
+  in->callback(
+      [&g, &chosen] { chosen = [&g] { return info(g, info_path, info_plugin, info_limit); }; });
 }
 
 }  // namespace flatface::cli

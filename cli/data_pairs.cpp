@@ -146,9 +146,11 @@ int convert_pairs(const Globals& g, const PairsArgs& a) {
   auto set = make_verification_set(*reg, ref, 112, 0);
   VerificationBin bin;
   bin.issame = set->issame();
-  for (std::size_t i = 0; i < 2 * set->num_pairs(); ++i) bin.images.push_back(encode_png(set->image(i)));
+  for (std::size_t i = 0; i < 2 * set->num_pairs(); ++i)
+    bin.images.push_back(encode_png(set->image(i)));
   write_verification_bin(a.out, bin);
-  const auto same = static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
+  const auto same =
+      static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
   std::cout << a.out << ": " << bin.issame.size() << " pairs (" << same << " same, "
             << bin.issame.size() - same << " different) from " << set->describe() << " (plugin '"
             << ref.plugin << "'); " << bin.images.size() << " images stored as PNG\n";
@@ -218,8 +220,8 @@ void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
                                "Any verification set a dataset plugin reads (a file or folder); "
                                "images stored as PNG")
                    ->check(CLI::ExistingPath);
-  auto* dataset = cmd->add_option("--dataset", args.dataset,
-                                  "The dataset plugin for --from (default: the one that claims it)");
+  auto* dataset = cmd->add_option(
+      "--dataset", args.dataset, "The dataset plugin for --from (default: the one that claims it)");
   cmd->add_option("out", args.out, "Output .bin file")->required();
   count->needs(folder);
   seed->needs(folder);
@@ -231,8 +233,8 @@ void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
   from->excludes(lfw);
   cmd->callback([folder, lfw, from, &g, &chosen] {
     if (folder->count() == 0 && lfw->count() == 0 && from->count() == 0)
-      throw CLI::ValidationError(
-          "data pairs", "give --folder DIR, --lfw-pairs FILE --root DIR, or --from PATH");
+      throw CLI::ValidationError("data pairs",
+                                 "give --folder DIR, --lfw-pairs FILE --root DIR, or --from PATH");
     if (from->count() > 0) {
       chosen = [&g] { return convert_pairs(g, args); };
     } else {

@@ -134,8 +134,8 @@ int run_eval(const Globals& g, const EvalArgs& args) {
   auto& backbone = *l.backbone;
   std::vector<NamedSet> sets;  // all opened first: a wrong name fails before any work
   for (const auto& arg : args.sets)
-    sets.push_back(open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, arg,
-                            args.dataset, backbone.input_size()));
+    sets.push_back(open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, arg, args.dataset,
+                            backbone.input_size()));
   std::cout << "# " << l.origin << ", device " << l.device.str() << "\n";
   struct Row {
     std::string name, pairs, accuracy, threshold, tar;
@@ -208,6 +208,5 @@ void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
       ->required();
   em->callback([&g, &chosen] { chosen = [&g] { return run_embed(g, embed_args); }; });
 }
-
 
 }  // namespace flatface::cli

@@ -159,11 +159,12 @@ CATCH_TEST_CASE("--from converts any set a dataset plugin claims, its pixels kep
   CATCH_CHECK(converted.issame == original.issame);
   CATCH_REQUIRE(converted.images.size() == 1200);
   for (std::size_t i : {std::size_t{0}, std::size_t{599}, std::size_t{1199}}) {
-    CATCH_CHECK(flatface::sniff_image_format(converted.images[i].data(),
-                                             converted.images[i].size()) ==
-                flatface::ImageFormat::png);
+    CATCH_CHECK(
+        flatface::sniff_image_format(converted.images[i].data(), converted.images[i].size()) ==
+        flatface::ImageFormat::png);
     CATCH_CHECK(flatface::decode_image(converted.images[i]).pixels ==
                 flatface::decode_image(original.images[i]).pixels);
   }
-  CATCH_CHECK(cli("data pairs --from " + kOrl + " --folder " + kOrl + " " + out.string()).code == 2);
+  CATCH_CHECK(cli("data pairs --from " + kOrl + " --folder " + kOrl + " " + out.string()).code ==
+              2);
 }

@@ -57,8 +57,8 @@ CATCH_TEST_CASE("the built-in formats are claimed by the plugin that reads them,
 }
 
 CATCH_TEST_CASE("the claimed reference holds the absolute path and opens the set") {
-  auto ref = flatface::claimed_ref(registry(), shared_data("kz25/test600.bin"),
-                                   DataRole::verification);
+  auto ref =
+      flatface::claimed_ref(registry(), shared_data("kz25/test600.bin"), DataRole::verification);
   CATCH_CHECK(ref.options.get_string("path", "") == shared_data("kz25/test600.bin"));
   auto set = flatface::make_verification_set(registry(), ref, 112, 0);
   CATCH_CHECK(set->num_pairs() == 600);

@@ -37,9 +37,9 @@ bool in_role(const PathClaim& c, DataRole role) {
 std::string what_plugins_read(const Registry& reg) {
   std::string list;
   for (const auto* e : reg.entries(PluginKind::dataset)) {
-    const std::string accepts =
-        e->entry.claim == nullptr ? "no paths: configure it in an experiment"
-                                  : (e->entry.accepts.empty() ? "some paths" : e->entry.accepts);
+    const std::string accepts = e->entry.claim == nullptr
+                                    ? "no paths: configure it in an experiment"
+                                    : (e->entry.accepts.empty() ? "some paths" : e->entry.accepts);
     list += "\n  " + e->entry.name + ": " + accepts;
   }
   return list.empty() ? " none loaded" : list;

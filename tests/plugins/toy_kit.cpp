@@ -123,8 +123,8 @@ std::shared_ptr<VerificationSet> make_pairs(const DatasetArgs& args) {
 // with a claim by extension (test_dataset_claims names such a file x.bin).
 flatface::PathClaim claim(const flatface::PathProbe& p) {
   const std::string magic = "TOYPAIRS";
-  const bool ours = p.head.size() >= magic.size() &&
-                    std::equal(magic.begin(), magic.end(), p.head.begin());
+  const bool ours =
+      p.head.size() >= magic.size() && std::equal(magic.begin(), magic.end(), p.head.begin());
   return {false, ours};
 }
 

@@ -29,7 +29,8 @@ Image decode_entry(const VerificationBin& bin, const std::string& path, std::siz
 std::string bin_details(const VerificationBin& bin) {
   ImageTally tally;
   for (const auto& img : bin.images) tally.add(img.data(), img.size());
-  const auto same = static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
+  const auto same =
+      static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
   return "format: " + bin.format + "\npairs:  " + std::to_string(bin.issame.size()) + " (" +
          std::to_string(same) + " same, " + std::to_string(bin.issame.size() - same) +
          " different)\nimages: " + std::to_string(bin.images.size()) + "; " + tally.formats() +

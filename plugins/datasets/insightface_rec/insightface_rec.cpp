@@ -88,8 +88,8 @@ class RecTrainSet final : public TrainSet {
         << (n < rec_.size() ? " (examined " + std::to_string(n) + ")" : "") << "\n"
         << "labels:    " << per_label.size() << " labels seen, "
         << (per_label.empty() ? 0 : per_label.begin()->first) << ".."
-        << (per_label.empty() ? 0 : per_label.rbegin()->first) << "; "
-        << tally_text(label_layout) << "\n"
+        << (per_label.empty() ? 0 : per_label.rbegin()->first) << "; " << tally_text(label_layout)
+        << "\n"
         << "per class: " << per_class_text(counts) << "\n"
         << "payloads:  " << payloads.formats() << "\n"
         << "sizes:     " << payloads.sizes() << "\n"
@@ -106,8 +106,8 @@ class RecTrainSet final : public TrainSet {
 // A folder holding train.rec, or that file itself.
 PathClaim claim(const PathProbe& p) {
   const fs::path path(p.path);
-  const bool ours = p.is_directory ? fs::is_regular_file(path / "train.rec")
-                                   : path.filename() == "train.rec";
+  const bool ours =
+      p.is_directory ? fs::is_regular_file(path / "train.rec") : path.filename() == "train.rec";
   return PathClaim{ours, false};
 }
 

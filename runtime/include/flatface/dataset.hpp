@@ -69,7 +69,7 @@ struct DatasetArgs {
 
 // A path from the command line, as a claim function sees it.
 struct PathProbe {
-  std::string path;                // absolute
+  std::string path;  // absolute
   bool is_directory = false;
   std::vector<std::uint8_t> head;  // a regular file's first bytes (up to 512), for magic numbers
 };

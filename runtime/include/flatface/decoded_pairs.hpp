@@ -1,6 +1,6 @@
 // A verification set held in memory, every image decoded once, up front (at its stored size: the
-// host resizes): what a pair-file format (insightface .bin, LFW pairs.txt, yours) returns once it has
-// listed its images and same/different flags.
+// host resizes): what a pair-file format (insightface .bin, LFW pairs.txt, yours) returns once it
+// has listed its images and same/different flags.
 #pragma once
 
 #include <cstddef>
