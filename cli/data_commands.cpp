@@ -1,5 +1,7 @@
-// flatface data pack | info: face data in the layouts users already have (insightface RecordIO,
-// image folders, verification .bin files). Other files add more `data` subcommands to this group.
+// flatface data pack | info. `info` reads through the dataset plugin that claims the path, so a
+// format built out of tree is described like the built-in ones; `pack` writes insightface
+// RecordIO from an image folder, walking the folder itself since it stores each file's encoded
+// bytes as they are (a plugin hands out decoded pixels). Other files add more `data` subcommands.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -9,46 +11,20 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "dataset_claims.hpp"
+#include "factory.hpp"
 #include "flatface/formats/image_folder.hpp"
-#include "flatface/formats/insightface_rec.hpp"
-#include "flatface/formats/verification_bin.hpp"
+#include "flatface/formats/recordio.hpp"
 #include "flatface/image_codec.hpp"
+#include "flatface/image_tally.hpp"
 
 namespace flatface::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Counts of things by name ("jpeg", "112x112"), printed as "jpeg 1845, png 3".
-using Tally = std::map<std::string, std::size_t>;
-
-std::string tally_text(const Tally& t) {
-  std::vector<std::pair<std::string, std::size_t>> rows(t.begin(), t.end());
-  std::stable_sort(rows.begin(), rows.end(),
-                   [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::string s;
-  for (const auto& [name, n] : rows) s += (s.empty() ? "" : ", ") + name + " " + std::to_string(n);
-  return s.empty() ? "-" : s;
-}
-
 std::string size_text(int width, int height) {
   return std::to_string(width) + "x" + std::to_string(height);
-}
-
-std::string image_text(const ImageInfo& info) {
-  return std::string(to_string(info.format)) + (info.channels == 1 ? " grey" : "");
-}
-
-std::string per_class_text(const std::vector<std::size_t>& counts) {
-  if (counts.empty()) return "-";
-  auto [lo, hi] = std::minmax_element(counts.begin(), counts.end());
-  std::size_t total = 0;
-  for (auto c : counts) total += c;
-  std::ostringstream s;
-  s.precision(1);
-  s << std::fixed << "min " << *lo << ", mean "
-    << static_cast<double>(total) / static_cast<double>(counts.size()) << ", max " << *hi;
-  return s.str();
 }
 
 // ---- data pack ----
@@ -143,136 +119,70 @@ int pack(const PackArgs& a) {
 
 // ---- data info ----
 
-void info_rec(const std::string& folder, std::size_t limit) {
-  InsightfaceRec rec = InsightfaceRec::open(folder);
-  const auto& entries = rec.reader().entries();
-  std::cout << "insightface RecordIO: " << rec.name() << " (" << rec.reader().source().size()
-            << " bytes)\n";
-  if (rec.property()) {
-    const auto& p = *rec.property();
-    std::cout << "  property:  " << p.num_classes << " classes, images "
-              << size_text(static_cast<int>(p.width), static_cast<int>(p.height)) << "\n";
-  } else {
-    std::cout << "  property:  none\n";
-  }
-  std::uint64_t max_key = 0;
-  for (const auto& e : entries) max_key = std::max(max_key, e.key);
-  std::cout << "  index:     " << entries.size() << " records, keys up to " << max_key << "\n";
-  if (rec.has_header()) {
-    std::cout << "  header:    record 0, flag 2 labels: image keys [1, " << rec.image_key_end()
-              << "), identity keys [" << rec.image_key_end() << ", " << rec.identity_key_end()
-              << ")\n";
-  } else {
-    std::cout << "  header:    none (every indexed record is an image)\n";
-  }
-  const std::size_t n = limit ? std::min(limit, rec.size()) : rec.size();
-  Tally label_layout, formats, sizes;
-  std::map<std::int64_t, std::size_t> per_label;
-  std::size_t multipart = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    RecImage r = rec.read(i);
-    ++per_label[r.label];
-    ++label_layout[r.header.header.flag == 0
-                       ? std::string("flag 0 (label in the header)")
-                       : "flag " + std::to_string(r.header.header.flag) +
-                             " (float labels after the header, first is the class)"];
-    try {
-      ImageInfo info = probe_image(r.image_data(), r.image_size());
-      ++formats[image_text(info)];
-      ++sizes[size_text(info.width, info.height)];
-    } catch (const RuntimeError&) {
-      ++formats["unreadable"];
-    }
-    if (rec.reader().read_header(r.key).cflag != 0) ++multipart;
-  }
-  std::vector<std::size_t> counts;
-  for (const auto& [label, c] : per_label) counts.push_back(c);
-  std::cout << "  images:    " << rec.size()
-            << (n < rec.size() ? " (examined " + std::to_string(n) + ")" : "")
-            << "\n  classes:   " << rec.num_classes() << " (" << per_label.size()
-            << " labels seen, " << (per_label.empty() ? 0 : per_label.begin()->first) << ".."
-            << (per_label.empty() ? 0 : per_label.rbegin()->first) << ")\n"
-            << "  per class: " << per_class_text(counts) << "\n"
-            << "  labels:    " << tally_text(label_layout) << "\n"
-            << "  payloads:  " << tally_text(formats) << "\n"
-            << "  sizes:     " << tally_text(sizes) << "\n"
-            << "  multi-part records: " << multipart << "\n";
-  if (rec.has_header()) {
-    std::cout << "  identity records: " << rec.identity_ranges().size() << "\n";
-  }
+// Images in a role's output: its first image's stored size.
+std::string first_image_text(const Image& image) {
+  return size_text(image.width, image.height) +
+         " (as stored; the host resizes to the backbone's input)";
 }
 
-void info_folder(const std::string& root) {
-  ImageFolderListing listing = list_image_folder(root);
-  Tally formats, sizes;
-  std::vector<std::size_t> counts;
-  for (const auto& files : listing.images) {
-    counts.push_back(files.size());
-    for (const auto& f : files) {
-      std::vector<std::uint8_t> bytes = read_file_bytes(f);
-      try {
-        ImageInfo info = probe_image(bytes.data(), bytes.size());
-        ++formats[image_text(info)];
-        ++sizes[size_text(info.width, info.height)];
-      } catch (const RuntimeError& e) {
-        ++formats["unreadable"];
-        std::cerr << "warning: " << f << ": " << e.what() << '\n';
-      }
-    }
-  }
-  std::cout << "image folder: " << root << "\n"
-            << "  identities: " << listing.identities.size() << " (" << listing.identities.front()
-            << " .. " << listing.identities.back() << ", labels in name order)\n"
-            << "  images:     " << listing.num_images() << "\n"
-            << "  per class:  " << per_class_text(counts) << "\n"
-            << "  formats:    " << tally_text(formats) << "\n"
-            << "  sizes:      " << tally_text(sizes) << "\n";
+// The details() lines, indented under the role's heading.
+void print_details(const std::string& details) {
+  std::istringstream lines(details);
+  for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
 }
 
-void info_bin(const std::string& path) {
-  VerificationBin bin = read_verification_bin(path);
-  std::size_t same = std::count(bin.issame.begin(), bin.issame.end(), true);
-  Tally formats, sizes;
-  for (const auto& img : bin.images) {
-    try {
-      ImageInfo info = probe_image(img.data(), img.size());
-      ++formats[image_text(info)];
-      ++sizes[size_text(info.width, info.height)];
-    } catch (const RuntimeError&) {
-      ++formats["unreadable"];
+// Every role a dataset plugin reads PATH in (training set, verification set): what the opened set
+// says of itself, its size, and the plugin's details.
+int info(const Globals& g, const std::string& path, const std::string& plugin, std::size_t limit) {
+  auto reg = open_registry(g);
+  std::vector<DataRole> roles;
+  if (plugin.empty()) {
+    bool train = false, verification = false;
+    for (const auto& owner : claims_on(*reg, path)) {
+      train = train || owner.claim.train;
+      verification = verification || owner.claim.verification;
     }
-  }
-  std::cout << "verification .bin: " << path << "\n"
-            << "  format: " << bin.format << "\n"
-            << "  pairs:  " << bin.issame.size() << " (" << same << " same, "
-            << bin.issame.size() - same << " different)\n"
-            << "  images: " << bin.images.size() << "; " << tally_text(formats) << "\n"
-            << "  sizes:  " << tally_text(sizes) << "\n";
-}
-
-int info(const std::string& path, std::size_t limit) {
-  fs::path p(path);
-  const std::string ext = p.extension().string();
-  if (fs::is_regular_file(p) && ext == ".bin") {
-    info_bin(path);
-  } else if (fs::is_regular_file(p) &&
-             (ext == ".rec" || ext == ".idx" || p.filename() == "property")) {
-    info_rec(p.parent_path().empty() ? "." : p.parent_path().string(), limit);
-  } else if (fs::is_directory(p) && fs::exists(p / "train.rec")) {
-    info_rec(path, limit);
-  } else if (fs::is_directory(p)) {
-    info_folder(path);
+    if (train) roles.push_back(DataRole::train);
+    if (verification) roles.push_back(DataRole::verification);
+    if (roles.empty()) {
+      throw ConfigError("'" + path +
+                        "': no dataset plugin reads it; what each one reads from a path:" +
+                        what_plugins_read(*reg));
+    }
   } else {
-    throw ConfigError("data info: '" + path +
-                      "' is neither a .bin file, an insightface folder (train.rec) nor an image "
-                      "folder");
+    const auto& e = reg->get(PluginKind::dataset, plugin).entry;
+    if (e.train_set) roles.push_back(DataRole::train);
+    if (e.verification_set) roles.push_back(DataRole::verification);
+  }
+  // A data set has no backbone here: procedural data is drawn at the default 112 side.
+  const std::int64_t input_size = 112;
+  for (DataRole role : roles) {
+    PluginRef ref = claimed_ref(*reg, path, role, plugin);
+    std::cout << path << ": dataset plugin '" << ref.plugin << "', " << to_string(role) << "\n";
+    if (role == DataRole::train) {
+      auto set = make_train_set(*reg, ref, input_size, 0);
+      std::cout << "  " << set->describe() << "\n  training set: " << set->size() << " images, "
+                << set->num_classes() << " classes\n";
+      if (set->size() > 0)
+        std::cout << "  first image:  " << first_image_text(set->get(0).image) << "\n";
+      print_details(set->details(limit));
+    } else {
+      auto set = make_verification_set(*reg, ref, input_size, 0);
+      const auto& issame = set->issame();
+      const auto same = static_cast<std::size_t>(std::count(issame.begin(), issame.end(), true));
+      std::cout << "  " << set->describe() << "\n  verification set: " << set->num_pairs()
+                << " pairs (" << same << " same, " << issame.size() - same << " different)\n";
+      if (set->num_pairs() > 0)
+        std::cout << "  first image:  " << first_image_text(set->image(0)) << "\n";
+      print_details(set->details(limit));
+    }
   }
   return 0;
 }
 
 }  // namespace
 
-void add_data_commands(CLI::App& app, Globals&, Command& chosen) {
+void add_data_commands(CLI::App& app, Globals& g, Command& chosen) {
   auto* data = app.add_subcommand("data", "Inspect and convert face data sets");
   data->require_subcommand(1);
 
@@ -293,14 +203,19 @@ void add_data_commands(CLI::App& app, Globals&, Command& chosen) {
       ->check(CLI::Range(1, 100));
   pk->callback([&chosen] { chosen = [] { return pack(pack_args); }; });
 
-  static std::string info_path;
+  static std::string info_path, info_plugin;
   static std::size_t info_limit = 0;
   auto* in = data->add_subcommand(
-      "info", "Describe a data set: insightface folder, image folder or verification .bin");
+      "info",
+      "Describe a data set through the dataset plugin that reads it (insightface folder, "
+      "image folder, verification .bin, or any format a loaded plugin claims)");
   in->add_option("path", info_path, "Folder or file")->required()->check(CLI::ExistingPath);
+  in->add_option("--dataset", info_plugin,
+                 "The dataset plugin to read it with (default: the one that claims it)");
   in->add_option("--limit", info_limit, "Examine only the first N image records (0: all)")
       ->capture_default_str();
-  in->callback([&chosen] { chosen = [] { return info(info_path, info_limit); }; });
+  in->callback(
+      [&g, &chosen] { chosen = [&g] { return info(g, info_path, info_plugin, info_limit); }; });
 }
 
 }  // namespace flatface::cli

@@ -1,5 +1,11 @@
-// flatface data pairs: writes an insightface verification .bin (pickle of (images, issame)) from
-// an image folder (balanced pairs drawn by seed) or from an LFW-style pairs list.
+// flatface data pairs: writes an insightface verification .bin (pickle of (images, issame)), the
+// host's interchange format, from an image folder (balanced pairs drawn by seed), from an
+// LFW-style pairs list, or from any verification set a dataset plugin reads (--from).
+//
+// --folder and --lfw-pairs read the files themselves: they store each JPEG/PNG byte for byte,
+// which a plugin cannot offer (it hands out decoded pixels). --from goes through the plugin that
+// claims the path, so a format built out of tree converts too; its images are stored as PNG
+// (lossless, so the .bin holds exactly the pixels the plugin decoded).
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -7,6 +13,8 @@
 #include <utility>
 
 #include "common.hpp"
+#include "dataset_claims.hpp"
+#include "factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/lfw_pairs.hpp"
 #include "flatface/formats/verification_bin.hpp"
@@ -17,7 +25,7 @@ namespace flatface::cli {
 namespace {
 
 struct PairsArgs {
-  std::string folder, lfw_pairs, root, out;
+  std::string folder, lfw_pairs, root, from, dataset, out;
   std::int64_t count = 600;
   std::uint64_t seed = 0;
 };
@@ -130,6 +138,25 @@ std::vector<std::uint8_t> stored_bytes(const std::string& file, int* reencoded) 
   throw RuntimeError(file + ": not a JPEG, PNG, PGM or PPM image");
 }
 
+// The pairs of a verification set a dataset plugin reads, every image stored as PNG.
+int convert_pairs(const Globals& g, const PairsArgs& a) {
+  auto reg = open_registry(g);
+  PluginRef ref = claimed_ref(*reg, a.from, DataRole::verification, a.dataset);
+  // No backbone here: procedural data is drawn at the default 112 side.
+  auto set = make_verification_set(*reg, ref, 112, 0);
+  VerificationBin bin;
+  bin.issame = set->issame();
+  for (std::size_t i = 0; i < 2 * set->num_pairs(); ++i)
+    bin.images.push_back(encode_png(set->image(i)));
+  write_verification_bin(a.out, bin);
+  const auto same =
+      static_cast<std::size_t>(std::count(bin.issame.begin(), bin.issame.end(), true));
+  std::cout << a.out << ": " << bin.issame.size() << " pairs (" << same << " same, "
+            << bin.issame.size() - same << " different) from " << set->describe() << " (plugin '"
+            << ref.plugin << "'); " << bin.images.size() << " images stored as PNG\n";
+  return 0;
+}
+
 int make_pairs(const PairsArgs& a) {
   std::vector<std::string> files;
   VerificationBin bin;
@@ -167,7 +194,7 @@ int make_pairs(const PairsArgs& a) {
 
 }  // namespace
 
-void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
+void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
   static PairsArgs args;
   CLI::App* data = nullptr;
   try {
@@ -176,7 +203,9 @@ void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
     data = app.add_subcommand("data", "Face data: pack, inspect, make verification pairs");
   }
   auto* cmd = data->add_subcommand(
-      "pairs", "Write an insightface verification .bin from a folder or an LFW pairs list");
+      "pairs",
+      "Write an insightface verification .bin from a folder, an LFW pairs list or any "
+      "verification set a dataset plugin reads");
   auto* folder = cmd->add_option("--folder", args.folder, "Image folder root/<identity>/<image>")
                      ->check(CLI::ExistingDirectory);
   auto* count = cmd->add_option("--count", args.count, "Pairs to draw from --folder (half same)")
@@ -187,16 +216,30 @@ void add_pairs_command(CLI::App& app, Globals&, Command& chosen) {
           ->check(CLI::ExistingFile);
   auto* root = cmd->add_option("--root", args.root, "Image root for --lfw-pairs")
                    ->check(CLI::ExistingDirectory);
+  auto* from = cmd->add_option("--from", args.from,
+                               "Any verification set a dataset plugin reads (a file or folder); "
+                               "images stored as PNG")
+                   ->check(CLI::ExistingPath);
+  auto* dataset = cmd->add_option(
+      "--dataset", args.dataset, "The dataset plugin for --from (default: the one that claims it)");
   cmd->add_option("out", args.out, "Output .bin file")->required();
   count->needs(folder);
   seed->needs(folder);
   lfw->needs(root);
   root->needs(lfw);
+  dataset->needs(from);
   folder->excludes(lfw);
-  cmd->callback([folder, lfw, &chosen] {
-    if (folder->count() == 0 && lfw->count() == 0)
-      throw CLI::ValidationError("data pairs", "give --folder DIR or --lfw-pairs FILE --root DIR");
-    chosen = [] { return make_pairs(args); };
+  from->excludes(folder);
+  from->excludes(lfw);
+  cmd->callback([folder, lfw, from, &g, &chosen] {
+    if (folder->count() == 0 && lfw->count() == 0 && from->count() == 0)
+      throw CLI::ValidationError("data pairs",
+                                 "give --folder DIR, --lfw-pairs FILE --root DIR, or --from PATH");
+    if (from->count() > 0) {
+      chosen = [&g] { return convert_pairs(g, args); };
+    } else {
+      chosen = [] { return make_pairs(args); };
+    }
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include "checkpoint.hpp"
 #include "common.hpp"
+#include "dataset_claims.hpp"
 #include "embedding_file.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
@@ -20,44 +21,35 @@ namespace flatface::cli {
 
 namespace {
 
-// A file given on the command line is read by the dataset plugin for its extension.
-const std::map<std::string, std::string>& plugin_by_extension() {
-  static const std::map<std::string, std::string> table{{".bin", "insightface-bin"}};
-  return table;
-}
-
 struct NamedSet {
   std::string name;
   std::shared_ptr<VerificationSet> set;
 };
 
-// SET is a file with a known extension, or the name of one of the [data] eval sets of the
-// checkpoint's experiment (`e`; null with --weights, which has none).
+// SET is the name of one of the [data] eval sets of the checkpoint's experiment (`e`; null with
+// --weights, which has none), or a file or folder that a dataset plugin reads as a verification
+// set (`plugin`, from --dataset, names it; otherwise the plugins' claims decide).
 NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& arg,
-                  std::int64_t input_size) {
+                  const std::string& plugin, std::int64_t input_size) {
   if (e != nullptr) {
     for (const auto& ev : e->eval)
       if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
   }
-  std::filesystem::path file(arg);
-  auto plugin = plugin_by_extension().find(file.extension().string());
-  if (std::filesystem::is_regular_file(file) && plugin != plugin_by_extension().end()) {
-    SourcePos where{"<command line>"};
-    PluginRef ref{plugin->second, Options("verification set '" + arg + "'", where)};
-    ref.options.set("path", {std::filesystem::absolute(file).string(), where});
-    return {file.stem().string(), make_verification_set(reg, ref, input_size, 0)};
+  if (std::filesystem::exists(arg)) {
+    PluginRef ref = claimed_ref(reg, arg, DataRole::verification, plugin);
+    return {std::filesystem::path(arg).stem().string(),
+            make_verification_set(reg, ref, input_size, 0)};
   }
-  std::string extensions;
-  for (const auto& [ext, name] : plugin_by_extension())
-    extensions += (extensions.empty() ? "" : ", ") + ext;
   if (e == nullptr) {
-    throw ConfigError("'" + arg + "' is not an existing file (" + extensions +
-                      "); with --weights, verification sets are given as files");
+    throw ConfigError("'" + arg +
+                      "' is not an existing file or folder; with --weights, verification sets are "
+                      "given as paths a dataset plugin reads");
   }
   std::string known;
   for (const auto& ev : e->eval) known += (known.empty() ? "" : ", ") + ev.name;
-  throw ConfigError("'" + arg + "' is neither an existing file (" + extensions +
-                    ") nor a verification set of the checkpoint's experiment (" +
+  throw ConfigError("'" + arg +
+                    "' is neither an existing file or folder nor a verification set of the "
+                    "checkpoint's experiment (" +
                     (known.empty() ? "it declares none" : known) + ")");
 }
 
@@ -68,7 +60,8 @@ struct EvalArgs {
   std::vector<std::string> sets;
   std::string out;
   std::int64_t batch_size = 256;
-  std::string device;  // empty: the experiment's
+  std::string device;   // empty: the experiment's
+  std::string dataset;  // the plugin reading SET paths; empty: the one that claims them
 
   void add_common(CLI::App& cmd) {
     auto* ckpt = cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
@@ -86,6 +79,8 @@ struct EvalArgs {
     cmd.add_option("--batch-size", batch_size, "Images per forward pass")
         ->check(CLI::PositiveNumber);
     cmd.add_option("--device", device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
+    cmd.add_option("--dataset", dataset,
+                   "The dataset plugin that reads SET paths (default: the one that claims them)");
   }
 };
 
@@ -139,8 +134,8 @@ int run_eval(const Globals& g, const EvalArgs& args) {
   auto& backbone = *l.backbone;
   std::vector<NamedSet> sets;  // all opened first: a wrong name fails before any work
   for (const auto& arg : args.sets)
-    sets.push_back(
-        open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, arg, backbone.input_size()));
+    sets.push_back(open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, arg, args.dataset,
+                            backbone.input_size()));
   std::cout << "# " << l.origin << ", device " << l.device.str() << "\n";
   struct Row {
     std::string name, pairs, accuracy, threshold, tar;
@@ -178,7 +173,7 @@ int run_embed(const Globals& g, const EvalArgs& args) {
   Loaded l = load(g, args);
   auto& backbone = *l.backbone;
   NamedSet s = open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, args.sets.at(0),
-                        backbone.input_size());
+                        args.dataset, backbone.input_size());
   at::Tensor embeddings = embed_pairs(backbone, *s.set, args.batch_size, l.device);
   auto attributes = l.attributes;
   attributes["set"] = s.name;
@@ -197,21 +192,21 @@ void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
       app.add_subcommand("eval", "Verification accuracy (10-fold) of a checkpoint or weights");
   eval_args.add_common(*ev);
   ev->add_option("sets", eval_args.sets,
-                 "Verification sets: .bin files, or names from the checkpoint experiment's [data] "
-                 "eval")
+                 "Verification sets: files or folders a dataset plugin reads (e.g. .bin), or names "
+                 "from the checkpoint experiment's [data] eval")
       ->required();
   ev->callback([&g, &chosen] { chosen = [&g] { return run_eval(g, eval_args); }; });
 
   auto* em = app.add_subcommand("embed", "Write a verification set's embeddings to HDF5");
   embed_args.add_common(*em);
   em->add_option("set", embed_args.sets,
-                 "A .bin file, or a name from the checkpoint experiment's [data] eval")
+                 "A file or folder a dataset plugin reads (e.g. .bin), or a name from the "
+                 "checkpoint experiment's [data] eval")
       ->required()
       ->expected(1);
   em->add_option("--out", embed_args.out, "Output .h5 file (datasets embeddings, issame)")
       ->required();
   em->callback([&g, &chosen] { chosen = [&g] { return run_embed(g, embed_args); }; });
 }
-
 
 }  // namespace flatface::cli

@@ -147,3 +147,24 @@ CATCH_TEST_CASE("data pairs needs exactly one source") {
                   (scratch() / "n.bin").string())
                   .code == 2);
 }
+
+CATCH_TEST_CASE("--from converts any set a dataset plugin claims, its pixels kept exactly as PNG") {
+  const std::string source = std::string(FLATFACE_SHARED_DIR) + "/data/kz25/test600.bin";
+  fs::path out = scratch() / "from.bin";
+  Result r = cli("data pairs --from " + source + " " + out.string());
+  CATCH_REQUIRE(r.code == 0);
+  CATCH_CHECK_THAT(r.out, Contains("plugin 'insightface-bin'"));
+  auto original = flatface::read_verification_bin(source);
+  auto converted = flatface::read_verification_bin(out.string());
+  CATCH_CHECK(converted.issame == original.issame);
+  CATCH_REQUIRE(converted.images.size() == 1200);
+  for (std::size_t i : {std::size_t{0}, std::size_t{599}, std::size_t{1199}}) {
+    CATCH_CHECK(
+        flatface::sniff_image_format(converted.images[i].data(), converted.images[i].size()) ==
+        flatface::ImageFormat::png);
+    CATCH_CHECK(flatface::decode_image(converted.images[i]).pixels ==
+                flatface::decode_image(original.images[i]).pixels);
+  }
+  CATCH_CHECK(cli("data pairs --from " + kOrl + " --folder " + kOrl + " " + out.string()).code ==
+              2);
+}

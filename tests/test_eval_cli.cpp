@@ -116,7 +116,7 @@ CATCH_TEST_CASE(
   Result r = run_toy_cli("eval --checkpoint '" + run.checkpoint.string() + "' LFW");
   CATCH_CHECK(r.code == 2);
   CATCH_CHECK(contains(r.out,
-                       "'LFW' is neither an existing file (.bin) nor a verification set of "
+                       "'LFW' is neither an existing file or folder nor a verification set of "
                        "the checkpoint's experiment (toy)"));
   CATCH_CHECK(!contains(r.out, "benchmark"));  // nothing evaluated before the error
 }
@@ -329,6 +329,6 @@ CATCH_TEST_CASE("flatface eval takes a checkpoint, or weights with their backbon
   Result named = run_toy_cli("eval" + weights + " toy");
   CATCH_CHECK(named.code == 2);
   CATCH_CHECK(contains(named.out,
-                       "'toy' is not an existing file (.bin); with --weights, "
-                       "verification sets are given as files"));
+                       "'toy' is not an existing file or folder; with --weights, "
+                       "verification sets are given as paths a dataset plugin reads"));
 }

@@ -137,7 +137,7 @@ CATCH_TEST_CASE("path lists resolve under root, falling back to root/<identity>/
                           Contains("paths.txt:1: image '") && Contains("Abel_0009.png' not found"));
 }
 
-CATCH_TEST_CASE("the lfw-pairs plugin serves the listed images, resized to the input size") {
+CATCH_TEST_CASE("the lfw-pairs plugin serves the listed images at their stored size") {
   fs::path root = make_lfw_folder();
   fs::path pairs = scratch() / "lfw_pairs.txt";
   // The LFW names end in .jpg; this folder has PNGs, so use a path list of the same pairs.
@@ -149,9 +149,10 @@ CATCH_TEST_CASE("the lfw-pairs plugin serves the listed images, resized to the i
   CATCH_REQUIRE(set->num_pairs() == 2);
   CATCH_CHECK(set->issame() == std::vector<bool>{true, false});
   Image bea = set->image(3);  // Bea_0003: colour (40, 150, 7)
-  CATCH_CHECK(bea.height == 24);
-  CATCH_CHECK(bea.width == 24);
-  CATCH_CHECK(bea.pixels == solid(24, 24, 40, 150, 7).pixels);
+  // 20x16 on disk; the host, not the plugin, resizes to the input side 24.
+  CATCH_CHECK(bea.height == 20);
+  CATCH_CHECK(bea.width == 16);
+  CATCH_CHECK(bea.pixels == solid(20, 16, 40, 150, 7).pixels);
 }
 
 CATCH_TEST_CASE("the lfw-pairs plugin reads an LFW pairs.txt over root/<name>/<name>_NNNN.jpg") {
@@ -187,11 +188,11 @@ CATCH_TEST_CASE("the insightface-bin plugin serves test600.bin's images as decod
       CATCH_CHECK(set->image(i).pixels == expected.pixels);
     }
   }
+  // A smaller backbone input changes nothing here: the host resizes, not the plugin.
   auto small = flatface::make_verification_set(
       registry(), ref("insightface-bin", {{"path", text(kKz25 + "test600.bin")}}), 56, 0);
-  CATCH_CHECK(small->image(3).height == 56);
-  CATCH_CHECK(small->image(3).pixels ==
-              flatface::resize(flatface::decode_image(bin.images[3]), 56).pixels);
+  CATCH_CHECK(small->image(3).height == 112);
+  CATCH_CHECK(small->image(3).pixels == flatface::decode_image(bin.images[3]).pixels);
 }
 
 CATCH_TEST_CASE("the insightface-bin plugin names a missing file and a corrupt image") {
@@ -290,12 +291,15 @@ CATCH_TEST_CASE("with nuisance, two samples of one synthetic identity differ") {
   CATCH_CHECK(v->image(0).pixels != v->image(1).pixels);
 }
 
-CATCH_TEST_CASE("synthetic images drawn at `size` are delivered at the input size") {
+CATCH_TEST_CASE(
+    "synthetic images are drawn at `size` (default: the input size) and the host resizes them") {
   auto s = synthetic(0);
   s.push_back({"size", integer(24)});
   auto t = flatface::make_train_set(registry(), ref("synthetic", s), 40, 0);
-  CATCH_CHECK(t->get(0).image.height == 40);
-  CATCH_CHECK(t->get(0).image.width == 40);
+  CATCH_CHECK(t->get(0).image.height == 24);
+  CATCH_CHECK(t->get(0).image.width == 24);
+  auto at_input = flatface::make_train_set(registry(), ref("synthetic", synthetic(0)), 40, 0);
+  CATCH_CHECK(at_input->get(0).image.height == 40);
 }
 
 CATCH_TEST_CASE("synthetic options out of range are refused naming the key") {

@@ -198,6 +198,7 @@ void write_normalised(const Image& image, std::int64_t input_size, bool flip, fl
                        std::to_string(image.width) + " with " +
                        std::to_string(image.pixels.size()) + " bytes; expected height*width*3 > 0");
   const int s = static_cast<int>(input_size);
+  // The one place images are resized (dataset.hpp): datasets hand them out at their stored size.
   Image resized;
   const Image* src = &image;
   if (image.height != s || image.width != s) {

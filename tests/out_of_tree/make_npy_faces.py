@@ -1,7 +1,9 @@
 """Writes a tiny face-like data set twice: as numpy stacks for the out-of-tree `npy-stack`
 plugin and as an image folder of PNGs (lossless) for the in-tree `image-folder`. Both hold the
 same pixels in the same order (identity by identity, image by image), so training on either must
-give the same run, bit for bit. Also writes verification pairs as stacks.
+give the same run, bit for bit. Also writes verification pairs as stacks. Each stack's companion
+sits beside it (x.npy: x.labels.npy; pairs.npy: pairs.issame.npy), so npy-stack claims the
+stacks when given on the command line.
 
     make_npy_faces.py OUT_DIR
 """
@@ -28,7 +30,7 @@ for i in range(identities):
         labels.append(i)
 x = np.stack(images)
 np.save(os.path.join(out, "x.npy"), x)
-np.save(os.path.join(out, "y.npy"), np.array(labels, dtype=np.int64))
+np.save(os.path.join(out, "x.labels.npy"), np.array(labels, dtype=np.int64))
 
 # 20 pairs, same and different alternating, drawn from the same images.
 pairs, same = [], []
@@ -42,4 +44,4 @@ for p in range(20):
     pairs += [x[a], x[b]]
     same.append(p % 2 == 0)
 np.save(os.path.join(out, "pairs.npy"), np.stack(pairs))
-np.save(os.path.join(out, "issame.npy"), np.array(same, dtype=bool))
+np.save(os.path.join(out, "pairs.issame.npy"), np.array(same, dtype=bool))

@@ -1,11 +1,14 @@
 // `npy-stack`: face images kept as numpy arrays, a dataset format built out of tree on the SDK's
-// image helpers (flatface/image_codec.hpp's resize, flatface/decoded_pairs.hpp).
+// helpers (flatface/decoded_pairs.hpp, flatface/image_codec.hpp's file reading).
 //   training set:     images = "x.npy" (uint8 [N,H,W,3] RGB or [N,H,W] grey) and labels = "y.npy"
 //                     (int32 or int64 [N], >= 0); the classes are 0 .. max label
 //   verification set: images (as above, [2P,...]: pair i is images 2i and 2i+1) and
 //                     issame = "s.npy" (bool [P])
-// Images not of the backbone's input size are resized bilinearly. Relative paths resolve against
-// DatasetArgs::base_dir.
+// or, instead of those options, path = "STEM.npy" with its companion beside it: STEM.labels.npy
+// for a training set, STEM.issame.npy for a verification set. Given on the command line
+// (`flatface data info x.npy`, `flatface eval ... x.npy`), a .npy file that starts with numpy's
+// magic is claimed in each role whose companion exists. Images keep their stored size (the host
+// resizes). Relative paths resolve against DatasetArgs::base_dir.
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -80,11 +83,33 @@ Npy read_npy(const std::string& path) {
   return npy;
 }
 
-// The .npy file named by option `key`.
-Npy open_option(const flatface::DatasetArgs& args, const std::string& key) {
+std::string resolve(const flatface::DatasetArgs& args, const std::string& key) {
   std::filesystem::path p = args.options.require_string(key);
-  if (p.is_relative()) p = std::filesystem::path(args.base_dir) / p;
-  return read_npy(p.string());
+  return (p.is_relative() ? std::filesystem::path(args.base_dir) / p : p).string();
+}
+
+// STEM.npy -> STEM.<companion>.npy
+std::string companion_of(const std::string& stack, const std::string& companion) {
+  std::filesystem::path p(stack);
+  return p.replace_extension("." + companion + ".npy").string();
+}
+
+// The image stack and its companion array (`labels` or `issame`): from the option `path` and the
+// companion file beside it, or from the options `images` and `<companion>`.
+std::pair<Npy, Npy> open_stack(const flatface::DatasetArgs& args, const std::string& companion) {
+  if (args.options.has("path")) {
+    const std::string stack = resolve(args, "path");
+    return {read_npy(stack), read_npy(companion_of(stack, companion))};
+  }
+  return {read_npy(resolve(args, "images")), read_npy(resolve(args, companion))};
+}
+
+// A .npy file (by its magic) whose companion for a role exists beside it.
+flatface::PathClaim claim(const flatface::PathProbe& p) {
+  static const char magic[] = "\x93NUMPY";
+  if (p.is_directory || p.head.size() < 6 || std::memcmp(p.head.data(), magic, 6) != 0) return {};
+  return {std::filesystem::is_regular_file(companion_of(p.path, "labels")),
+          std::filesystem::is_regular_file(companion_of(p.path, "issame"))};
 }
 
 // uint8 [N,H,W,3] or [N,H,W]: image i as RGB.
@@ -97,6 +122,11 @@ class ImageStack {
     }
   }
   std::size_t size() const { return static_cast<std::size_t>(npy_.shape[0]); }
+  std::string shape() const {  // "uint8 [32,56,56,3]"
+    std::string text;
+    for (auto n : npy_.shape) text += (text.empty() ? "" : ",") + std::to_string(n);
+    return "uint8 [" + text + "] in " + npy_.path;
+  }
   Image image(std::size_t i) const {
     Image img{static_cast<int>(npy_.shape[1]), static_cast<int>(npy_.shape[2]), {}};
     const std::size_t pixels = static_cast<std::size_t>(img.height) * img.width;
@@ -131,8 +161,8 @@ std::vector<std::int64_t> integers(const Npy& npy) {
 
 class NpyTrainSet final : public flatface::TrainSet {
  public:
-  NpyTrainSet(ImageStack images, std::vector<std::int64_t> labels, std::int64_t side)
-      : images_(std::move(images)), labels_(std::move(labels)), side_(static_cast<int>(side)) {
+  NpyTrainSet(ImageStack images, std::vector<std::int64_t> labels)
+      : images_(std::move(images)), labels_(std::move(labels)) {
     for (auto y : labels_) {
       if (y < 0) throw RuntimeError("npy-stack: a label is negative (" + std::to_string(y) + ")");
       classes_ = std::max(classes_, y + 1);
@@ -140,43 +170,41 @@ class NpyTrainSet final : public flatface::TrainSet {
   }
   std::size_t size() const override { return labels_.size(); }
   std::int64_t num_classes() const override { return classes_; }
-  flatface::Sample get(std::size_t i) const override {
-    Image img = images_.image(i);
-    if (img.height != side_ || img.width != side_) img = flatface::resize(img, side_);
-    return {std::move(img), labels_.at(i)};
-  }
+  flatface::Sample get(std::size_t i) const override { return {images_.image(i), labels_.at(i)}; }
   std::string describe() const override {
     return "npy-stack: " + std::to_string(size()) + " images, " + std::to_string(classes_) +
            " identities";
   }
+  std::string details(std::size_t) const override { return "array:  " + images_.shape() + "\n"; }
 
  private:
   ImageStack images_;
   std::vector<std::int64_t> labels_;
-  int side_;
   std::int64_t classes_ = 0;
 };
 
 std::shared_ptr<flatface::TrainSet> make_train_set(const flatface::DatasetArgs& args) {
-  ImageStack images(open_option(args, "images"));
-  std::vector<std::int64_t> labels = integers(open_option(args, "labels"));
+  auto [stack, labels_npy] = open_stack(args, "labels");
+  ImageStack images(std::move(stack));
+  std::vector<std::int64_t> labels = integers(labels_npy);
   if (labels.size() != images.size()) {
     throw RuntimeError("npy-stack: " + std::to_string(images.size()) + " images but " +
                        std::to_string(labels.size()) + " labels");
   }
-  return std::make_shared<NpyTrainSet>(std::move(images), std::move(labels), args.input_size);
+  return std::make_shared<NpyTrainSet>(std::move(images), std::move(labels));
 }
 
 std::shared_ptr<flatface::VerificationSet> make_pairs(const flatface::DatasetArgs& args) {
-  ImageStack images(open_option(args, "images"));
-  std::vector<std::int64_t> same = integers(open_option(args, "issame"));
+  auto [stack, issame_npy] = open_stack(args, "issame");
+  ImageStack images(std::move(stack));
+  std::vector<std::int64_t> same = integers(issame_npy);
   if (images.size() != 2 * same.size()) {
     throw RuntimeError("npy-stack: " + std::to_string(same.size()) + " pairs need " +
                        std::to_string(2 * same.size()) + " images, not " +
                        std::to_string(images.size()));
   }
-  auto decoded = flatface::datasets::decode_all(images.size(), static_cast<int>(args.input_size),
-                                                [&](std::size_t i) { return images.image(i); });
+  auto decoded =
+      flatface::datasets::decode_all(images.size(), [&](std::size_t i) { return images.image(i); });
   return std::make_shared<flatface::datasets::DecodedPairs>(
       std::move(decoded), std::vector<bool>(same.begin(), same.end()),
       "npy-stack: " + std::to_string(same.size()) + " pairs");
@@ -186,4 +214,6 @@ std::shared_ptr<flatface::VerificationSet> make_pairs(const flatface::DatasetArg
 
 FLATFACE_PLUGIN(flatface::dataset_entry("npy-stack",
                                         "numpy image stacks (uint8 [N,H,W,3]) with labels or pairs",
-                                        &make_train_set, &make_pairs))
+                                        &make_train_set, &make_pairs, &claim,
+                                        "*.npy image stacks beside STEM.labels.npy (training set) "
+                                        "or STEM.issame.npy (pairs)"))

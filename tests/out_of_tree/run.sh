@@ -153,11 +153,35 @@ TOML
 "$flatface" run "$work/train.toml" >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "run"; }
 "$python" "$here/compare_runs.py" plugins "$work/results" || fail "results of the out-of-tree plugins"
 
-step "a dataset format out of tree: npy-stack trains as the same images in an image folder do"
+step "a dataset format out of tree: flatface data info reads .npy stacks through npy-stack's claim"
 "$python" "$here/make_npy_faces.py" "$work/faces"
+"$flatface" data info "$work/faces/x.npy" | tee "$work/faces/info-x.txt"
+grep -qF "$work/faces/x.npy: dataset plugin 'npy-stack', training set" "$work/faces/info-x.txt" ||
+  fail "data info x.npy: not read by npy-stack as a training set"
+grep -qF "training set: 32 images, 8 classes" "$work/faces/info-x.txt" || fail "data info x.npy size"
+grep -qF "first image:  56x56" "$work/faces/info-x.txt" || fail "data info x.npy first image"
+grep -qF "array:  uint8 [32,56,56,3]" "$work/faces/info-x.txt" || fail "data info x.npy details"
+"$flatface" data info "$work/faces/pairs.npy" | tee "$work/faces/info-pairs.txt"
+grep -qF "$work/faces/pairs.npy: dataset plugin 'npy-stack', verification set" \
+  "$work/faces/info-pairs.txt" || fail "data info pairs.npy: not a verification set"
+grep -qF "verification set: 20 pairs (10 same, 10 different)" "$work/faces/info-pairs.txt" ||
+  fail "data info pairs.npy pairs"
+
+step "without the plugin no one claims a .npy, and the error lists what the plugins read"
+set +e
+FLATFACE_PLUGIN_PATH= "$flatface" data info "$work/faces/x.npy" 2>"$work/faces/unclaimed.txt"
+code=$?
+set -e
+cat "$work/faces/unclaimed.txt"
+[[ $code -eq 2 ]] || fail "data info of an unclaimed .npy exited $code, not 2"
+grep -qF "x.npy': no dataset plugin reads it;" "$work/faces/unclaimed.txt" ||
+  fail "unclaimed message"
+grep -qF "insightface-bin: *.bin files" "$work/faces/unclaimed.txt" || fail "unclaimed list"
+
+step "npy-stack trains as the same images in an image folder do"
 for format in npy folder; do
   if [[ $format == npy ]]; then
-    train="{ plugin = \"npy-stack\", images = \"$work/faces/x.npy\", labels = \"$work/faces/y.npy\" }"
+    train="{ plugin = \"npy-stack\", path = \"$work/faces/x.npy\" }"
   else
     train="{ plugin = \"image-folder\", path = \"$work/faces/folder\" }"
   fi
@@ -170,7 +194,7 @@ output = "$work/faces/results-$format"
 
 [data]
 train = $train
-eval = [{ name = "pairs", plugin = "npy-stack", images = "$work/faces/pairs.npy", issame = "$work/faces/issame.npy" }]
+eval = [{ name = "pairs", plugin = "npy-stack", images = "$work/faces/pairs.npy", issame = "$work/faces/pairs.issame.npy" }]
 
 [model]
 backbone = { plugin = "iresnet-small" }
@@ -184,9 +208,23 @@ name = "sam"
 head = { plugin = "arcface", m = 0.5 }
 perturbation = { plugin = "sam", rho = 0.1 }
 TOML
+  "$flatface" validate "$work/faces/$format.toml" | tee "$work/faces/validate-$format.txt"
+  grep -qF "$work/faces/$format.toml: ok (1 runs, 1 setups, 1 seeds, 1 verification sets)" \
+    "$work/faces/validate-$format.txt" || fail "validate $format"
   "$flatface" run "$work/faces/$format.toml" >"$work/faces/$format.log" 2>&1 ||
     { cat "$work/faces/$format.log"; fail "run on $format"; }
 done
 "$python" "$here/compare_runs.py" same "$work/faces/results-npy" "$work/faces/results-folder" ||
   fail "npy-stack and image-folder differ"
+
+step "flatface eval reads pairs.npy through npy-stack's claim, as the experiment's named set"
+ckpt=$(find "$work/faces/results-npy" -name '*.ckpt' | head -n1)
+[[ -n $ckpt ]] || fail "no checkpoint in $work/faces/results-npy"
+"$flatface" eval --checkpoint "$ckpt" pairs "$work/faces/pairs.npy" | tee "$work/faces/eval.txt"
+# Two rows named "pairs" (the experiment's set, then the file's stem), the same 20 pairs, so the
+# same accuracy, threshold and TAR.
+rows=$(awk '$1 == "pairs" { $1 = ""; print }' "$work/faces/eval.txt")
+[[ $(wc -l <<<"$rows") -eq 2 ]] || fail "eval: expected two rows named pairs"
+[[ $(sort -u <<<"$rows" | wc -l) -eq 1 ]] || fail "eval of pairs.npy differs from the named set"
+grep -qE "^ *20 " <<<"$rows" || fail "eval of pairs.npy: not 20 pairs"
 echo "out-of-tree plugins: ok"

@@ -2,6 +2,7 @@
 // real plugins: a linear backbone, a cosine head, procedural data and a plain SGD step.
 #include <torch/nn/modules/linear.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -118,6 +119,15 @@ std::shared_ptr<VerificationSet> make_pairs(const DatasetArgs& args) {
                                     static_cast<std::size_t>(args.options.get_int("pairs", 2)));
 }
 
+// Files that start with "TOYPAIRS", whatever their name: a claim by content, which may collide
+// with a claim by extension (test_dataset_claims names such a file x.bin).
+flatface::PathClaim claim(const flatface::PathProbe& p) {
+  const std::string magic = "TOYPAIRS";
+  const bool ours =
+      p.head.size() >= magic.size() && std::equal(magic.begin(), magic.end(), p.head.begin());
+  return {false, ours};
+}
+
 }  // namespace
 
 FLATFACE_PLUGIN(flatface::backbone_entry("test-toy-backbone",
@@ -125,6 +135,7 @@ FLATFACE_PLUGIN(flatface::backbone_entry("test-toy-backbone",
                 flatface::head_entry("test-toy-head", "s cos(theta), no margin (test plugin)",
                                      &make_head),
                 flatface::dataset_entry("test-toy-data", "procedural images (test plugin)",
-                                        &make_train, &make_pairs),
+                                        &make_train, &make_pairs, &claim,
+                                        "files starting with TOYPAIRS (test pairs)"),
                 flatface::perturbation_entry("test-toy", "plain SGD step (test plugin)",
                                              &flatface_test::make_toy_step))

@@ -3,7 +3,8 @@
 // Options: path (the root), split = "all" | "train" | "verification" with verification_fraction
 // (0.2) and seed (0) choosing a disjoint set of held-out identities, and pairs (300) for a
 // verification set. The split uses its own `seed` option, not the run's seed, so that a training
-// set and a verification set configured alike always hold disjoint identities.
+// set and a verification set configured alike always hold disjoint identities. Given a path on the
+// command line, it claims a folder that has subfolders, as a training set and as pairs.
 #include "flatface/formats/image_folder.hpp"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <utility>
 
 #include "flatface/image_codec.hpp"
+#include "flatface/image_tally.hpp"
 #include "flatface/plugin.hpp"
 #include "flatface/sample_order.hpp"
 
@@ -66,22 +68,23 @@ std::string resolve_root(const DatasetArgs& args) {
   return path.string();
 }
 
-// Images not of the input size (e.g. ORL's 92x112) are resized bilinearly to
-// input_size x input_size, without keeping the aspect ratio.
-Image load(const std::string& file, std::int64_t input_size) {
-  Image image = load_image_file(file);
-  if (image.width == input_size && image.height == input_size) return image;
-  return resize(image, static_cast<int>(input_size));
+// A folder with at least one subfolder (an identity); insightface's train.rec folders have none.
+PathClaim claim(const PathProbe& p) {
+  namespace fs = std::filesystem;
+  if (!p.is_directory) return {};
+  std::error_code error;
+  for (fs::directory_iterator it(p.path, error), end; !error && it != end; it.increment(error)) {
+    if (it->is_directory(error)) return PathClaim{true, true};
+  }
+  return {};
 }
 
 class FolderTrainSet final : public TrainSet {
  public:
-  FolderTrainSet(const ImageFolderListing& listing, const std::vector<std::size_t>& identities,
-                 std::int64_t input_size)
-      : root_(listing.root),
-        classes_(static_cast<std::int64_t>(identities.size())),
-        input_size_(input_size) {
+  FolderTrainSet(const ImageFolderListing& listing, const std::vector<std::size_t>& identities)
+      : root_(listing.root), classes_(static_cast<std::int64_t>(identities.size())) {
     for (std::size_t label = 0; label < identities.size(); ++label) {
+      names_.push_back(listing.identities[identities[label]]);
       for (const auto& f : listing.images[identities[label]]) {
         samples_.emplace_back(f, static_cast<std::int64_t>(label));
       }
@@ -91,25 +94,44 @@ class FolderTrainSet final : public TrainSet {
   std::int64_t num_classes() const override { return classes_; }
   Sample get(std::size_t index) const override {
     const auto& [file, label] = samples_.at(index);
-    return Sample{load(file, input_size_), label};
+    return Sample{load_image_file(file), label};  // at its stored size: the host resizes
   }
   std::string describe() const override {
     return "image-folder " + root_ + ": " + std::to_string(samples_.size()) + " images, " +
            std::to_string(classes_) + " identities";
   }
+  // Formats and sizes from each file's header, without decoding.
+  std::string details(std::size_t limit) const override {
+    const std::size_t n = limit ? std::min(limit, samples_.size()) : samples_.size();
+    ImageTally tally;
+    std::vector<std::size_t> counts(static_cast<std::size_t>(classes_), 0);
+    for (const auto& [file, label] : samples_) ++counts[static_cast<std::size_t>(label)];
+    std::string warnings;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<std::uint8_t> bytes = read_file_bytes(samples_[i].first);
+      std::string error = tally.add(bytes.data(), bytes.size());
+      if (!error.empty()) warnings += "unreadable: " + samples_[i].first + ": " + error + "\n";
+    }
+    return "identities: " + std::to_string(classes_) +
+           (names_.empty() ? "" : " (" + names_.front() + " .. " + names_.back() + ")") +
+           ", labels in name order\nimages:     " + std::to_string(samples_.size()) +
+           (n < samples_.size() ? " (examined " + std::to_string(n) + ")" : "") +
+           "\nper class:  " + per_class_text(counts) + "\nformats:    " + tally.formats() +
+           "\nsizes:      " + tally.sizes() + "\n" + warnings;
+  }
 
  private:
   std::string root_;
   std::int64_t classes_;
-  std::int64_t input_size_;
+  std::vector<std::string> names_;  // identity folder of each label
   std::vector<std::pair<std::string, std::int64_t>> samples_;
 };
 
 class FolderPairs final : public VerificationSet {
  public:
   FolderPairs(const ImageFolderListing& listing, const std::vector<std::size_t>& identities,
-              std::size_t pairs, std::uint64_t seed, std::int64_t input_size)
-      : root_(listing.root), input_size_(input_size) {
+              std::size_t pairs, std::uint64_t seed)
+      : root_(listing.root) {
     std::vector<std::size_t> multi;  // identities with two or more images, for "same" pairs
     for (std::size_t i : identities) {
       if (listing.images[i].size() >= 2) multi.push_back(i);
@@ -147,7 +169,7 @@ class FolderPairs final : public VerificationSet {
     }
   }
   std::size_t num_pairs() const override { return issame_.size(); }
-  Image image(std::size_t index) const override { return load(files_.at(index), input_size_); }
+  Image image(std::size_t index) const override { return load_image_file(files_.at(index)); }
   const std::vector<bool>& issame() const override { return issame_; }
   std::string describe() const override {
     return "image-folder " + root_ + ": " + std::to_string(num_pairs()) + " pairs";
@@ -156,7 +178,6 @@ class FolderPairs final : public VerificationSet {
 
  private:
   std::string root_;
-  std::int64_t input_size_;
   std::vector<std::string> files_;
   std::vector<bool> issame_;
 };
@@ -165,7 +186,7 @@ std::shared_ptr<TrainSet> make_train_set(const DatasetArgs& args) {
   const std::string root = resolve_root(args);
   ImageFolderListing listing = list_image_folder(root);
   std::vector<std::size_t> identities = select_identities(listing, args.options);
-  return std::make_shared<FolderTrainSet>(listing, identities, args.input_size);
+  return std::make_shared<FolderTrainSet>(listing, identities);
 }
 
 std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) {
@@ -178,8 +199,7 @@ std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) 
                       std::to_string(pairs));
   }
   const auto seed = static_cast<std::uint64_t>(args.options.get_int("seed", 0));
-  return std::make_shared<FolderPairs>(listing, identities, static_cast<std::size_t>(pairs), seed,
-                                       args.input_size);
+  return std::make_shared<FolderPairs>(listing, identities, static_cast<std::size_t>(pairs), seed);
 }
 
 }  // namespace
@@ -188,4 +208,7 @@ std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) 
 FLATFACE_PLUGIN(flatface::dataset_entry("image-folder",
                                         "root/<identity>/<image> folder: training set or pairs",
                                         &flatface::datasets::make_train_set,
-                                        &flatface::datasets::make_verification_set))
+                                        &flatface::datasets::make_verification_set,
+                                        &flatface::datasets::claim,
+                                        "folders of root/<identity>/<image> (training set, "
+                                        "pairs)"))

@@ -2,7 +2,8 @@
 //
 // Options: root (the image folder: root/<name>/<name>_NNNN.jpg) and pairs (the list; LFW's
 // pairs.txt or a "path1 path2 0|1" list, see formats/lfw_pairs.hpp); both relative to the
-// experiment file. All images are decoded and resized once, in parallel, when the set is opened.
+// experiment file. All images are decoded once, in parallel, when the set is opened. Claims no
+// command-line path (it needs two).
 #include "flatface/formats/lfw_pairs.hpp"
 
 #include <filesystem>
@@ -31,8 +32,7 @@ std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) 
                       pairs.string() + "' is not a file (expected an LFW pairs.txt)");
   PairFiles list = read_pairs_file(pairs.string(), root.string());
   std::vector<Image> images =
-      decode_all(list.files.size(), static_cast<int>(args.input_size),
-                 [&](std::size_t i) { return load_image_file(list.files[i]); });
+      decode_all(list.files.size(), [&](std::size_t i) { return load_image_file(list.files[i]); });
   std::string description = "lfw-pairs " + pairs.string() + ": " +
                             std::to_string(list.issame.size()) + " pairs from " + root.string();
   return std::make_shared<DecodedPairs>(std::move(images), std::move(list.issame), description);

@@ -16,7 +16,6 @@
 
 #include "face_renderer.hpp"
 #include "flatface/decoded_pairs.hpp"
-#include "flatface/image_codec.hpp"
 #include "flatface/plugin.hpp"
 
 namespace flatface::datasets {
@@ -38,7 +37,6 @@ struct Settings {
   std::int64_t verification_identities = 50;
   std::int64_t pairs = 600;
   std::int64_t size = 112;
-  std::int64_t input_size = 112;
   double nuisance = 0.5;
   double spread = 1.0;
 };
@@ -72,7 +70,6 @@ Settings read_settings(const DatasetArgs& args) {
   s.images_per_identity = at_least(o, "images_per_identity", 20, 1);
   s.verification_identities = at_least(o, "verification_identities", 50, 2);
   s.pairs = at_least(o, "pairs", 600, 2);
-  s.input_size = args.input_size;
   s.size = at_least(o, "size", args.input_size, 8);
   if (s.size > 1024)
     throw ConfigError(o.pos_of("size").str() + ": dataset 'synthetic': size must be at most 1024");
@@ -92,9 +89,9 @@ std::vector<Identity> identities(const Settings& s, std::uint64_t stream, std::i
 Image draw(const Settings& s, const Identity& identity, std::uint64_t stream, std::int64_t id,
            std::uint64_t index) {
   std::uint64_t k = key(key(key(s.seed, stream), id), kSampleOffset + index);
-  Image img = synthetic::render(identity, synthetic::make_nuisance(k, s.nuisance),
-                                static_cast<int>(s.size));
-  return s.size == s.input_size ? img : resize(img, static_cast<int>(s.input_size));
+  // At the rendering size: the host resizes to the backbone's input.
+  return synthetic::render(identity, synthetic::make_nuisance(k, s.nuisance),
+                           static_cast<int>(s.size));
 }
 
 std::string describe(const Settings& s) {
@@ -112,7 +109,7 @@ class SyntheticTrainSet final : public TrainSet {
   explicit SyntheticTrainSet(Settings s)
       : s_(s),
         identities_(identities(s, kTrainStream, s.identities)),
-        cached_(static_cast<std::int64_t>(size()) * s.input_size * s.input_size * 3 <= kCacheBytes),
+        cached_(static_cast<std::int64_t>(size()) * s.size * s.size * 3 <= kCacheBytes),
         once_(cached_ ? size() : 0),
         cache_(cached_ ? size() : 0) {}
   std::size_t size() const override {
@@ -194,8 +191,8 @@ std::shared_ptr<TrainSet> make_train_set(const DatasetArgs& args) {
 std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) {
   const Settings s = read_settings(args);
   SyntheticPairs pairs(s);
-  auto images = decode_all(2 * pairs.num_pairs(), static_cast<int>(s.input_size),
-                           [&pairs](std::size_t i) { return pairs.image(i); });
+  auto images =
+      decode_all(2 * pairs.num_pairs(), [&pairs](std::size_t i) { return pairs.image(i); });
   return std::make_shared<DecodedPairs>(std::move(images), pairs.issame(), pairs.describe());
 }
 

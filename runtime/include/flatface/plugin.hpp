@@ -32,6 +32,8 @@ struct PluginEntry {
   PerturbationFactory perturbation = nullptr;
   TrainSetFactory train_set = nullptr;               // dataset entries: either or both
   VerificationSetFactory verification_set = nullptr;
+  ClaimFunction claim = nullptr;  // dataset entries: which command-line paths it reads (optional)
+  std::string accepts = {};       // ... said in a few words for error messages ("*.bin files")
 };
 
 struct Manifest {
@@ -58,11 +60,15 @@ inline PluginEntry perturbation_entry(std::string name, std::string description,
   e.perturbation = f;
   return e;
 }
+// `claim` and `accepts` (see dataset.hpp) let commands that take a path find this plugin.
 inline PluginEntry dataset_entry(std::string name, std::string description, TrainSetFactory train,
-                                 VerificationSetFactory verification) {
+                                 VerificationSetFactory verification,
+                                 ClaimFunction claim = nullptr, std::string accepts = {}) {
   PluginEntry e{PluginKind::dataset, std::move(name), std::move(description)};
   e.train_set = train;
   e.verification_set = verification;
+  e.claim = claim;
+  e.accepts = std::move(accepts);
   return e;
 }
 

@@ -1,0 +1,90 @@
+// Which dataset plugin reads a path given on the command line: the plugins' claims, by extension
+// (insightface-bin), by what a folder holds (insightface-rec, image-folder) or by the first bytes
+// (the toy test plugin), and the errors when no plugin or two plugins claim a path.
+#include <fstream>
+#include <string>
+
+#include "catch_compat.hpp"
+#include "data_test_support.hpp"
+#include "dataset_claims.hpp"
+#include "factory.hpp"
+
+using flatface::ConfigError;
+using flatface::DataRole;
+using flatface::testing::ScratchDir;
+using flatface::testing::shared_data;
+
+namespace {
+
+// The build's plugins and the toy test plugins (whose dataset claims files starting TOYPAIRS).
+const flatface::Registry& registry() {
+  static std::unique_ptr<flatface::Registry> reg =
+      flatface::open_registry({std::string(FLATFACE_BINARY_DIR) + "/test-plugins/good"});
+  return *reg;
+}
+
+std::string claimed_by(const std::string& path, DataRole role, const std::string& plugin = "") {
+  return flatface::claimed_ref(registry(), path, role, plugin).plugin;
+}
+
+std::string config_error_of(const std::string& path, DataRole role) {
+  try {
+    claimed_ref(registry(), path, role);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("the built-in formats are claimed by the plugin that reads them, in its roles") {
+  CATCH_CHECK(claimed_by(shared_data("kz25"), DataRole::train) == "insightface-rec");
+  CATCH_CHECK(claimed_by(shared_data("kz25/train.rec"), DataRole::train) == "insightface-rec");
+  CATCH_CHECK(claimed_by(shared_data("kz25/test600.bin"), DataRole::verification) ==
+              "insightface-bin");
+  CATCH_CHECK(claimed_by(shared_data("orl"), DataRole::train) == "image-folder");
+  CATCH_CHECK(claimed_by(shared_data("orl"), DataRole::verification) == "image-folder");
+  // A RecordIO folder is not a verification set, and a .bin is not a training set.
+  CATCH_CHECK(contains(config_error_of(shared_data("kz25"), DataRole::verification),
+                       "no dataset plugin reads it as a verification set"));
+  CATCH_CHECK(contains(config_error_of(shared_data("kz25/test600.bin"), DataRole::train),
+                       "no dataset plugin reads it as a training set"));
+}
+
+CATCH_TEST_CASE("the claimed reference holds the absolute path and opens the set") {
+  auto ref =
+      flatface::claimed_ref(registry(), shared_data("kz25/test600.bin"), DataRole::verification);
+  CATCH_CHECK(ref.options.get_string("path", "") == shared_data("kz25/test600.bin"));
+  auto set = flatface::make_verification_set(registry(), ref, 112, 0);
+  CATCH_CHECK(set->num_pairs() == 600);
+}
+
+CATCH_TEST_CASE("a path no plugin claims is an error listing every plugin and what it reads") {
+  ScratchDir dir("claims-none");
+  const std::string file = (dir.path / "notes.txt").string();
+  std::ofstream(file) << "hello";
+  const std::string what = config_error_of(file, DataRole::verification);
+  CATCH_CHECK(contains(what, "'" + file + "': no dataset plugin reads it as a verification set"));
+  CATCH_CHECK(contains(what, "insightface-bin: *.bin files"));
+  CATCH_CHECK(contains(what, "test-toy-data: files starting with TOYPAIRS"));
+  CATCH_CHECK(contains(what, "lfw-pairs: no paths"));
+}
+
+CATCH_TEST_CASE("two plugins claiming one path is an error naming both; --dataset chooses") {
+  ScratchDir dir("claims-two");
+  const std::string file = (dir.path / "x.bin").string();  // .bin by name, TOYPAIRS by content
+  std::ofstream(file) << "TOYPAIRS";
+  const std::string what = config_error_of(file, DataRole::verification);
+  CATCH_CHECK(contains(what, "dataset plugins 'insightface-bin' and 'test-toy-data' both read it"));
+  CATCH_CHECK(contains(what, "--dataset NAME"));
+  CATCH_CHECK(claimed_by(file, DataRole::verification, "test-toy-data") == "test-toy-data");
+  // Without the .bin name only the content claim is left.
+  const std::string toy = (dir.path / "x.pairs").string();
+  std::ofstream(toy) << "TOYPAIRS";
+  CATCH_CHECK(claimed_by(toy, DataRole::verification) == "test-toy-data");
+}
