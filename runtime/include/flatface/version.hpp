@@ -3,5 +3,6 @@
 #pragma once
 
 // 4: the helpers (cosine head, step operations, image codec, format readers) became SDK headers.
-#define FLATFACE_ABI_VERSION 4
+// 5: StepContext::share_first_gradient() and the collectives (data-parallel training).
+#define FLATFACE_ABI_VERSION 5
 #define FLATFACE_VERSION_STRING "0.1.0"
