@@ -139,6 +139,13 @@ std::int64_t TrainStep::take_correct() {
   return n;
 }
 
+void TrainStep::set_data_parallel(distributed::Communicator* ranks, double batch_share,
+                                  bool global_epsilon) {
+  options_.ranks = ranks;
+  options_.batch_share = batch_share;
+  options_.global_epsilon = global_epsilon;
+}
+
 void TrainStep::set_progress(std::int64_t step, std::int64_t total_steps) {
   step_ = step;
   total_steps_ = total_steps;

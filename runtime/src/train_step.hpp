@@ -45,6 +45,8 @@ class TrainStep final : public StepContext {
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
   // The step index advances by one after each step.
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
+  // Data-parallel training (see TrainStepOptions): set once, before the first step.
+  void set_data_parallel(distributed::Communicator* ranks, double batch_share, bool global_epsilon);
   // Where the next step stands in its run (a resumed run starts past 0); total 0: not known.
   void set_progress(std::int64_t step, std::int64_t total_steps);
   // Samples whose first-pass cosine argmax equals the label, summed over every step since the

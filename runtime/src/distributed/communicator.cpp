@@ -160,6 +160,7 @@ void Communicator::lost(const std::string& during, const std::string& detail) {
 }
 
 void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
+  const auto start = Clock::now();
   // Buckets of one dtype and device, in the order given (every rank forms the same buckets).
   std::vector<std::vector<at::Tensor>> buckets;
   std::map<std::tuple<int, std::string>, std::size_t> open;  // (dtype, device) -> bucket
@@ -199,6 +200,7 @@ void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
       at += t.numel();
     }
   }
+  all_reduce_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 void Communicator::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) {

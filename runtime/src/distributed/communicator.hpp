@@ -48,6 +48,9 @@ class Communicator {
   void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
   // True on every rank when `flag` is true on any.
   bool any(bool flag);
+  // Seconds this rank has spent inside all_reduce_sum() (waiting for the slowest rank included):
+  // the cost of data parallelism beside the time of the steps.
+  double all_reduce_seconds() const { return all_reduce_seconds_; }
 
   // Rank 0 publishes a value under `key` (unique within the job); the others wait for it as long
   // as rank 0's heartbeat goes on (rank 0 may be evaluating for longer than the timeout).
@@ -64,7 +67,8 @@ class Communicator {
   std::chrono::milliseconds timeout_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  bool broken_ = false;  // a rank was lost: the destructor does not wait for the others
+  bool broken_ = false;
+  double all_reduce_seconds_ = 0;  // a rank was lost: the destructor does not wait for the others
 };
 
 }  // namespace flatface::distributed
