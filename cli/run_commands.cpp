@@ -109,6 +109,34 @@ std::string completion_message(const RunOutcome& out) {
 // This process's part of a grid that others may share: passes over the selected runs, training
 // each one it can claim, until every run is complete or failed; between passes it waits for the
 // runs that other processes hold, and takes over any whose holder stops.
+// A run's progress on this terminal and, for a grid worker, as events to its parent: at most two
+// a second, and the last step of every epoch.
+class RunDisplay : public ConsoleProgress {
+ public:
+  RunDisplay(std::string tag, std::string label, std::int64_t log_every_steps,
+             const WorkerEvents& events, std::string run_id)
+      : ConsoleProgress(std::move(tag), std::move(label), ::isatty(STDOUT_FILENO) == 1,
+                        log_every_steps),
+        events_(events),
+        run_id_(std::move(run_id)) {}
+
+  void on_step(const RunProgress& p) override {
+    ConsoleProgress::on_step(p);
+    if (!events_.enabled()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(500) && p.step < p.steps) return;
+    last_ = now;
+    events_.send({"step", run_id_, std::to_string(p.epoch), std::to_string(p.epochs),
+                  std::to_string(p.step), std::to_string(p.steps),
+                  std::to_string(p.images_per_second), std::to_string(p.eta_seconds)});
+  }
+
+ private:
+  const WorkerEvents& events_;
+  std::string run_id_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+};
+
 class SharedGrid {
  public:
   SharedGrid(const Experiment& e, const RunArgs& args, std::vector<RunSpec> runs, int threads,
@@ -232,13 +260,13 @@ class SharedGrid {
     TrainerOptions opts;
     opts.run_index = i;
     opts.run_count = runs_.size();
-    opts.live_progress = ::isatty(STDOUT_FILENO) == 1;
     opts.stop = &g_stop;
     opts.threads = threads_;
     opts.retry_failed = retry(i, result_of(e_, r));
     opts.stop_after_steps = args_.stop_after_steps;
     opts.holds_run = [&claim] { return claim->still_held(); };
-    if (events_.enabled()) opts.on_step = step_events(r);
+    RunDisplay display(tag(i), describe_run(e_, r), e_.train.log_every_steps, events_, r.id);
+    opts.progress = &display;
     const RunOutcome out = train_run(e_, r, shared_, opts);
     train_seconds_ += out.train_seconds;
     eval_seconds_ += out.eval_seconds;
@@ -283,19 +311,6 @@ class SharedGrid {
     events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
     if (out.status == RunStatus::complete) analyze(i);
     return out.status;
-  }
-
-  // A worker's progress events, at most two a second (and the last step of every epoch).
-  std::function<void(const RunProgress&)> step_events(const RunSpec& r) const {
-    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
-    return [this, &r, last](const RunProgress& p) mutable {
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last < std::chrono::milliseconds(500) && p.step < p.steps) return;
-      last = now;
-      events_.send({"step", r.id, std::to_string(p.epoch), std::to_string(p.epochs),
-                    std::to_string(p.step), std::to_string(p.steps),
-                    std::to_string(p.images_per_second), std::to_string(p.eta_seconds)});
-    };
   }
 
   // The experiment's [analysis] of a complete run (skipped when already done with its settings).

@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <iostream>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 #include "checkpoint.hpp"
@@ -134,313 +135,347 @@ std::string checkpoint_path(const Experiment& e, const RunSpec& run) {
   return (fs::path(e.output) / "checkpoints" / (run.id + ".ckpt")).string();
 }
 
-RunOutcome train_run(const Experiment& grid, const RunSpec& run, GridResources& shared,
-                     const TrainerOptions& options) {
-  const auto run_start = Clock::now();
-  // This run's settings: its swept values (head.m, train.lr, ...) in place of the written ones.
-  const Experiment e = run_experiment(grid, run);
-  const Setup& setup = e.setups[run.setup];
-  const Registry& reg = *shared.registry;
-  RunOutcome outcome;
-  outcome.result_path = result_path(e, run);
-  const std::string ckpt = checkpoint_path(e, run);
-  fs::create_directories(fs::path(ckpt).parent_path());
+namespace {
 
-  std::optional<RunRecord> previous;
-  if (fs::exists(outcome.result_path)) previous = read_run_record(outcome.result_path);
-  if (previous && previous->status == "failed" && options.retry_failed) {
-    previous->status = "running";
-    previous->failure_reason.clear();
-    previous->failed_step = -1;
-  }
-  if (previous && previous->status != "running") {
-    outcome.status = previous->status == "complete" ? RunStatus::skipped : RunStatus::failed;
-    outcome.reason = previous->failure_reason;
-    outcome.record = *previous;
-    return outcome;
+// One run's training session, told in chapters: what its file says (finished runs return at
+// once), set-up, resume from the checkpoint, then epochs of steps, each closed by its record,
+// evaluation and checkpoint. A chapter that ends the session early returns its outcome.
+class RunTraining {
+ public:
+  RunTraining(const Experiment& grid, const RunSpec& run, GridResources& shared,
+              const TrainerOptions& options)
+      : e_(run_experiment(grid, run)),  // the run's settings: its swept values in place
+        setup_(e_.setups[run.setup]),
+        run_(run),
+        shared_(shared),
+        options_(options),
+        ckpt_(checkpoint_path(e_, run)),
+        label_(describe_run(e_, run)),
+        tag_("[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) +
+             "]") {
+    outcome_.result_path = result_path(e_, run);
   }
 
-  const std::string device_name = resolve_device(e.device);
-  const c10::Device device(device_name);
-  const bool cuda = device.is_cuda();
-
-  // Same seed, same numbers: weights, head and data order all derive from it.
-  torch::manual_seed(static_cast<std::uint64_t>(run.seed));
-  auto backbone = make_backbone(reg, e.backbone);
-  const bool resuming = previous && fs::exists(ckpt);
-  // [model] init: a fresh run starts from these weights; a resumed one from its checkpoint.
-  if (!e.init.empty() && !resuming) load_weights(*backbone, e.init);
-  auto& train_set = shared.train_sets[run.seed];
-  if (!train_set)
-    train_set = make_train_set(reg, e.train_data, backbone->input_size(),
-                               static_cast<std::uint64_t>(run.seed));
-  auto head = make_head(reg, setup.head, backbone->embedding_dim(), train_set->num_classes());
-  auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(e, run),
-                                    static_cast<std::uint64_t>(run.seed));
-  for (const auto& ev : e.eval) {
-    if (shared.verification[ev.name]) continue;
-    const auto t = Clock::now();  // decoding the pairs is part of evaluating them
-    shared.verification[ev.name] = make_verification_set(reg, ev.data, backbone->input_size(), 0);
-    outcome.eval_seconds += seconds_since(t);
-  }
-  DeviceModel model = place_on_device(backbone, head, e.train, setup.bn_second_pass, device);
-  auto& optimizer = model.optimizer;
-  TrainStep& step = *model.step;
-
-  LoaderOptions lo;
-  lo.batch_size = e.train.batch_size;
-  lo.input_size = backbone->input_size();
-  lo.threads = static_cast<int>(e.train.loader_threads > 0 ? e.train.loader_threads : options.threads);
-  lo.seed = static_cast<std::uint64_t>(run.seed);
-  lo.flip = e.train.flip;
-  lo.pin_memory = cuda;
-  Loader loader(train_set, lo);
-  const std::int64_t steps_per_epoch = loader.batches_per_epoch();
-
-  RunRecord& record = outcome.record;
-  record.attributes = {
-      {"experiment", e.name},
-      {"setup", setup.name},
-      {"head", plugin_label(setup.head)},
-      {"head_plugin", setup.head.plugin},
-      {"perturbation", setup.perturbation.plugin},
-      {"backbone", plugin_label(e.backbone)},
-      {"init", e.init},
-      {"dataset", plugin_label(e.train_data)},
-      {"rho", run.rho ? format_rho(*run.rho) : ""},
-      {"seed", std::to_string(run.seed)},
-      {"run_id", run.id},
-      {"config_toml", e.resolved_toml},
-      {"flatface_version", FLATFACE_VERSION_STRING},
-      {"torch_version", torch_version_string()},
-      {"device", device_name},
-      {"start_time", utc_timestamp()},
-      {"end_time", ""},
-  };
-  // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
-  for (const auto& v : run.swept) record.attributes["sweep." + v.key] = format_value(v.value);
-  for (const auto& ev : e.eval) record.benchmark_names.push_back(ev.name);
-
-  TrainingState state;
-  state.experiment_toml = e.resolved_toml;
-  state.run_id = run.id;
-  if (resuming) {
-    state = load_checkpoint(ckpt, *backbone, *head, *optimizer);
-    std::vector<at::Tensor> strategy_state;
-    for (const auto& t : state.perturbation_state) strategy_state.push_back(t.to(device));
-    strategy->load_state(strategy_state);
-    record.attributes["start_time"] = previous->attributes.count("start_time")
-                                          ? previous->attributes.at("start_time")
-                                          : record.attributes["start_time"];
-    record.epochs = previous->epochs;
-    if (record.epochs.size() > static_cast<std::size_t>(state.epoch))
-      record.epochs.resize(static_cast<std::size_t>(state.epoch));
-    spdlog::info("resuming run {} from epoch {} step {}", run.id, state.epoch, state.step_in_epoch);
-  }
-  // Another process may have taken the run over while this one was paused (a claim's heartbeat
-  // went stale): then it writes nothing more.
-  auto holds_run = [&] { return !options.holds_run || options.holds_run(); };
-  auto taken_over = [&] {
-    outcome.status = RunStatus::taken_over;
-    outcome.total_seconds = seconds_since(run_start);
-    if (options.live_progress) std::fprintf(stdout, "\n");
-    return outcome;
-  };
-  if (!holds_run()) return taken_over();
-  write_run_record(outcome.result_path, record);
-
-  const std::string label = describe_run(e, run);
-  const std::string run_tag =
-      "[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) + "]";
-  double elapsed_before = state.elapsed_seconds;
-  const auto session_start = Clock::now();
-  auto elapsed = [&] { return elapsed_before + seconds_since(session_start); };
-
-  auto fail = [&](const std::string& why) {
+  RunOutcome train() {
+    fs::create_directories(fs::path(ckpt_).parent_path());
+    if (auto done = settled_by_file()) return *done;
+    set_up();
+    if (previous_ && fs::exists(ckpt_)) resume();
     if (!holds_run()) return taken_over();
-    record.status = "failed";
-    record.failure_reason = why;
-    record.failed_step = state.global_step;
-    record.attributes["end_time"] = utc_timestamp();
-    write_run_record(outcome.result_path, record);
-    outcome.status = RunStatus::failed;
-    outcome.reason = why;
-    outcome.total_seconds = seconds_since(run_start);
-    spdlog::error("{} {} failed at step {}: {}", run_tag, label, state.global_step, why);
-    return outcome;
-  };
+    write_run_record(outcome_.result_path, record_);
+    session_start_ = Clock::now();
 
-  if (steps_per_epoch == 0) {
-    return fail("the training set has " + std::to_string(train_set->size()) +
-                " images, fewer than one batch of " + std::to_string(e.train.batch_size));
+    if (steps_per_epoch_ == 0) {
+      return fail("the training set has " + std::to_string(train_set_->size()) +
+                  " images, fewer than one batch of " + std::to_string(e_.train.batch_size));
+    }
+    if (options_.stop_after_steps == 0 && state_.global_step < total_steps_) {
+      // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
+      if (!holds_run()) return taken_over();
+      state_.elapsed_seconds = elapsed();
+      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+      return finish(RunStatus::interrupted);
+    }
+    try {
+      for (std::int64_t epoch = state_.epoch; epoch < e_.train.epochs; ++epoch) {
+        EpochSums sums = EpochSums::unpack(state_.accumulators);
+        if (auto stopped = train_epoch(epoch, sums)) return *stopped;
+        if (auto stopped = end_epoch(epoch, sums)) return *stopped;
+      }
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const std::exception& err) {
+      return fail(err.what());
+    }
+    return finish(RunStatus::complete);
   }
 
-  auto evaluate_all = [&](std::map<std::string, BenchmarkMetrics>& into) {
-    auto t = Clock::now();
-    for (const auto& ev : e.eval) {
-      auto r = evaluate(*backbone, *shared.verification[ev.name], e.train.batch_size, device);
+ private:
+  // What the run's result file says: a complete or failed run is not trained again (a failed one
+  // is, with --retry-failed); a running one resumes.
+  std::optional<RunOutcome> settled_by_file() {
+    if (fs::exists(outcome_.result_path)) previous_ = read_run_record(outcome_.result_path);
+    if (previous_ && previous_->status == "failed" && options_.retry_failed) {
+      previous_->status = "running";
+      previous_->failure_reason.clear();
+      previous_->failed_step = -1;
+    }
+    if (!previous_ || previous_->status == "running") return std::nullopt;
+    outcome_.status = previous_->status == "complete" ? RunStatus::skipped : RunStatus::failed;
+    outcome_.reason = previous_->failure_reason;
+    outcome_.record = *previous_;
+    return outcome_;
+  }
+
+  // Builds the run's objects: same seed, same numbers (weights, head and data order all derive
+  // from it).
+  void set_up() {
+    const Registry& reg = *shared_.registry;
+    device_name_ = resolve_device(e_.device);
+    const c10::Device device(device_name_);
+    torch::manual_seed(static_cast<std::uint64_t>(run_.seed));
+    backbone_ = make_backbone(reg, e_.backbone);
+    // [model] init: a fresh run starts from these weights; a resumed one from its checkpoint.
+    if (!e_.init.empty() && !(previous_ && fs::exists(ckpt_))) load_weights(*backbone_, e_.init);
+    auto& train_set = shared_.train_sets[run_.seed];
+    if (!train_set)
+      train_set = make_train_set(reg, e_.train_data, backbone_->input_size(),
+                                 static_cast<std::uint64_t>(run_.seed));
+    train_set_ = train_set;
+    head_ = make_head(reg, setup_.head, backbone_->embedding_dim(), train_set_->num_classes());
+    strategy_ = make_perturbation(reg, setup_.perturbation.plugin, perturbation_options(e_, run_),
+                                  static_cast<std::uint64_t>(run_.seed));
+    for (const auto& ev : e_.eval) {
+      if (shared_.verification[ev.name]) continue;
+      const auto t = Clock::now();  // decoding the pairs is part of evaluating them
+      shared_.verification[ev.name] =
+          make_verification_set(reg, ev.data, backbone_->input_size(), 0);
+      outcome_.eval_seconds += seconds_since(t);
+    }
+    model_ = place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device);
+
+    LoaderOptions lo;
+    lo.batch_size = e_.train.batch_size;
+    lo.input_size = backbone_->input_size();
+    lo.threads = static_cast<int>(e_.train.loader_threads > 0 ? e_.train.loader_threads
+                                                               : options_.threads);
+    lo.seed = static_cast<std::uint64_t>(run_.seed);
+    lo.flip = e_.train.flip;
+    lo.pin_memory = device.is_cuda();
+    loader_ = std::make_unique<Loader>(train_set_, lo);
+    steps_per_epoch_ = loader_->batches_per_epoch();
+    total_steps_ = e_.train.epochs * steps_per_epoch_;
+
+    record_.attributes = {
+        {"experiment", e_.name},
+        {"setup", setup_.name},
+        {"head", plugin_label(setup_.head)},
+        {"head_plugin", setup_.head.plugin},
+        {"perturbation", setup_.perturbation.plugin},
+        {"backbone", plugin_label(e_.backbone)},
+        {"init", e_.init},
+        {"dataset", plugin_label(e_.train_data)},
+        {"rho", run_.rho ? format_rho(*run_.rho) : ""},
+        {"seed", std::to_string(run_.seed)},
+        {"run_id", run_.id},
+        {"config_toml", e_.resolved_toml},
+        {"flatface_version", FLATFACE_VERSION_STRING},
+        {"torch_version", torch_version_string()},
+        {"device", device_name_},
+        {"start_time", utc_timestamp()},
+        {"end_time", ""},
+    };
+    // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
+    for (const auto& v : run_.swept) record_.attributes["sweep." + v.key] = format_value(v.value);
+    for (const auto& ev : e_.eval) record_.benchmark_names.push_back(ev.name);
+    state_.experiment_toml = e_.resolved_toml;
+    state_.run_id = run_.id;
+  }
+
+  // Weights, optimizer, generators and the strategy's state from the checkpoint; the record's
+  // epochs up to the checkpoint's.
+  void resume() {
+    state_ = load_checkpoint(ckpt_, *backbone_, *head_, *model_.optimizer);
+    std::vector<at::Tensor> strategy_state;
+    for (const auto& t : state_.perturbation_state)
+      strategy_state.push_back(t.to(c10::Device(device_name_)));
+    strategy_->load_state(strategy_state);
+    if (previous_->attributes.count("start_time"))
+      record_.attributes["start_time"] = previous_->attributes.at("start_time");
+    record_.epochs = previous_->epochs;
+    if (record_.epochs.size() > static_cast<std::size_t>(state_.epoch))
+      record_.epochs.resize(static_cast<std::size_t>(state_.epoch));
+    elapsed_before_ = state_.elapsed_seconds;
+    spdlog::info("resuming run {} from epoch {} step {}", run_.id, state_.epoch,
+                 state_.step_in_epoch);
+  }
+
+  // The steps of one epoch (from state_.step_in_epoch on), summed into `sums`.
+  std::optional<RunOutcome> train_epoch(std::int64_t epoch, EpochSums& sums) {
+    const c10::Device device(device_name_);
+    TrainStep& step = *model_.step;
+    if (loading_epoch_ != epoch) loader_->start_epoch(epoch, state_.step_in_epoch);
+    while (auto batch = loader_->next()) {
+      const double lr = learning_rate(e_.train, epoch, state_.step_in_epoch, steps_per_epoch_);
+      set_learning_rate(*model_.optimizer, lr);
+      step.set_progress(state_.global_step, total_steps_);
+      auto images = batch->images.to(device, /*non_blocking=*/true);
+      if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+      auto labels = batch->labels.to(device, /*non_blocking=*/true);
+      const auto t = Clock::now();
+      StepStats stats = step.run(*strategy_, images, labels);
+      const double dt = seconds_since(t);
+      outcome_.train_seconds += dt;
+      if (!finite_step(stats)) {
+        std::ostringstream why;
+        why << "non-finite value at epoch " << epoch + 1 << " step " << state_.step_in_epoch + 1
+            << " (loss " << stats.loss << ", loss at w+eps " << stats.loss_perturbed
+            << ", grad norm " << stats.grad_norm << ")";
+        return fail(why.str());
+      }
+      sums.add(stats, lr, labels.size(0), dt);
+      outcome_.steps += 1;
+      if (stats.second_pass) outcome_.second_pass_steps += 1;
+      ++state_.step_in_epoch;
+      ++state_.global_step;
+      report_step(epoch, sums, stats.loss, lr);
+
+      if (stop_requested() && state_.step_in_epoch < steps_per_epoch_) {
+        if (!holds_run()) return taken_over();
+        sums.correct += static_cast<double>(step.take_correct());
+        state_.accumulators = sums.pack();
+        state_.perturbation_state = strategy_->state();
+        state_.epoch = epoch;
+        state_.elapsed_seconds = elapsed();
+        save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+        write_run_record(outcome_.result_path, record_);
+        return finish(RunStatus::interrupted);
+      }
+    }
+    sums.correct += static_cast<double>(step.take_correct());
+    return std::nullopt;
+  }
+
+  void report_step(std::int64_t epoch, const EpochSums& sums, double loss, double lr) {
+    const std::int64_t done = state_.global_step;
+    if (e_.train.eval_every_steps > 0 && done % e_.train.eval_every_steps == 0 &&
+        !e_.eval.empty()) {
+      std::map<std::string, BenchmarkMetrics> mid;
+      evaluate_all(mid);
+      if (options_.progress) options_.progress->on_evaluation(done, mid);
+    }
+    if (!options_.progress) return;
+    RunProgress p;
+    p.epoch = epoch + 1;
+    p.epochs = e_.train.epochs;
+    p.step = state_.step_in_epoch;
+    p.steps = steps_per_epoch_;
+    p.global_step = done;
+    p.loss = loss;
+    p.lr = lr;
+    p.images_per_second = sums.seen / sums.step_seconds;
+    p.eta_seconds = sums.step_seconds / sums.steps * static_cast<double>(total_steps_ - done);
+    options_.progress->on_step(p);
+  }
+
+  // The epoch's record (metrics, evaluation), then the result file and the checkpoint.
+  std::optional<RunOutcome> end_epoch(std::int64_t epoch, const EpochSums& sums) {
+    // The next epoch's first batches are prepared while this one is evaluated and saved.
+    if (epoch + 1 < e_.train.epochs) {
+      loader_->start_epoch(epoch + 1);
+      loading_epoch_ = epoch + 1;
+    }
+    EpochMetrics m;
+    m.epoch = epoch + 1;
+    m.lr = sums.last_lr;
+    m.loss = sums.loss / sums.steps;
+    m.perturbation_loss = sums.perturbation_loss / sums.second_pass_steps;  // NaN when none
+    m.loss_perturbed = sums.loss_perturbed / sums.second_pass_steps;
+    m.grad_norm = sums.grad_norm / sums.grad_norm_steps;
+    m.epsilon_norm = sums.epsilon_norm / sums.second_pass_steps;
+    m.second_pass_fraction = sums.second_pass_steps / sums.steps;
+    m.train_accuracy = sums.correct / sums.seen;
+    m.images_per_second = sums.seen / sums.step_seconds;
+    evaluate_all(m.benchmarks);
+    m.wall_time = elapsed();
+    record_.epochs.push_back(m);
+
+    // The result file first, then the checkpoint: a crash in between resumes from the older
+    // checkpoint and redoes (identically, on the CPU) the epoch the file already holds.
+    state_.epoch = epoch + 1;
+    state_.step_in_epoch = 0;
+    state_.accumulators.clear();
+    state_.perturbation_state = strategy_->state();
+    state_.elapsed_seconds = m.wall_time;
+    if (state_.epoch == e_.train.epochs) {
+      record_.status = "complete";
+      record_.attributes["end_time"] = utc_timestamp();
+    }
+    if (!holds_run()) return taken_over();
+    const auto save_start = Clock::now();
+    write_run_record(outcome_.result_path, record_);
+    save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    outcome_.save_seconds += seconds_since(save_start);
+    if (options_.progress) options_.progress->on_epoch(m, e_.train.epochs, strategy_->two_pass());
+
+    // Interrupted at an epoch's end: its checkpoint is already saved.
+    if (stop_requested() && state_.epoch < e_.train.epochs) return finish(RunStatus::interrupted);
+    return std::nullopt;
+  }
+
+  void evaluate_all(std::map<std::string, BenchmarkMetrics>& into) {
+    const auto t = Clock::now();
+    for (const auto& ev : e_.eval) {
+      auto r = evaluate(*backbone_, *shared_.verification[ev.name], e_.train.batch_size,
+                        c10::Device(device_name_));
       into[ev.name] = BenchmarkMetrics{r.accuracy, r.accuracy_std, r.threshold, r.tar_at_far};
     }
-    outcome.eval_seconds += seconds_since(t);
-  };
+    outcome_.eval_seconds += seconds_since(t);
+  }
 
-  const std::int64_t total_steps = e.train.epochs * steps_per_epoch;
-  std::int64_t last_log_step = state.global_step;
-  if (options.stop_after_steps == 0 && state.global_step < total_steps) {
-    // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
+  bool stop_requested() const {
+    return (options_.stop && options_.stop->load()) ||
+           (options_.stop_after_steps >= 0 && outcome_.steps >= options_.stop_after_steps);
+  }
+
+  // Another process may have taken the run over while this one was paused (a claim's heartbeat
+  // went stale): then it writes nothing more.
+  bool holds_run() const { return !options_.holds_run || options_.holds_run(); }
+
+  double elapsed() const { return elapsed_before_ + seconds_since(session_start_); }
+
+  RunOutcome finish(RunStatus status) {
+    if (status != RunStatus::complete && options_.progress) options_.progress->on_stop();
+    outcome_.status = status;
+    outcome_.total_seconds = seconds_since(run_start_);
+    return outcome_;
+  }
+
+  RunOutcome taken_over() { return finish(RunStatus::taken_over); }
+
+  RunOutcome fail(const std::string& why) {
     if (!holds_run()) return taken_over();
-    state.elapsed_seconds = elapsed();
-    save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
-    outcome.status = RunStatus::interrupted;
-    outcome.total_seconds = seconds_since(run_start);
-    return outcome;
+    record_.status = "failed";
+    record_.failure_reason = why;
+    record_.failed_step = state_.global_step;
+    record_.attributes["end_time"] = utc_timestamp();
+    write_run_record(outcome_.result_path, record_);
+    outcome_.reason = why;
+    RunOutcome out = finish(RunStatus::failed);
+    spdlog::error("{} {} failed at step {}: {}", tag_, label_, state_.global_step, why);
+    return out;
   }
-  try {
-    std::int64_t loading_epoch = -1;  // the epoch the loader is preparing
-    for (std::int64_t epoch = state.epoch; epoch < e.train.epochs; ++epoch) {
-      EpochSums sums = EpochSums::unpack(state.accumulators);
-      if (loading_epoch != epoch) loader.start_epoch(epoch, state.step_in_epoch);
-      while (auto batch = loader.next()) {
-        const double lr = learning_rate(e.train, epoch, state.step_in_epoch, steps_per_epoch);
-        set_learning_rate(*optimizer, lr);
-        step.set_progress(state.global_step, total_steps);
-        auto images = batch->images.to(device, /*non_blocking=*/true);
-        if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-        auto labels = batch->labels.to(device, /*non_blocking=*/true);
-        const auto t = Clock::now();
-        StepStats stats = step.run(*strategy, images, labels);
-        const double dt = seconds_since(t);
-        outcome.train_seconds += dt;
-        if (!finite_step(stats)) {
-          std::ostringstream why;
-          why << "non-finite value at epoch " << epoch + 1 << " step " << state.step_in_epoch + 1
-              << " (loss " << stats.loss << ", loss at w+eps " << stats.loss_perturbed
-              << ", grad norm " << stats.grad_norm << ")";
-          return fail(why.str());
-        }
-        sums.add(stats, lr, labels.size(0), dt);
-        outcome.steps += 1;
-        if (stats.second_pass) outcome.second_pass_steps += 1;
-        ++state.step_in_epoch;
-        ++state.global_step;
 
-        const std::int64_t done = state.global_step;
-        const double per_step = sums.step_seconds / sums.steps;
-        const double img_s = sums.seen / sums.step_seconds;
-        if (options.on_step)
-          options.on_step({epoch + 1, e.train.epochs, state.step_in_epoch, steps_per_epoch,
-                           stats.loss, img_s, per_step * static_cast<double>(total_steps - done)});
-        if (options.live_progress) {
-          std::fprintf(stdout,
-                       "\r%s %s | epoch %lld/%lld step %lld/%lld | loss %.4f | %.0f img/s | ETA %s   ",
-                       run_tag.c_str(), label.c_str(), static_cast<long long>(epoch + 1),
-                       static_cast<long long>(e.train.epochs),
-                       static_cast<long long>(state.step_in_epoch),
-                       static_cast<long long>(steps_per_epoch), stats.loss, img_s,
-                       format_duration(per_step * static_cast<double>(total_steps - done)).c_str());
-          std::fflush(stdout);
-        } else if (e.train.log_every_steps > 0 && done - last_log_step >= e.train.log_every_steps) {
-          last_log_step = done;
-          spdlog::info("{} {} epoch {}/{} step {}/{} loss {:.4f} lr {:.4g} {:.0f} img/s ETA {}",
-                       run_tag, label, epoch + 1, e.train.epochs, state.step_in_epoch,
-                       steps_per_epoch, stats.loss, lr, img_s,
-                       format_duration(per_step * static_cast<double>(total_steps - done)));
-        }
-        if (e.train.eval_every_steps > 0 && done % e.train.eval_every_steps == 0 && !e.eval.empty()) {
-          std::map<std::string, BenchmarkMetrics> mid;
-          evaluate_all(mid);
-          std::string line;
-          for (const auto& [name, m] : mid)
-            line += " " + name + " " + std::to_string(m.accuracy * 100).substr(0, 5) + "%";
-          spdlog::info("{} {} step {}:{}", run_tag, label, done, line);
-        }
-        const bool stop_now = (options.stop && options.stop->load()) ||
-                              (options.stop_after_steps >= 0 && outcome.steps >= options.stop_after_steps);
-        if (stop_now && state.step_in_epoch < steps_per_epoch) {
-          if (!holds_run()) return taken_over();
-          sums.correct += static_cast<double>(step.take_correct());
-          state.accumulators = sums.pack();
-          state.perturbation_state = strategy->state();
-          state.epoch = epoch;
-          state.elapsed_seconds = elapsed();
-          save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
-          write_run_record(outcome.result_path, record);
-          outcome.status = RunStatus::interrupted;
-          outcome.total_seconds = seconds_since(run_start);
-          if (options.live_progress) std::fprintf(stdout, "\n");
-          return outcome;
-        }
-      }
-      if (options.live_progress) std::fprintf(stdout, "\n");
-      sums.correct += static_cast<double>(step.take_correct());
-      // The next epoch's first batches are prepared while this one is evaluated and saved.
-      if (epoch + 1 < e.train.epochs) {
-        loader.start_epoch(epoch + 1);
-        loading_epoch = epoch + 1;
-      }
+  const Clock::time_point run_start_ = Clock::now();
+  const Experiment e_;
+  const Setup& setup_;
+  const RunSpec& run_;
+  GridResources& shared_;
+  const TrainerOptions& options_;
+  const std::string ckpt_, label_, tag_;
 
-      EpochMetrics m;
-      m.epoch = epoch + 1;
-      m.lr = sums.last_lr;
-      m.loss = sums.loss / sums.steps;
-      m.perturbation_loss = sums.perturbation_loss / sums.second_pass_steps;  // NaN when none
-      m.loss_perturbed = sums.loss_perturbed / sums.second_pass_steps;
-      m.grad_norm = sums.grad_norm / sums.grad_norm_steps;
-      m.epsilon_norm = sums.epsilon_norm / sums.second_pass_steps;
-      m.second_pass_fraction = sums.second_pass_steps / sums.steps;
-      m.train_accuracy = sums.correct / sums.seen;
-      m.images_per_second = sums.seen / sums.step_seconds;
-      evaluate_all(m.benchmarks);
-      m.wall_time = elapsed();
-      record.epochs.push_back(m);
+  RunOutcome outcome_;
+  RunRecord& record_ = outcome_.record;
+  std::optional<RunRecord> previous_;
+  std::string device_name_;
+  std::shared_ptr<Backbone> backbone_;
+  std::shared_ptr<MarginHead> head_;
+  std::shared_ptr<TrainSet> train_set_;
+  std::unique_ptr<Perturbation> strategy_;
+  DeviceModel model_;
+  std::unique_ptr<Loader> loader_;
+  std::int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  std::int64_t loading_epoch_ = -1;  // the epoch the loader is preparing
+  TrainingState state_;
+  double elapsed_before_ = 0;
+  Clock::time_point session_start_ = Clock::now();
+};
 
-      // The result file first, then the checkpoint: a crash in between resumes from the older
-      // checkpoint and redoes (identically, on the CPU) the epoch the file already holds.
-      state.epoch = epoch + 1;
-      state.step_in_epoch = 0;
-      state.accumulators.clear();
-      state.perturbation_state = strategy->state();
-      state.elapsed_seconds = m.wall_time;
-      if (state.epoch == e.train.epochs) {
-        record.status = "complete";
-        record.attributes["end_time"] = utc_timestamp();
-      }
-      if (!holds_run()) return taken_over();
-      const auto save_start = Clock::now();
-      write_run_record(outcome.result_path, record);
-      save_checkpoint(ckpt, state, *backbone, *head, *optimizer);
-      outcome.save_seconds += seconds_since(save_start);
+}  // namespace
 
-      std::string bench;
-      for (const auto& [name, b] : m.benchmarks) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, " %s %.2f%%", name.c_str(), b.accuracy * 100);
-        bench += buf;
-      }
-      char second_pass[48] = "";
-      if (strategy->two_pass()) {
-        std::snprintf(second_pass, sizeof second_pass, ", second pass on %.0f%% of steps",
-                      100 * m.second_pass_fraction);
-      }
-      spdlog::info("{} {} epoch {}/{}: loss {:.4f} train acc {:.2f}%{} ({:.0f} img/s{})", run_tag,
-                   label, epoch + 1, e.train.epochs, m.loss, m.train_accuracy * 100, bench,
-                   m.images_per_second, second_pass);
-      const bool stop_now = (options.stop && options.stop->load()) ||
-                            (options.stop_after_steps >= 0 && outcome.steps >= options.stop_after_steps);
-      if (stop_now && state.epoch < e.train.epochs) {
-        outcome.status = RunStatus::interrupted;  // the epoch's checkpoint is already saved
-        outcome.total_seconds = seconds_since(run_start);
-        return outcome;
-      }
-    }
-  } catch (const ConfigError&) {
-    throw;
-  } catch (const std::exception& err) {
-    return fail(err.what());
-  }
-  outcome.status = RunStatus::complete;
-  outcome.total_seconds = seconds_since(run_start);
-  return outcome;
+RunOutcome train_run(const Experiment& grid, const RunSpec& run, GridResources& shared,
+                     const TrainerOptions& options) {
+  return RunTraining(grid, run, shared, options).train();
 }
 
 }  // namespace flatface

@@ -12,6 +12,7 @@
 #include "flatface/dataset.hpp"
 #include "registry.hpp"
 #include "result_store.hpp"
+#include "train_progress.hpp"
 
 namespace flatface {
 
@@ -39,17 +40,9 @@ struct GridResources {
   std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;           // by seed
 };
 
-// Where a run stands after a training step, for a progress display.
-struct RunProgress {
-  std::int64_t epoch = 0, epochs = 0;  // the epoch in progress, 1-based
-  std::int64_t step = 0, steps = 0;    // the step of that epoch, 1-based
-  double loss = 0, images_per_second = 0, eta_seconds = 0;
-};
-
 struct TrainerOptions {
   std::size_t run_index = 0;  // k of N, for progress lines
   std::size_t run_count = 1;
-  bool live_progress = false;  // a terminal: one updating line; else periodic log lines
   const std::atomic<bool>* stop = nullptr;  // set by Ctrl-C: stop after the current step and save
   int threads = 1;
   // Train a failed run again (from its last checkpoint) instead of skipping it.
@@ -58,8 +51,8 @@ struct TrainerOptions {
   // point, e.g. the [model] init weights, without training); for time-boxed sessions and for
   // tests of resume.
   std::int64_t stop_after_steps = -1;
-  // Called after every training step; may be empty.
-  std::function<void(const RunProgress&)> on_step;
+  // Told of every step, mid-epoch evaluation and epoch (e.g. a ConsoleProgress); may be null.
+  TrainCallback* progress = nullptr;
   // Asked before every write to the run's files: false when this process no longer holds the run
   // (its claim was taken over); the run then stops without writing. Empty: always held.
   std::function<bool()> holds_run;
