@@ -16,6 +16,9 @@
 
 #include "checkpoint.hpp"
 #include "device_model.hpp"
+#include "distributed/communicator.hpp"
+#include "distributed/model_sync.hpp"
+#include "distributed/run_ranks.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
 #include "flatface/torch_compat.hpp"
@@ -152,7 +155,9 @@ class RunTraining {
         ckpt_(checkpoint_path(e_, run)),
         label_(describe_run(e_, run)),
         tag_("[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) +
-             "]") {
+             "]"),
+        run_ranks_(options.ranks),
+        gate_(options.ranks, "run/" + run.id + "/" + std::to_string(sessions_++)) {
     outcome_.result_path = result_path(e_, run);
   }
 
@@ -161,9 +166,12 @@ class RunTraining {
     if (auto done = settled_by_file()) return *done;
     set_up();
     if (previous_ && fs::exists(ckpt_)) resume();
+    // Every rank starts from rank 0's weights (and BN, head statistics).
+    distributed::broadcast_modules(options_.ranks, {backbone_.get(), head_.get()});
     if (!holds_run()) return taken_over();
-    write_run_record(outcome_.result_path, record_);
+    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
     session_start_ = Clock::now();
+    allreduce_before_ = options_.ranks ? options_.ranks->all_reduce_seconds() : 0;
 
     if (steps_per_epoch_ == 0) {
       return fail("the training set has " + std::to_string(train_set_->size()) +
@@ -173,7 +181,7 @@ class RunTraining {
       // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
       if (!holds_run()) return taken_over();
       state_.elapsed_seconds = elapsed();
-      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+      if (gate_.leader()) save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
       return finish(RunStatus::interrupted);
     }
     try {
@@ -184,6 +192,8 @@ class RunTraining {
       }
     } catch (const ConfigError&) {
       throw;
+    } catch (const distributed::RankLostError&) {
+      throw;  // not the run's failure: its files stay as last saved, and it resumes
     } catch (const std::exception& err) {
       return fail(err.what());
     }
@@ -233,6 +243,15 @@ class RunTraining {
       outcome_.eval_seconds += seconds_since(t);
     }
     model_ = place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device);
+    const int rank = options_.ranks ? options_.ranks->rank() : 0;
+    const int world = options_.ranks ? options_.ranks->world_size() : 1;
+    // train.batch_size is the global batch; this rank trains on its rows of each.
+    const auto [share_begin, share_end] = batch_share(e_.train.batch_size, rank, world);
+    if (options_.ranks)
+      model_.step->set_data_parallel(options_.ranks,
+                                     static_cast<double>(share_end - share_begin) /
+                                         static_cast<double>(e_.train.batch_size),
+                                     setup_.epsilon == "global");
 
     LoaderOptions lo;
     lo.batch_size = e_.train.batch_size;
@@ -242,6 +261,8 @@ class RunTraining {
     lo.seed = static_cast<std::uint64_t>(run_.seed);
     lo.flip = e_.train.flip;
     lo.pin_memory = device.is_cuda();
+    lo.share_begin = share_begin;
+    lo.share_end = share_end;
     loader_ = std::make_unique<Loader>(train_set_, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
     total_steps_ = e_.train.epochs * steps_per_epoch_;
@@ -265,6 +286,7 @@ class RunTraining {
         {"start_time", utc_timestamp()},
         {"end_time", ""},
     };
+    if (world > 1) record_.attributes["data_parallel_ranks"] = std::to_string(world);
     // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
     for (const auto& v : run_.swept) record_.attributes["sweep." + v.key] = format_value(v.value);
     for (const auto& ev : e_.eval) record_.benchmark_names.push_back(ev.name);
@@ -313,22 +335,25 @@ class RunTraining {
             << ", grad norm " << stats.grad_norm << ")";
         return fail(why.str());
       }
-      sums.add(stats, lr, labels.size(0), dt);
+      // Statistics and counts are the global batch's (TrainStep reduces them over the ranks).
+      sums.add(stats, lr, options_.ranks ? e_.train.batch_size : labels.size(0), dt);
       outcome_.steps += 1;
       if (stats.second_pass) outcome_.second_pass_steps += 1;
       ++state_.step_in_epoch;
       ++state_.global_step;
       report_step(epoch, sums, stats.loss, lr);
 
-      if (stop_requested() && state_.step_in_epoch < steps_per_epoch_) {
+      if (agreed_stop() && state_.step_in_epoch < steps_per_epoch_) {
         if (!holds_run()) return taken_over();
         sums.correct += static_cast<double>(step.take_correct());
         state_.accumulators = sums.pack();
         state_.perturbation_state = strategy_->state();
         state_.epoch = epoch;
         state_.elapsed_seconds = elapsed();
-        save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
-        write_run_record(outcome_.result_path, record_);
+        if (gate_.leader()) {
+          save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+          write_run_record(outcome_.result_path, record_);
+        }
         return finish(RunStatus::interrupted);
       }
     }
@@ -342,7 +367,8 @@ class RunTraining {
         !e_.eval.empty()) {
       std::map<std::string, BenchmarkMetrics> mid;
       evaluate_all(mid);
-      if (options_.progress) options_.progress->on_evaluation(done, mid);
+      gate_.pass("evaluated");
+      if (options_.progress && gate_.leader()) options_.progress->on_evaluation(done, mid);
     }
     if (!options_.progress) return;
     RunProgress p;
@@ -393,17 +419,24 @@ class RunTraining {
     }
     if (!holds_run()) return taken_over();
     const auto save_start = Clock::now();
-    write_run_record(outcome_.result_path, record_);
-    save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    if (gate_.leader()) {
+      write_run_record(outcome_.result_path, record_);
+      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    }
+    // The other ranks go on once rank 0 has evaluated and saved (which may take longer than a
+    // collective's timeout).
+    gate_.pass("saved");
     outcome_.save_seconds += seconds_since(save_start);
     if (options_.progress) options_.progress->on_epoch(m, e_.train.epochs, strategy_->two_pass());
 
     // Interrupted at an epoch's end: its checkpoint is already saved.
-    if (stop_requested() && state_.epoch < e_.train.epochs) return finish(RunStatus::interrupted);
+    if (agreed_stop() && state_.epoch < e_.train.epochs) return finish(RunStatus::interrupted);
     return std::nullopt;
   }
 
+  // Rank 0 alone evaluates (with its BN statistics, the ones it saves).
   void evaluate_all(std::map<std::string, BenchmarkMetrics>& into) {
+    if (!gate_.leader()) return;
     const auto t = Clock::now();
     for (const auto& ev : e_.eval) {
       auto r = evaluate(*backbone_, *shared_.verification[ev.name], e_.train.batch_size,
@@ -417,6 +450,8 @@ class RunTraining {
     return (options_.stop && options_.stop->load()) ||
            (options_.stop_after_steps >= 0 && outcome_.steps >= options_.stop_after_steps);
   }
+  // The ranks stop together, at the first step where any of them was asked to.
+  bool agreed_stop() const { return distributed::agree_to_stop(options_.ranks, stop_requested()); }
 
   // Another process may have taken the run over while this one was paused (a claim's heartbeat
   // went stale): then it writes nothing more.
@@ -426,6 +461,12 @@ class RunTraining {
 
   RunOutcome finish(RunStatus status) {
     if (status != RunStatus::complete && options_.progress) options_.progress->on_stop();
+    if (options_.ranks && outcome_.train_seconds > 0) {
+      const double seconds = options_.ranks->all_reduce_seconds() - allreduce_before_;
+      spdlog::info("{} {}: {:.1f} s of {:.1f} s of training steps in all-reduce ({:.1f}%)", tag_,
+                   label_, seconds, outcome_.train_seconds,
+                   100 * seconds / outcome_.train_seconds);
+    }
     outcome_.status = status;
     outcome_.total_seconds = seconds_since(run_start_);
     return outcome_;
@@ -439,7 +480,7 @@ class RunTraining {
     record_.failure_reason = why;
     record_.failed_step = state_.global_step;
     record_.attributes["end_time"] = utc_timestamp();
-    write_run_record(outcome_.result_path, record_);
+    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
     outcome_.reason = why;
     RunOutcome out = finish(RunStatus::failed);
     spdlog::error("{} {} failed at step {}: {}", tag_, label_, state_.global_step, why);
@@ -469,6 +510,11 @@ class RunTraining {
   TrainingState state_;
   double elapsed_before_ = 0;
   Clock::time_point session_start_ = Clock::now();
+  // Data-parallel: the SDK's collectives see this run's ranks; rank 0 leads.
+  distributed::RunRanks run_ranks_;
+  distributed::LeaderGate gate_;
+  double allreduce_before_ = 0;  // the communicator's all-reduce seconds when the session began
+  static inline long sessions_ = 0;  // numbers the gates' keys (the same on every rank)
 };
 
 }  // namespace

@@ -1,0 +1,194 @@
+// `flatface run` on data-parallel ranks: --nproc 2 trains a tiny grid to a complete report with
+// the numbers of one process, a kill -9 of one rank stops the other within the collective timeout
+// naming the lost rank, and the run then resumes (also with another number of ranks) to the result
+// of an uninterrupted one.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <thread>
+
+#include "catch_compat.hpp"
+#include "cli_test_support.hpp"
+#include "distributed/local_ranks.hpp"
+
+using namespace flatface::testing;
+using catch_compat::Contains;
+
+namespace {
+
+const std::string toy_plugins = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good";
+
+// BN-free toy backbone, the real SAM: two ranks take one process's steps.
+std::string grid(const std::string& output, int epochs, int images) {
+  return "[experiment]\nname = \"dist\"\nseeds = [0]\noutput = \"" + output +
+         "\"\n[plugins]\npaths = [\"" + toy_plugins +
+         "\"]\n[data]\ntrain = { plugin = \"test-toy-data\", classes = 3, images = " +
+         std::to_string(images) +
+         " }\neval = [{ name = \"toy\", plugin = \"test-toy-data\", pairs = 20 }]\n"
+         "[model]\nbackbone = { plugin = \"test-toy-backbone\", embedding = 4 }\n"
+         "[train]\nepochs = " +
+         std::to_string(epochs) +
+         "\nbatch_size = 6\nlr = 0.05\n"
+         "[[setup]]\nname = \"sam\"\nhead = { plugin = \"test-toy-head\", s = 8.0 }\n"
+         "perturbation = { plugin = \"sam\", rho = 0.1 }\n";
+}
+
+// The run in `folder`: its status, then every epoch's losses and accuracies by dataset name
+// (wall time and images/s left out).
+struct Metrics {
+  std::string status;
+  std::map<std::string, std::vector<double>> series;
+};
+Metrics metrics(const std::string& folder) {
+  const std::string script =
+      "import h5py,glob,sys\n"
+      "f=h5py.File(glob.glob(sys.argv[1]+'/*.h5')[0],'r')\n"
+      "s=f.attrs['status']\n"
+      "print(s.decode() if isinstance(s,bytes) else s)\n"
+      "def walk(g,p):\n"
+      "  for k in sorted(g.keys()):\n"
+      "    d=g[k]\n"
+      "    if isinstance(d,h5py.Group): walk(d,p+k+'/'); continue\n"
+      "    if ('loss' in k or 'accuracy' in k) and d.dtype.kind=='f':\n"
+      "      print(p+k,' '.join(repr(float(v)) for v in d[()].ravel()))\n"
+      "walk(f,'')\n";
+  auto r = shell("'" + std::string(FLATFACE_PYTHON) + "' -c \"" + script + "\" " + folder);
+  CATCH_INFO(r.out);
+  CATCH_REQUIRE(r.code == 0);
+  std::istringstream in(r.out);
+  Metrics m;
+  std::getline(in, m.status);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    fields >> key;
+    double v;
+    while (fields >> v) m.series[key].push_back(v);
+  }
+  return m;
+}
+
+// Equal series, to `tolerance` (NaN equals NaN: a statistic neither computed).
+void check_same(const Metrics& a, const Metrics& b, double tolerance) {
+  CATCH_CHECK(a.status == b.status);
+  CATCH_REQUIRE(a.series.size() == b.series.size());
+  CATCH_CHECK(!a.series.empty());
+  for (const auto& [key, values] : a.series) {
+    CATCH_INFO(key);
+    const auto& other = b.series.at(key);
+    CATCH_REQUIRE(values.size() == other.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (std::isnan(values[i]) && std::isnan(other[i])) continue;
+      CATCH_CHECK(std::abs(values[i] - other[i]) <= tolerance);
+    }
+  }
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("--nproc 2 trains a tiny grid to a complete report with one process's numbers") {
+  TempDir dir("dist-nproc");
+  const auto one = dir.write("one.toml", grid(dir / "one", 2, 24));
+  const auto two = dir.write("two.toml", grid(dir / "two", 2, 24));
+  auto a = run_cli("run " + one + " --threads 1");
+  CATCH_REQUIRE(a.code == 0);
+  auto b = run_cli("run " + two + " --threads 1 --nproc 2");
+  CATCH_INFO(b.out);
+  CATCH_REQUIRE(b.code == 0);
+  CATCH_CHECK_THAT(b.out, Contains("rank 0 of 2"));
+  auto report = run_cli("report " + (dir / "two"));
+  CATCH_CHECK(report.code == 0);
+  CATCH_CHECK_THAT(report.out, Contains("sam"));
+  const Metrics m = metrics(dir / "two");
+  CATCH_CHECK(m.status == "complete");
+  check_same(m, metrics(dir / "one"), 1e-5);
+}
+
+CATCH_TEST_CASE("kill -9 of one rank stops the other naming it; the run then resumes") {
+  TempDir dir("dist-kill");
+  const auto killed = dir.write("killed.toml", grid(dir / "killed", 200, 60));
+  const auto whole = dir.write("whole.toml", grid(dir / "whole", 200, 60));
+  const std::string port = std::to_string(flatface::distributed::free_local_port());
+  // Two ranks as srun or a second machine would start them: rank 0's output in a file.
+  auto start_rank = [&](int rank) {
+    std::fflush(nullptr);  // the child must not print this process's buffered output again
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("WORLD_SIZE", "2", 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", port.c_str(), 1);
+      const std::string log = dir / ("rank" + std::to_string(rank) + ".log");
+      std::freopen(log.c_str(), "w", stdout);
+      std::freopen(log.c_str(), "a", stderr);
+      ::execl(FLATFACE_CLI, FLATFACE_CLI, "run", killed.c_str(), "--threads", "1",
+              "--dist-timeout", "20", "--no-report", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    return pid;
+  };
+  const pid_t r0 = start_rank(0), r1 = start_rank(1);
+  // Wait until a few epochs are saved, then kill rank 1 in the middle of the run.
+  const auto checkpoints = std::filesystem::path(dir / "killed") / "checkpoints";
+  for (int k = 0; k < 600 && !std::filesystem::exists(checkpoints); ++k)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CATCH_REQUIRE(::kill(r1, SIGKILL) == 0);
+  ::waitpid(r1, nullptr, 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  int status = 0;
+  pid_t done = 0;
+  while ((done = ::waitpid(r0, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (done == 0) {
+    ::kill(r0, SIGKILL);
+    ::waitpid(r0, nullptr, 0);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  std::ifstream log(dir / "rank0.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CATCH_INFO(text);
+  CATCH_REQUIRE(done == r0);
+  CATCH_CHECK(WIFEXITED(status));
+  CATCH_CHECK(WEXITSTATUS(status) != 0);
+  CATCH_CHECK(seconds < 20 + 10);  // within the collective timeout (and the diagnosis)
+  CATCH_CHECK_THAT(text, Contains("rank 1 of 2 lost"));
+  std::printf("rank 0, %.1f s after rank 1 was killed:\n%s\n", seconds,
+              text.substr(text.size() > 600 ? text.size() - 600 : 0).c_str());
+  CATCH_CHECK(metrics(dir / "killed").status == "running");  // resumable, not failed
+
+  // Resumed with 2 ranks, the run ends where an uninterrupted one does.
+  auto resumed = run_cli("run " + killed + " --threads 1 --nproc 2 --no-report");
+  CATCH_INFO(resumed.out);
+  CATCH_REQUIRE(resumed.code == 0);
+  CATCH_CHECK_THAT(resumed.out, Contains("resuming"));
+  auto uninterrupted = run_cli("run " + whole + " --threads 1 --nproc 2 --no-report");
+  CATCH_REQUIRE(uninterrupted.code == 0);
+  check_same(metrics(dir / "killed"), metrics(dir / "whole"), 1e-6);
+}
+
+CATCH_TEST_CASE("a run saved mid-epoch by 2 ranks resumes in 1 process to the same result") {
+  TempDir dir("dist-resize");
+  const auto split = dir.write("split.toml", grid(dir / "split", 3, 24));
+  const auto whole = dir.write("whole.toml", grid(dir / "whole", 3, 24));
+  auto first = run_cli("run " + split + " --threads 1 --nproc 2 --stop-after-steps 5 --no-report");
+  CATCH_INFO(first.out);
+  CATCH_REQUIRE(first.code == 130);
+  auto rest = run_cli("run " + split + " --threads 1 --no-report");
+  CATCH_REQUIRE(rest.code == 0);
+  auto one = run_cli("run " + whole + " --threads 1 --no-report");
+  CATCH_REQUIRE(one.code == 0);
+  check_same(metrics(dir / "split"), metrics(dir / "whole"), 1e-5);
+}
