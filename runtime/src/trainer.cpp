@@ -171,7 +171,6 @@ class RunTraining {
     if (!holds_run()) return taken_over();
     if (gate_.leader()) write_run_record(outcome_.result_path, record_);
     session_start_ = Clock::now();
-    allreduce_before_ = options_.ranks ? options_.ranks->all_reduce_seconds() : 0;
 
     if (steps_per_epoch_ == 0) {
       return fail("the training set has " + std::to_string(train_set_->size()) +
@@ -325,8 +324,10 @@ class RunTraining {
       if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
       auto labels = batch->labels.to(device, /*non_blocking=*/true);
       const auto t = Clock::now();
+      const double allreduce_before = options_.ranks ? options_.ranks->all_reduce_seconds() : 0;
       StepStats stats = step.run(*strategy_, images, labels);
       const double dt = seconds_since(t);
+      if (options_.ranks) step_allreduce_seconds_ += options_.ranks->all_reduce_seconds() - allreduce_before;
       outcome_.train_seconds += dt;
       if (!finite_step(stats)) {
         std::ostringstream why;
@@ -462,10 +463,9 @@ class RunTraining {
   RunOutcome finish(RunStatus status) {
     if (status != RunStatus::complete && options_.progress) options_.progress->on_stop();
     if (options_.ranks && outcome_.train_seconds > 0) {
-      const double seconds = options_.ranks->all_reduce_seconds() - allreduce_before_;
-      spdlog::info("{} {}: {:.1f} s of {:.1f} s of training steps in all-reduce ({:.1f}%)", tag_,
-                   label_, seconds, outcome_.train_seconds,
-                   100 * seconds / outcome_.train_seconds);
+      spdlog::info("{} {}: {:.2f} s of {:.2f} s of training steps in all-reduce ({:.1f}%)", tag_,
+                   label_, step_allreduce_seconds_, outcome_.train_seconds,
+                   100 * step_allreduce_seconds_ / outcome_.train_seconds);
     }
     outcome_.status = status;
     outcome_.total_seconds = seconds_since(run_start_);
@@ -513,7 +513,7 @@ class RunTraining {
   // Data-parallel: the SDK's collectives see this run's ranks; rank 0 leads.
   distributed::RunRanks run_ranks_;
   distributed::LeaderGate gate_;
-  double allreduce_before_ = 0;  // the communicator's all-reduce seconds when the session began
+  double step_allreduce_seconds_ = 0;  // inside training steps, waiting for other ranks included
   static inline long sessions_ = 0;  // numbers the gates' keys (the same on every rank)
 };
 
