@@ -45,42 +45,50 @@ std::string first_slurm_host(const std::string& nodelist) {
   return prefix + range.substr(0, end) + suffix_after;
 }
 
+// The variables each launcher sets, in the order they are looked for.
+struct LauncherVariables {
+  const char* source;
+  const char* world;
+  const char* rank;
+  const char* local_rank;
+};
+constexpr LauncherVariables kLaunchers[] = {
+    {"torchrun", "WORLD_SIZE", "RANK", "LOCAL_RANK"},
+    {"slurm", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"},
+};
+
 std::optional<LaunchEnv> launch_from_environment(const EnvLookup& getenv) {
   LaunchEnv env;
   const int max_int = std::numeric_limits<int>::max();
-  if (auto world = getenv("WORLD_SIZE")) {
-    env.source = "torchrun";
-    env.world_size = static_cast<int>(parse_number("WORLD_SIZE", *world, 1, max_int));
-    auto rank = getenv("RANK");
-    if (!rank) throw ConfigError("WORLD_SIZE is set but RANK is not (a torchrun-style launch)");
-    env.rank = static_cast<int>(parse_number("RANK", *rank, 0, env.world_size - 1));
-    auto local = getenv("LOCAL_RANK");
-    env.local_rank = local ? static_cast<int>(parse_number("LOCAL_RANK", *local, 0, max_int)) : 0;
-    if (auto addr = getenv("MASTER_ADDR")) env.master_addr = *addr;
-    auto agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
-    if (agent && *agent == "True") {
-      env.agent_store = true;
-      auto attempt = getenv("TORCHELASTIC_RESTART_COUNT");
-      env.store_prefix = "/worker/attempt_" + (attempt ? *attempt : std::string("0")) + "/";
-    }
-  } else if (auto tasks = getenv("SLURM_NTASKS")) {
-    env.source = "slurm";
-    env.world_size = static_cast<int>(parse_number("SLURM_NTASKS", *tasks, 1, max_int));
-    auto rank = getenv("SLURM_PROCID");
-    if (!rank) throw ConfigError("SLURM_NTASKS is set but SLURM_PROCID is not");
-    env.rank = static_cast<int>(parse_number("SLURM_PROCID", *rank, 0, env.world_size - 1));
-    auto local = getenv("SLURM_LOCALID");
-    env.local_rank = local ? static_cast<int>(parse_number("SLURM_LOCALID", *local, 0, max_int)) : 0;
-    if (auto addr = getenv("MASTER_ADDR")) {
-      env.master_addr = *addr;
-    } else if (auto nodes = getenv("SLURM_JOB_NODELIST")) {
-      env.master_addr = first_slurm_host(*nodes);
-    } else if (env.world_size > 1) {
+  const LauncherVariables* launcher = nullptr;
+  for (const auto& l : kLaunchers) {
+    auto world = getenv(l.world);
+    if (!world) continue;
+    launcher = &l;
+    env.source = l.source;
+    env.world_size = static_cast<int>(parse_number(l.world, *world, 1, max_int));
+    auto rank = getenv(l.rank);
+    if (!rank) throw ConfigError(std::string(l.world) + " is set but " + l.rank + " is not");
+    env.rank = static_cast<int>(parse_number(l.rank, *rank, 0, env.world_size - 1));
+    auto local = getenv(l.local_rank);
+    env.local_rank = local ? static_cast<int>(parse_number(l.local_rank, *local, 0, max_int)) : 0;
+    break;
+  }
+  if (!launcher) return std::nullopt;
+  if (auto addr = getenv("MASTER_ADDR")) {
+    env.master_addr = *addr;
+  } else if (env.source == "slurm") {
+    auto nodes = getenv("SLURM_JOB_NODELIST");
+    if (!nodes && env.world_size > 1)
       throw ConfigError("a Slurm launch of " + std::to_string(env.world_size) +
                         " tasks without SLURM_JOB_NODELIST or MASTER_ADDR: cannot find rank 0");
-    }
-  } else {
-    return std::nullopt;
+    if (nodes) env.master_addr = first_slurm_host(*nodes);
+  }
+  auto agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+  if (env.source == "torchrun" && agent && *agent == "True") {
+    env.agent_store = true;
+    auto attempt = getenv("TORCHELASTIC_RESTART_COUNT");
+    env.store_prefix = "/worker/attempt_" + (attempt ? *attempt : std::string("0")) + "/";
   }
   if (auto port = getenv("MASTER_PORT"))
     env.master_port = static_cast<std::uint16_t>(parse_number("MASTER_PORT", *port, 1, 65535));
