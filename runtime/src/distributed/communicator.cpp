@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
 #include <atomic>
+#include <exception>
 #include <map>
 #include <thread>
 #include <tuple>
@@ -111,7 +112,9 @@ Communicator::~Communicator() {
   // Rank 0 keeps serving the store until every other rank has said it leaves; a lost rank ends
   // the wait at the timeout, and nothing is thrown from here.
   try {
-    if (broken_) throw RankLostError("a rank was lost");
+    // A lost rank, or this rank leaving on an error: the others learn it from the closed
+    // connections and heartbeats; waiting for them here would only delay them.
+    if (broken_ || std::uncaught_exceptions() > 0) throw RankLostError("not waiting");
     rendezvous("exit");
     if (env_.rank != 0) {
       impl_->store->set("left/" + std::to_string(env_.rank), bytes_of("1"));
