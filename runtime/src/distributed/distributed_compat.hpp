@@ -3,6 +3,12 @@
 // which carries the same collective calls. Private to the runtime (plugins never see c10d).
 #pragma once
 
+// The c10d headers hide Gloo behind USE_C10D_GLOO, which Debian's libtorch package defines for
+// its users and a pip wheel's CMake package may not; every Linux libtorch is built with Gloo.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
