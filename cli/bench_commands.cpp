@@ -17,6 +17,7 @@
 #include "factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
+#include "json_text.hpp"
 #include "trainer.hpp"
 
 namespace flatface::cli {
@@ -40,32 +41,9 @@ bool skipped(const BenchArgs& a, const std::string& part) {
 
 // ---- a small JSON writer -------------------------------------------------------------------
 
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
+// Timings and ratios to 6 significant digits.
 std::string number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+  return json_number(v, 6);
 }
 
 std::string scalar_json(const Options::Scalar& v) {
@@ -75,7 +53,7 @@ std::string scalar_json(const Options::Scalar& v) {
         if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
         if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(x);
         if constexpr (std::is_same_v<T, double>) return number(x);
-        if constexpr (std::is_same_v<T, std::string>) return quoted(x);
+        if constexpr (std::is_same_v<T, std::string>) return json_quoted(x);
       },
       v);
 }
@@ -83,11 +61,11 @@ std::string scalar_json(const Options::Scalar& v) {
 // {"plugin": NAME, key: value, ...} of a plugin reference.
 std::string plugin_json(const std::string& plugin, const Options& options,
                         const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-  std::string out = "{\"plugin\": " + quoted(plugin);
+  std::string out = "{\"plugin\": " + json_quoted(plugin);
   for (const auto& key : options.keys()) {
     if (key == "plugin" || key == "bn_second_pass" || key == "epsilon") continue;
     const auto* v = options.find(key);
-    out += ", " + quoted(key) + ": ";
+    out += ", " + json_quoted(key) + ": ";
     if (const auto* list = std::get_if<std::vector<Options::Scalar>>(&v->data)) {
       out += "[";
       for (std::size_t i = 0; i < list->size(); ++i) out += (i ? ", " : "") + scalar_json((*list)[i]);
@@ -101,7 +79,7 @@ std::string plugin_json(const std::string& plugin, const Options& options,
           v->data);
     }
   }
-  for (const auto& [k, v] : extra) out += ", " + quoted(k) + ": " + v;
+  for (const auto& [k, v] : extra) out += ", " + json_quoted(k) + ": " + v;
   return out + "}";
 }
 
@@ -142,10 +120,10 @@ int bench(const Globals& g, BenchArgs& args) {
   const bool cuda = resolve_device(e.device).rfind("cuda", 0) == 0;
 
   std::ostringstream json;
-  json << "{\n  \"tool\": \"flatface\",\n  \"version\": " << quoted(FLATFACE_VERSION_STRING)
-       << ",\n  \"torch_version\": " << quoted(torch_version_string())
-       << ",\n  \"date\": " << quoted(utc_timestamp()) << ",\n  \"machine\": " << quoted(machine_text())
-       << ",\n  \"experiment\": " << quoted(e.file);
+  json << "{\n  \"tool\": \"flatface\",\n  \"version\": " << json_quoted(FLATFACE_VERSION_STRING)
+       << ",\n  \"torch_version\": " << json_quoted(torch_version_string())
+       << ",\n  \"date\": " << json_quoted(utc_timestamp()) << ",\n  \"machine\": " << json_quoted(machine_text())
+       << ",\n  \"experiment\": " << json_quoted(e.file);
 
   StepBench steps;
   if (!skipped(args, "step")) {
@@ -172,9 +150,9 @@ int bench(const Globals& g, BenchArgs& args) {
     }
 
     // The settings bench/baseline.py needs to run the same steps.
-    json << ",\n  \"config\": {\"device\": " << quoted(steps.device) << ", \"threads\": " << threads
+    json << ",\n  \"config\": {\"device\": " << json_quoted(steps.device) << ", \"threads\": " << threads
          << ", \"batch_size\": " << steps.batch_size << ", \"classes\": " << steps.classes
-         << ", \"precision\": " << quoted(e.train.precision) << ", \"steps\": " << args.step.steps
+         << ", \"precision\": " << json_quoted(e.train.precision) << ", \"steps\": " << args.step.steps
          << ", \"warmup\": " << args.step.warmup << ", \"seed\": " << args.step.seed
          << ",\n    \"backbone\": " << plugin_json(e.backbone.plugin, e.backbone.options)
          << ",\n    \"input\": " << steps.input_size << ", \"train\": {\"lr\": " << number(e.train.lr)
@@ -188,17 +166,17 @@ int bench(const Globals& g, BenchArgs& args) {
       run.swept = steps.steps[i].swept;
       const Experiment measured = run_experiment(e, run);
       const Setup& s = measured.setups[run.setup];
-      json << (i ? ",\n" : "\n") << "      {\"name\": " << quoted(s.name)
+      json << (i ? ",\n" : "\n") << "      {\"name\": " << json_quoted(s.name)
            << ", \"head\": " << plugin_json(s.head.plugin, s.head.options) << ", \"perturbation\": "
            << plugin_json(s.perturbation.plugin, perturbation_options(measured, run),
-                          {{"bn_second_pass", quoted(s.bn_second_pass)}})
+                          {{"bn_second_pass", json_quoted(s.bn_second_pass)}})
            << "}";
     }
     json << "]},\n  \"parameters\": " << steps.parameters << ",\n  \"steps\": [";
     for (std::size_t i = 0; i < steps.steps.size(); ++i) {
       const auto& s = steps.steps[i];
-      json << (i ? ",\n" : "\n") << "    {\"setup\": " << quoted(s.setup)
-           << ", \"head\": " << quoted(s.head) << ", \"perturbation\": " << quoted(s.perturbation)
+      json << (i ? ",\n" : "\n") << "    {\"setup\": " << json_quoted(s.setup)
+           << ", \"head\": " << json_quoted(s.head) << ", \"perturbation\": " << json_quoted(s.perturbation)
            << ", \"two_pass\": " << (s.two_pass ? "true" : "false")
            << ", \"median_ms\": " << number(s.ms.median) << ", \"p10_ms\": " << number(s.ms.p10)
            << ", \"p90_ms\": " << number(s.ms.p90) << ", \"min_ms\": " << number(s.ms.min)
@@ -247,8 +225,8 @@ int bench(const Globals& g, BenchArgs& args) {
         std::printf("%-48s %8d %10.0f %10s\n", label.c_str(), t, l.images_per_second,
                     comparable ? number(l.images_per_second / consumed).substr(0, 5).c_str()
                                : "-");
-        json << (first ? "\n" : ",\n") << "    {\"dataset\": " << quoted(data->describe())
-             << ", \"plugin\": " << quoted(name) << ", \"threads\": " << t
+        json << (first ? "\n" : ",\n") << "    {\"dataset\": " << json_quoted(data->describe())
+             << ", \"plugin\": " << json_quoted(name) << ", \"threads\": " << t
              << ", \"images\": " << l.images << ", \"seconds\": " << number(l.seconds)
              << ", \"images_per_second\": " << number(l.images_per_second)
              << ", \"ratio_to_plain_step\": "
@@ -274,7 +252,7 @@ int bench(const Globals& g, BenchArgs& args) {
                                 args.eval_repeats);
       std::printf("%-24s %8zu %10.3f %10.0f\n", t.benchmark.c_str(), t.pairs, t.seconds.median,
                   t.pairs_per_second);
-      json << (i ? ",\n" : "\n") << "    {\"benchmark\": " << quoted(t.benchmark)
+      json << (i ? ",\n" : "\n") << "    {\"benchmark\": " << json_quoted(t.benchmark)
            << ", \"pairs\": " << t.pairs << ", \"median_seconds\": " << number(t.seconds.median)
            << ", \"pairs_per_second\": " << number(t.pairs_per_second) << "}";
     }
@@ -293,7 +271,7 @@ int bench(const Globals& g, BenchArgs& args) {
     std::printf("%-26s %10lld %12.4g %10.2f %12.1f %14.1f\n", l.setup.c_str(),
                 static_cast<long long>(l.iterations), l.eigenvalue, l.seconds, l.product_ms,
                 l.steps_per_estimate);
-    json << ",\n  \"lambda_max\": {\"setup\": " << quoted(l.setup)
+    json << ",\n  \"lambda_max\": {\"setup\": " << json_quoted(l.setup)
          << ", \"products\": " << l.iterations << ", \"eigenvalue\": " << number(l.eigenvalue)
          << ", \"seconds\": " << number(l.seconds)
          << ", \"step_median_ms\": " << number(l.step_ms.median)

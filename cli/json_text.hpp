@@ -1,4 +1,4 @@
-// JSON strings and numbers for the commands that print JSON (plan, status).
+// JSON strings and numbers for the commands that print JSON (plan, status, bench).
 #pragma once
 
 #include <cmath>
@@ -36,11 +36,11 @@ inline std::string json_quoted(const std::string& s) {
   return out + "\"";
 }
 
-// NaN and infinities are null.
-inline std::string json_number(double v) {
+// `digits` significant digits; NaN and infinities are null.
+inline std::string json_number(double v, int digits = 10) {
   if (!std::isfinite(v)) return "null";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
 }
 

@@ -94,10 +94,13 @@ std::string completion_message(const RunOutcome& out) {
   char buf[224];
   int n = std::snprintf(buf, sizeof buf, "done in %.0fs", out.total_seconds);
   if (out.steps > 0) {
-    n += std::snprintf(
-        buf + n, sizeof buf - static_cast<std::size_t>(n), ", %.1f ms/step (second pass on %.0f%% of steps)",
-        1e3 * out.train_seconds / static_cast<double>(out.steps),
-        100.0 * static_cast<double>(out.second_pass_steps) / static_cast<double>(out.steps));
+    n += std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n), ", %.1f ms/step",
+                       1e3 * out.train_seconds / static_cast<double>(out.steps));
+  }
+  if (out.second_pass_steps > 0) {  // a one-pass strategy (plain SGD) has nothing to say here
+    n += std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n),
+                       " (second pass on %.0f%% of steps)",
+                       100.0 * static_cast<double>(out.second_pass_steps) / static_cast<double>(out.steps));
   }
   n += std::snprintf(buf + n, sizeof buf - static_cast<std::size_t>(n), ", train acc %.2f%%",
                      last.train_accuracy * 100);

@@ -82,7 +82,8 @@ std::vector<MissingRuns> find_missing(
 void collect_setup_order(const std::string& toml, std::vector<std::string>& order) {
   static const std::regex header(R"(^\s*\[\[\s*setup\s*\]\])");
   static const std::regex any_table(R"(^\s*\[)");
-  static const std::regex name_line(R"(^\s*name\s*=\s*"([^"]*)\")");
+  // "…" as written by hand, '…' as toml++ writes the resolved file.
+  static const std::regex name_line(R"re(^\s*name\s*=\s*(?:"([^"]*)"|'([^']*)'))re");
   std::istringstream in(toml);
   std::string line;
   bool in_setup = false;
@@ -93,8 +94,8 @@ void collect_setup_order(const std::string& toml, std::vector<std::string>& orde
     } else if (std::regex_search(line, any_table)) {
       in_setup = false;
     } else if (in_setup && std::regex_search(line, m, name_line)) {
-      if (std::find(order.begin(), order.end(), m[1].str()) == order.end())
-        order.push_back(m[1].str());
+      const std::string name = m[1].matched ? m[1].str() : m[2].str();
+      if (std::find(order.begin(), order.end(), name) == order.end()) order.push_back(name);
       in_setup = false;
     }
   }

@@ -85,6 +85,28 @@ std::string number(double v) {
   return buf;
 }
 
+// The data file beside a figure's script: <stem>.dat.
+fs::path data_file(const fs::path& stem) {
+  fs::path p = stem;
+  p += ".dat";
+  return p;
+}
+
+// The source of the i-th clause of a plot over the figure's data file: the file by name first,
+// then '' (the same file again).
+std::string plot_source(const fs::path& stem, std::size_t i) {
+  return i == 0 ? path_literal(data_file(stem)) : ", \\\n     ''";
+}
+
+// Appends one group's data as the next block of a data file (blocks are two blank lines apart, so
+// that `index i` selects the i-th) and its title to `titles`.
+void add_block(std::ostringstream& dat, std::vector<std::string>& titles, const std::string& title,
+               const std::string& block) {
+  if (!titles.empty()) dat << "\n\n";
+  dat << "# " << title << '\n' << block;
+  titles.push_back(title);
+}
+
 // The script once per terminal: PNG, then SVG, with the same plot.
 std::string script(const fs::path& stem, const std::string& setup, const std::string& plot) {
   std::ostringstream gp;
@@ -103,8 +125,7 @@ std::string script(const fs::path& stem, const std::string& setup, const std::st
 }
 
 void draw(const fs::path& stem, const std::string& dat, const std::string& gp, FigureFiles& out) {
-  fs::path dat_path = stem, gp_path = stem, log = stem;
-  dat_path += ".dat";
+  fs::path dat_path = data_file(stem), gp_path = stem, log = stem;
   gp_path += ".gp";
   log += ".log";
   std::ofstream(dat_path) << dat;
@@ -178,8 +199,6 @@ void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) 
   }
 
   fs::path stem = folder / "gap";
-  fs::path dat_path = stem;
-  dat_path += ".dat";
   std::ostringstream setup;
   setup << "set style data histograms\n"
         << "set style histogram errorbars gap 2 lw 1\n"
@@ -200,9 +219,8 @@ void gap_figure(const Aggregate& agg, const fs::path& folder, FigureFiles& out) 
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < variants.size(); ++i) {
-    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " using "
-         << 2 + 2 * i << ':' << 3 + 2 * i << (i ? "" : ":xtic(1)") << " title "
-         << quoted(variants[i]);
+    plot << plot_source(stem, i) << " using " << 2 + 2 * i << ':' << 3 + 2 * i
+         << (i ? "" : ":xtic(1)") << " title " << quoted(variants[i]);
   }
   plot << '\n';
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
@@ -230,8 +248,6 @@ void sweep_figure(const Aggregate& agg, const SweepView& view, const fs::path& f
           << (std::isnan(g->average.std) ? "0" : number(100 * g->average.std)) << '\n';
   }
   const fs::path stem = sweep_stem(folder, view);
-  fs::path dat_path = stem;
-  dat_path += ".dat";
   // A log axis when the values are positive and span a factor of four or more (ρ from 0.02 to
   // 0.5, a learning rate); a linear one otherwise (a margin from 0.3 to 0.5).
   const double lo = *view.values.begin(), hi = *view.values.rbegin();
@@ -251,7 +267,7 @@ void sweep_figure(const Aggregate& agg, const SweepView& view, const fs::path& f
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < view.series.size(); ++i)
-    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
+    plot << plot_source(stem, i) << " index " << i
          << " using 1:2:3 with yerrorlines lw 2 pt 7 title " << quoted(view.series[i].label);
   plot << '\n';
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
@@ -284,13 +300,9 @@ void sharpness_gap_figure(const Aggregate& agg, const fs::path& folder, FigureFi
       block << number(it->second) << ' ' << number(100 * r.gap) << "  # seed " << r.seed << '\n';
     }
     if (block.str().empty()) continue;
-    if (!titles.empty()) dat << "\n\n";
-    dat << "# " << group_title(g) << '\n' << block.str();
-    titles.push_back(group_title(g));
+    add_block(dat, titles, group_title(g), block.str());
   }
   fs::path stem = folder / "sharpness_gap";
-  fs::path dat_path = stem;
-  dat_path += ".dat";
   std::ostringstream setup;
   setup << "set grid\nset key outside right top\n"
         << "set title \"Sharpness against the generalization gap (one point per run)\"\n"
@@ -300,8 +312,8 @@ void sharpness_gap_figure(const Aggregate& agg, const fs::path& folder, FigureFi
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < titles.size(); ++i)
-    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
-         << " using 1:2 with points pt 7 ps 1.5 title " << quoted(titles[i]);
+    plot << plot_source(stem, i) << " index " << i << " using 1:2 with points pt 7 ps 1.5 title "
+         << quoted(titles[i]);
   plot << '\n';
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
 }
@@ -329,13 +341,9 @@ void landscape_1d_figure(const Aggregate& agg, const fs::path& folder, FigureFil
       block << number(first->landscape_alpha[i]) << ' ' << number(m.mean) << ' '
             << number(m.mean - sd) << ' ' << number(m.mean + sd) << '\n';
     }
-    if (!titles.empty()) dat << "\n\n";
-    dat << "# " << group_title(g) << '\n' << block.str();
-    titles.push_back(group_title(g));
+    add_block(dat, titles, group_title(g), block.str());
   }
   fs::path stem = folder / "landscape_1d";
-  fs::path dat_path = stem;
-  dat_path += ".dat";
   std::ostringstream setup;
   setup << "set grid\nset key outside right top\nset style fill transparent solid 0.2 noborder\n"
         << "set title \"Training loss along a filter-normalised random direction (band: +- std "
@@ -344,9 +352,9 @@ void landscape_1d_figure(const Aggregate& agg, const fs::path& folder, FigureFil
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < titles.size(); ++i) {
-    plot << (i ? ", \\\n     " : "") << (i ? "''" : path_literal(dat_path)) << " index " << i
-         << " using 1:3:4 with filledcurves lc " << i + 1 << " notitle, \\\n     '' index " << i
-         << " using 1:2 with lines lw 2 lc " << i + 1 << " title " << quoted(titles[i]);
+    plot << plot_source(stem, i) << " index " << i << " using 1:3:4 with filledcurves lc " << i + 1
+         << " notitle, \\\n     '' index " << i << " using 1:2 with lines lw 2 lc " << i + 1
+         << " title " << quoted(titles[i]);
   }
   plot << '\n';
   draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
@@ -379,15 +387,14 @@ void landscape_2d_figures(const Aggregate& agg, const fs::path& folder, FigureFi
       dat << '\n';
     }
     fs::path stem = folder / ("landscape_2d_" + file_part(group_title(g)));
-    fs::path dat_path = stem;
-    dat_path += ".dat";
     std::ostringstream setup;
     setup << "set view map\nset pm3d at b\nunset surface\nset contour base\n"
           << "set cntrparam levels auto 12\nunset clabel\nset key off\n"
           << "set title " << quoted("Training loss on a filter-normalised plane: " + group_title(g))
           << "\nset xlabel \"alpha\"\nset ylabel \"beta\"\nset size ratio -1\n";
     std::ostringstream plot;
-    plot << "splot " << path_literal(dat_path) << " using 1:2:3 with lines lc rgb \"black\"\n";
+    plot << "splot " << path_literal(data_file(stem))
+         << " using 1:2:3 with lines lc rgb \"black\"\n";
     draw(stem, dat.str(), script(stem, setup.str(), plot.str()), out);
   }
 }

@@ -19,6 +19,7 @@
 #include "flatface/image_codec.hpp"
 #include "flatface/options.hpp"
 #include "formats/pickle.hpp"
+#include "formats/pickle_opcodes.hpp"
 
 using catch_compat::Contains;
 using flatface::RuntimeError;
@@ -171,6 +172,45 @@ CATCH_TEST_CASE("Python itself reads the hand-built Python 2 pickle the same way
   CATCH_CHECK(out ==
               "[200, 1000, 1000, 200] ['1f262d', '3e454c', '3e454c', '1f262d'] [True, False] "
               "True\n");
+}
+
+CATCH_TEST_CASE("the opcode table agrees with Python's pickletools on every opcode") {
+  // Each opcode's byte, name, argument and stack effect, as pickletools describes them, in the
+  // table's conventions: items from the MARK up are taken by `to_mark`, an item below the MARK
+  // that the opcode changes in place is not counted, and DUP is one push.
+  std::string expected = python(R"(import pickletools as pt
+sizes = {pt.TAKEN_FROM_ARGUMENT1: 1, pt.TAKEN_FROM_ARGUMENT4: 4, pt.TAKEN_FROM_ARGUMENT4U: 4,
+         pt.TAKEN_FROM_ARGUMENT8U: 8}
+for o in sorted(pt.opcodes, key=lambda o: ord(o.code)):
+    a = o.arg
+    if a is None: arg, size = 'none', 0
+    elif a.n >= 0: arg, size = 'fixed', a.n
+    elif a.n == pt.UP_TO_NEWLINE: arg, size = 'lines', 2 if a.name.endswith('_pair') else 1
+    else: arg, size = 'counted', sizes[a.n]
+    before = [s.name for s in o.stack_before]
+    after = [s.name for s in o.stack_after]
+    to_mark, mark = 'mark' in before, 'mark' in after
+    if to_mark: pops, pushes = 0, len(after) - before.index('mark')
+    elif mark: pops, pushes = 0, 0
+    elif o.name == 'DUP': pops, pushes = 0, 1
+    else: pops, pushes = len(before), len(after)
+    print('%02x %s %s %d %d %d %d %d' % (ord(o.code), o.name, arg, size, pops, pushes, to_mark, mark))
+)");
+  std::ostringstream table;
+  const char* arguments[] = {"none", "fixed", "counted", "lines"};
+  for (const auto& op : flatface::pickle::kOpcodes) {
+    char code[4];
+    std::snprintf(code, sizeof code, "%02x", op.code);
+    table << code << ' ' << op.name << ' ' << arguments[static_cast<int>(op.argument)] << ' '
+          << op.size << ' ' << op.pops << ' ' << op.pushes << ' ' << op.to_mark << ' ' << op.mark
+          << '\n';
+  }
+  CATCH_CHECK(table.str() == expected);
+  // Lookups by byte and by name read the same rows.
+  CATCH_CHECK(std::string(flatface::pickle::opcode_name(0x8c)) == "SHORT_BINUNICODE");
+  CATCH_CHECK(std::string(flatface::pickle::opcode_name(0xff)) == "unknown");
+  static_assert(flatface::pickle::code_of("BINPUT") == 'q');
+  CATCH_CHECK(flatface::pickle::find_opcode('q')->size == 1);
 }
 
 CATCH_TEST_CASE("a protocol-4 pickle with FRAME, MEMOIZE and all bytes opcodes reads correctly") {

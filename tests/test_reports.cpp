@@ -14,6 +14,7 @@
 
 #include "aggregate.hpp"
 #include "catch_compat.hpp"
+#include "experiment.hpp"
 #include "figures.hpp"
 #include "report_tables.hpp"
 #include "result_store.hpp"
@@ -308,19 +309,27 @@ CATCH_TEST_CASE("the number of seeds per row is shown only when it differs betwe
 }
 
 CATCH_TEST_CASE("rows follow the order of the setups in the stored experiment file") {
-  Records rs;
-  const std::string toml =
-      "[experiment]\nname = \"x\"\n[[setup]]\nname = \"Zeta\"\nhead = { plugin = \"arcface\" }\n"
+  const std::string written =
+      "[experiment]\nname = \"x\"\n[data]\ntrain = { plugin = \"synthetic\" }\n"
+      "[model]\nbackbone = { plugin = \"tiny\" }\n"
+      "[[setup]]\nname = \"Zeta\"\nhead = { plugin = \"arcface\" }\n"
       "[[setup]]\nname = \"Alpha\"\nhead = { plugin = \"arcface\" }\n";
-  for (const char* name : {"Alpha", "Zeta"}) {
-    RunRecord r = make_run(name, "none", "", 0, {{1.0, {{"LFW", 0.9}}}});
-    r.attributes["config_toml"] = toml;
-    add(rs, r);
+  // As written by hand (double quotes), and as the trainer stores it: the resolved TOML, which
+  // toml++ writes with single-quoted strings.
+  const std::string resolved = parse_experiment(written, "x.toml").resolved_toml;
+  CATCH_REQUIRE(resolved.find("name = 'Zeta'") != std::string::npos);
+  for (const std::string& toml : {written, resolved}) {
+    Records rs;
+    for (const char* name : {"Alpha", "Zeta"}) {
+      RunRecord r = make_run(name, "none", "", 0, {{1.0, {{"LFW", 0.9}}}});
+      r.attributes["config_toml"] = toml;
+      add(rs, r);
+    }
+    Aggregate agg = aggregate_runs(rs, Selection::final_epoch);
+    CATCH_REQUIRE(agg.groups.size() == 2);
+    CATCH_CHECK(agg.groups[0].setup == "Zeta");
+    CATCH_CHECK(agg.groups[1].setup == "Alpha");
   }
-  Aggregate agg = aggregate_runs(rs, Selection::final_epoch);
-  CATCH_REQUIRE(agg.groups.size() == 2);
-  CATCH_CHECK(agg.groups[0].setup == "Zeta");
-  CATCH_CHECK(agg.groups[1].setup == "Alpha");
 }
 
 CATCH_TEST_CASE("Welch's test equals Student's t closed form when sizes and variances are equal") {

@@ -55,11 +55,19 @@ std::string tiny_toml(const fs::path& out, const std::string& head, const std::s
   return t.str();
 }
 
-RunOutcome train(const Experiment& e, TrainerOptions options = {}) {
+RunOutcome train(const Experiment& e, TrainerOptions options = {}, Registry& reg = registry()) {
   GridResources shared;
-  shared.registry = &registry();
+  shared.registry = &reg;
   auto runs = expand_grid(e);
   return train_run(e, runs.at(0), shared, options);
+}
+
+// The host's plugins and the test plugins: toy_kit's `test-toy`, a one-pass step that reports its
+// loss alone, and toy_statistics' `test-nan-statistic`.
+Registry& registry_with_test_plugins() {
+  static auto reg = open_registry({std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good",
+                                   std::string(FLATFACE_TEST_PLUGIN_DIR) + "/statistics"});
+  return *reg;
 }
 
 }  // namespace
@@ -281,6 +289,44 @@ CATCH_TEST_CASE("a non-finite loss fails the run at its step and records why") {
   CATCH_CHECK(rec.failed_step >= 1);
   // A failed run is not retried unless asked.
   CATCH_CHECK(train(e).status == RunStatus::failed);
+}
+
+CATCH_TEST_CASE(
+    "a one-pass strategy that reports no gradient norm trains; its epochs store it as NaN") {
+  torch::set_num_threads(2);
+  auto dir = fresh_dir("no_grad_norm");
+  Experiment e = parse_experiment(
+      tiny_toml(dir, "{ plugin = \"arcface\", s = 16.0, m = 0.2 }", "{ plugin = \"test-toy\" }", 2),
+      "tiny.toml");
+  RunOutcome out = train(e, {}, registry_with_test_plugins());
+  CATCH_REQUIRE(out.status == RunStatus::complete);
+  const auto ep = read_run_record(out.result_path).epochs;
+  CATCH_REQUIRE(ep.size() == 2);
+  for (const auto& m : ep) {
+    CATCH_CHECK(std::isfinite(m.loss));
+    // Not computed by any step of the epoch: the result file's NaN.
+    CATCH_CHECK(std::isnan(m.grad_norm));
+    CATCH_CHECK(std::isnan(m.loss_perturbed));
+    CATCH_CHECK(std::isnan(m.epsilon_norm));
+    CATCH_CHECK(m.second_pass_fraction == 0);
+  }
+}
+
+CATCH_TEST_CASE("a computed NaN statistic fails the run at its first step, naming the statistic") {
+  torch::set_num_threads(2);
+  for (const std::string statistic : {"loss", "grad_norm"}) {
+    CATCH_CAPTURE(statistic);
+    auto dir = fresh_dir("nan_" + statistic);
+    Experiment e = parse_experiment(
+        tiny_toml(dir, "{ plugin = \"arcface\", s = 16.0, m = 0.2 }",
+                  "{ plugin = \"test-nan-statistic\", statistic = \"" + statistic + "\" }", 1),
+        "tiny.toml");
+    RunOutcome out = train(e, {}, registry_with_test_plugins());
+    CATCH_REQUIRE(out.status == RunStatus::failed);
+    RunRecord rec = read_run_record(out.result_path);
+    CATCH_CHECK(rec.failure_reason == "non-finite " + statistic + " (nan) at epoch 1 step 1");
+    CATCH_CHECK(rec.failed_step == 0);
+  }
 }
 
 CATCH_TEST_CASE("a complete run is skipped and its file left untouched") {

@@ -868,25 +868,27 @@ std::vector<RunSpec> select_runs(const Experiment& e, const std::vector<RunSpec>
   return out;
 }
 
-PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& what) {
-  toml::table root;
+namespace {
+
+// `inline_table` parsed as the value of a key `value` in a document of its own.
+toml::table parse_inline_table(const std::string& inline_table, const std::string& what) {
   try {
-    root = toml::parse("value = " + inline_table, what);
+    return toml::parse("value = " + inline_table, what);
   } catch (const toml::parse_error& err) {
     throw ConfigError(what + ": '" + inline_table + "' is not an inline TOML table (" +
                       std::string(err.description()) + ")");
   }
+}
+
+}  // namespace
+
+PluginRef parse_plugin_ref(const std::string& inline_table, const std::string& what) {
+  const toml::table root = parse_inline_table(inline_table, what);
   return plugin_ref(*root.get("value"), what, what);
 }
 
 Options parse_options_table(const std::string& inline_table, const std::string& what) {
-  toml::table root;
-  try {
-    root = toml::parse("value = " + inline_table, what);
-  } catch (const toml::parse_error& err) {
-    throw ConfigError(what + ": '" + inline_table + "' is not an inline TOML table (" +
-                      std::string(err.description()) + ")");
-  }
+  const toml::table root = parse_inline_table(inline_table, what);
   return to_options(require_table(*root.get("value"), what, what), what, what);
 }
 

@@ -1,129 +1,102 @@
 #include "ordered_dict_pickle.hpp"
 
 #include <cstdint>
-#include <cstring>
+#include <initializer_list>
 #include <vector>
+
+#include "formats/pickle_opcodes.hpp"
 
 namespace flatface {
 
 namespace {
 
-// How an opcode changes the stack: it pops `pops` items (or everything above the last mark when
-// `to_mark`), then pushes `pushes`; `arg` bytes follow it, or a little-endian length prefix of
-// `len_bytes` and that many bytes, or (GLOBAL) two newline-terminated strings.
-struct Op {
-  unsigned char code;
-  int pops, pushes;
-  bool to_mark, mark;
-  int arg, len_bytes;
-  bool lines;
-};
+using pickle::Argument;
+using pickle::code_of;
+using pickle::Opcode;
 
-// The protocol-2 opcodes that torch.save's files use (and a few neighbours): the state dicts of
-// both formats and the legacy format's header pickles (magic number, version, sys_info, keys).
-// clang-format off
-constexpr Op kOps[] = {
-  //  code  pops push to_mark mark arg len lines
-    {0x80, 0, 0, false, false, 1, 0, false},  // PROTO
-    {'.',  1, 0, false, false, 0, 0, false},  // STOP
-    {'(',  0, 0, false, true,  0, 0, false},  // MARK
-    {')',  0, 1, false, false, 0, 0, false},  // EMPTY_TUPLE
-    {'}',  0, 1, false, false, 0, 0, false},  // EMPTY_DICT
-    {']',  0, 1, false, false, 0, 0, false},  // EMPTY_LIST
-    {'N',  0, 1, false, false, 0, 0, false},  // NONE
-    {0x88, 0, 1, false, false, 0, 0, false},  // NEWTRUE
-    {0x89, 0, 1, false, false, 0, 0, false},  // NEWFALSE
-    {'c',  0, 1, false, false, 0, 0, true},   // GLOBAL
-    {'J',  0, 1, false, false, 4, 0, false},  // BININT
-    {'K',  0, 1, false, false, 1, 0, false},  // BININT1
-    {'M',  0, 1, false, false, 2, 0, false},  // BININT2
-    {'G',  0, 1, false, false, 8, 0, false},  // BINFLOAT
-    {'h',  0, 1, false, false, 1, 0, false},  // BINGET
-    {'j',  0, 1, false, false, 4, 0, false},  // LONG_BINGET
-    {'q',  0, 0, false, false, 1, 0, false},  // BINPUT
-    {'r',  0, 0, false, false, 4, 0, false},  // LONG_BINPUT
-    {'X',  0, 1, false, false, 0, 4, false},  // BINUNICODE
-    {'T',  0, 1, false, false, 0, 4, false},  // BINSTRING
-    {'B',  0, 1, false, false, 0, 4, false},  // BINBYTES
-    {'U',  0, 1, false, false, 0, 1, false},  // SHORT_BINSTRING
-    {'C',  0, 1, false, false, 0, 1, false},  // SHORT_BINBYTES
-    {0x8a, 0, 1, false, false, 0, 1, false},  // LONG1
-    {'Q',  1, 1, false, false, 0, 0, false},  // BINPERSID
-    {0x85, 1, 1, false, false, 0, 0, false},  // TUPLE1
-    {0x86, 2, 1, false, false, 0, 0, false},  // TUPLE2
-    {0x87, 3, 1, false, false, 0, 0, false},  // TUPLE3
-    {'t',  0, 1, true,  false, 0, 0, false},  // TUPLE
-    {'l',  0, 1, true,  false, 0, 0, false},  // LIST
-    {'d',  0, 1, true,  false, 0, 0, false},  // DICT
-    {'R',  2, 1, false, false, 0, 0, false},  // REDUCE
-    {0x81, 2, 1, false, false, 0, 0, false},  // NEWOBJ
-    {'b',  2, 1, false, false, 0, 0, false},  // BUILD
-    {'a',  2, 1, false, false, 0, 0, false},  // APPEND
-    {'s',  3, 1, false, false, 0, 0, false},  // SETITEM
-    {'u',  0, 0, true,  false, 0, 0, false},  // SETITEMS
-    {'e',  0, 0, true,  false, 0, 0, false},  // APPENDS
-    {'2',  0, 1, false, false, 0, 0, false},  // DUP
-};
-// clang-format on
-
-const Op* describe(unsigned char code) {
-  for (const Op& op : kOps) {
-    if (op.code == code) return &op;
-  }
-  return nullptr;
+// The opcode table's row for `code` when the scanner steps over that opcode, else nullptr.
+const Opcode* describe(unsigned char code) {
+  const Opcode* op = pickle::find_opcode(code);
+  return op != nullptr && op->torch_save ? op : nullptr;
 }
 
-// Where the opcode at `p` ends (after its argument), or nullopt when it is not in the table or
-// its argument runs past the end of `pickle`.
+// The little-endian unsigned integer of `width` bytes at `p`.
+std::uint64_t little_endian(const std::string& pickle, std::size_t p, int width) {
+  std::uint64_t v = 0;
+  for (int i = width - 1; i >= 0; --i)
+    v = (v << 8) | static_cast<unsigned char>(pickle[p + static_cast<std::size_t>(i)]);
+  return v;
+}
+
+// Where the opcode at `p` ends (after its argument), or nullopt when the scanner does not step
+// over it or its argument runs past the end of `pickle`.
 std::optional<std::size_t> opcode_end(const std::string& pickle, std::size_t p) {
-  const Op* op = describe(static_cast<unsigned char>(pickle[p++]));
+  const Opcode* op = describe(static_cast<unsigned char>(pickle[p++]));
   if (op == nullptr) return std::nullopt;
-  if (op->lines) {
-    for (int i = 0; i < 2; ++i) {
-      const auto nl = pickle.find('\n', p);
-      if (nl == std::string::npos) return std::nullopt;
-      p = nl + 1;
+  const auto size = static_cast<std::size_t>(op->size);
+  switch (op->argument) {
+    case Argument::none:
+      return p;
+    case Argument::lines:
+      for (std::size_t i = 0; i < size; ++i) {
+        const auto nl = pickle.find('\n', p);
+        if (nl == std::string::npos) return std::nullopt;
+        p = nl + 1;
+      }
+      return p;
+    case Argument::fixed:
+      if (size > pickle.size() - p) return std::nullopt;
+      return p + size;
+    case Argument::counted: {
+      if (size > pickle.size() - p) return std::nullopt;
+      const std::uint64_t len = little_endian(pickle, p, op->size);
+      p += size;
+      if (len > pickle.size() - p) return std::nullopt;
+      return p + static_cast<std::size_t>(len);
     }
   }
-  std::size_t skip = static_cast<std::size_t>(op->arg);
-  if (op->len_bytes > 0) {
-    if (p + static_cast<std::size_t>(op->len_bytes) > pickle.size()) return std::nullopt;
-    std::uint32_t len = 0;
-    std::memcpy(&len, pickle.data() + p, static_cast<std::size_t>(op->len_bytes));
-    skip = static_cast<std::size_t>(op->len_bytes) + len;
-  }
-  if (skip > pickle.size() - p) return std::nullopt;
-  return p + skip;
+  return std::nullopt;
 }
 
 // The memo id stored by a BINPUT / LONG_BINPUT / BINGET / LONG_BINGET at `p`.
 std::uint32_t memo_id(const std::string& pickle, std::size_t p) {
-  std::uint32_t id = 0;
-  const bool long_form = pickle[p] == 'r' || pickle[p] == 'j';
-  std::memcpy(&id, pickle.data() + p + 1, long_form ? 4 : 1);  // little endian, as pickle is
-  return id;
+  const int width = pickle::find_opcode(static_cast<unsigned char>(pickle[p]))->size;
+  return static_cast<std::uint32_t>(little_endian(pickle, p + 1, width));
+}
+
+// The opcodes the rewrites below look for or write.
+constexpr unsigned char kMark = code_of("MARK"), kStop = code_of("STOP"), kNone = code_of("NONE");
+constexpr unsigned char kBinput = code_of("BINPUT"), kLongBinput = code_of("LONG_BINPUT");
+constexpr unsigned char kBinget = code_of("BINGET"), kLongBinget = code_of("LONG_BINGET");
+constexpr unsigned char kSetitem = code_of("SETITEM"), kSetitems = code_of("SETITEMS");
+constexpr unsigned char kAppend = code_of("APPEND"), kAppends = code_of("APPENDS");
+
+std::string bytes(std::initializer_list<unsigned char> codes) {
+  return std::string(codes.begin(), codes.end());
 }
 
 }  // namespace
 
 std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
-  static const char kHeader[] =
-      "\x80\x02"
-      "ccollections\nOrderedDict\n";
-  const std::size_t header = sizeof(kHeader) - 1;
-  if (pickle.compare(0, header, kHeader, header) != 0) return std::nullopt;
-  std::size_t p = header;
+  // PROTO 2, GLOBAL collections.OrderedDict; the class is called without arguments (EMPTY_TUPLE,
+  // REDUCE).
+  static const std::string kHeader =
+      bytes({code_of("PROTO"), 2, code_of("GLOBAL")}) + "collections\nOrderedDict\n";
+  static const std::string kCall = bytes({code_of("EMPTY_TUPLE"), code_of("REDUCE")});
+  if (pickle.compare(0, kHeader.size(), kHeader) != 0) return std::nullopt;
+  std::size_t p = kHeader.size();
   // The class must be memoised: later `OrderedDict()` calls (each tensor's empty backward hooks)
   // fetch it from there. libtorch's unpickler lacks POP, so instead of taking the class off the
   // stack, the plain dict takes its memo slot and every `OrderedDict()` becomes None, which is
   // what libtorch's own unpickler turns it into.
-  const std::size_t put = pickle[p] == 'q' ? 2 : pickle[p] == 'r' ? 5 : 0;
-  if (put == 0 || p + put + 2 > pickle.size()) return std::nullopt;
+  const auto first = static_cast<unsigned char>(pickle[p]);
+  const std::size_t put = first == kBinput ? 2 : first == kLongBinput ? 5 : 0;
+  if (put == 0 || p + put + kCall.size() > pickle.size()) return std::nullopt;
   const std::uint32_t class_id = memo_id(pickle, p);
-  std::string out = "\x80\x02}" + pickle.substr(p, put);
+  std::string out = bytes({code_of("PROTO"), 2, code_of("EMPTY_DICT")}) + pickle.substr(p, put);
   p += put;
-  if (pickle.compare(p, 2, ")R") != 0) return std::nullopt;
-  p += 2;
+  if (pickle.compare(p, kCall.size(), kCall) != 0) return std::nullopt;
+  p += kCall.size();
 
   // Scan the SETITEMS batches; the first opcode with only the dict on the stack that is neither
   // a memo store nor another batch begins the attribute state, which is dropped with its BUILD.
@@ -131,18 +104,18 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
   std::vector<std::int64_t> marks;
   while (p < pickle.size()) {
     const auto code = static_cast<unsigned char>(pickle[p]);
-    if (depth == 1 && marks.empty() && code != '(' && code != 'q' && code != 'r') {
-      return out + ".";  // STOP here: either the real end or the start of the dropped state
+    if (depth == 1 && marks.empty() && code != kMark && code != kBinput && code != kLongBinput) {
+      return out + bytes({kStop});  // here: either the real end or the start of the dropped state
     }
     const std::size_t begin = p;
     const auto end = opcode_end(pickle, p);
     if (!end) return std::nullopt;
-    const Op& op = *describe(code);
+    const Opcode& op = *describe(code);
     p = *end;
-    if ((code == 'h' || code == 'j') && memo_id(pickle, begin) == class_id) {
-      if (pickle.compare(p, 2, ")R") != 0) return std::nullopt;  // the class used otherwise
-      out += 'N';
-      p += 2;
+    if ((code == kBinget || code == kLongBinget) && memo_id(pickle, begin) == class_id) {
+      if (pickle.compare(p, kCall.size(), kCall) != 0) return std::nullopt;  // used otherwise
+      out += static_cast<char>(kNone);
+      p += kCall.size();
       depth += 1;
       continue;
     }
@@ -176,16 +149,16 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
     const auto code = static_cast<unsigned char>(pickle[p]);
     const auto end = opcode_end(pickle, p);
     if (!end) return std::nullopt;
-    const Op& op = *describe(code);
+    const Opcode& op = *describe(code);
     const std::size_t at = out.size();
-    if (code == 's' || code == 'a') {
+    if (code == kSetitem || code == kAppend) {
       // The dict or list with its key and value (or item) above it: a MARK goes in before the
       // key, so that the batch opcode takes the same one entry.
-      const std::size_t taken = code == 's' ? 2 : 1;
+      const std::size_t taken = code == kSetitem ? 2 : 1;
       const std::size_t base = marks.empty() ? 0 : marks.back().depth;
       if (starts.size() < base + taken + 1) return std::nullopt;
-      out.insert(starts[starts.size() - taken], 1, '(');
-      out += code == 's' ? 'u' : 'e';
+      out.insert(starts[starts.size() - taken], 1, static_cast<char>(kMark));
+      out += static_cast<char>(code == kSetitem ? kSetitems : kAppends);
       starts.resize(starts.size() - taken);
       changed = true;
       p = *end;
@@ -193,7 +166,7 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
     }
     out.append(pickle, p, *end - p);
     p = *end;
-    if (code == '.') return changed ? std::optional<std::string>(out) : std::nullopt;
+    if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
     if (op.mark) {
       marks.push_back({starts.size(), at});
       continue;
@@ -218,7 +191,7 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
 
 std::optional<std::size_t> pickle_end(const std::string& data, std::size_t begin) {
   for (std::size_t p = begin; p < data.size();) {
-    const bool stop = data[p] == '.';
+    const bool stop = static_cast<unsigned char>(data[p]) == kStop;
     const auto end = opcode_end(data, p);
     if (!end) return std::nullopt;
     if (stop) return end;

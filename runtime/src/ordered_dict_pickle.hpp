@@ -1,4 +1,5 @@
-// Scanning (never executing) the pickles of torch.save files, with one table of opcodes.
+// Scanning (never executing) the pickles of torch.save files, with the opcode table of
+// formats/pickle_opcodes.hpp.
 //
 // Python's `module.state_dict()` is a collections.OrderedDict carrying a `_metadata` attribute;
 // torch.save pickles it as OrderedDict() + SETITEMS + BUILD(state), which libtorch's unpickler

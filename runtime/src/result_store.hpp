@@ -62,7 +62,8 @@ struct RunRecord {
 //                    grad_norm, epsilon_norm, train_accuracy, images_per_second, wall_time,
 //                    second_pass_fraction (NaN when read from a file written before it existed).
 //                    perturbation_loss, loss_perturbed and epsilon_norm are means over the steps
-//                    that made a second pass; grad_norm over the steps that computed it
+//                    that made a second pass; grad_norm over the steps that computed it. NaN
+//                    stores "not computed": no step of the epoch reported the statistic
 //   /eval/<bench>/   float64[epochs] accuracy, accuracy_std, threshold, tar_at_far (NaN where the
 //                    benchmark was not evaluated that epoch)
 //   /analysis/...    only when analysed: float64 datasets of any shape (analysis.hpp lists them),

@@ -11,6 +11,7 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/optim/optimizer.h>
 
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -244,17 +245,21 @@ void TrainStep::average_gradients() {
 // Losses are means over the rows, so they average like the gradient. The norms are those of
 // averaged gradients under epsilon = "global" (equal on every rank, unchanged by the average) and
 // the ranks' mean under "local". A NaN on any rank makes the average NaN on all, so that every
-// rank fails the step together; a value a strategy did not compute is NaN on every rank alike.
+// rank fails the step together. A statistic the strategy did not compute stays absent (the ranks
+// run the same strategy on the same step; it travels as 0).
 void TrainStep::average_stats(StepStats& stats) {
-  std::vector<double> v{stats.loss, stats.perturbation_loss, stats.loss_perturbed, stats.grad_norm,
-                        stats.epsilon_norm};
+  std::optional<double>* optional[] = {&stats.perturbation_loss, &stats.loss_perturbed,
+                                       &stats.grad_norm, &stats.epsilon_norm};
+  std::vector<double> v{stats.loss};
+  for (auto* o : optional) v.push_back(o->value_or(0.0));
   at::Tensor t = at::tensor(v, at::kDouble).mul_(options_.batch_share);
   if (!parameters_.empty()) t = t.to(parameters_.front().device());
   options_.ranks->all_reduce_sum({t});
   t = t.cpu();
   const double* a = t.data_ptr<double>();
-  stats.loss = a[0], stats.perturbation_loss = a[1], stats.loss_perturbed = a[2];
-  stats.grad_norm = a[3], stats.epsilon_norm = a[4];
+  stats.loss = a[0];
+  for (std::size_t i = 0; i < 4; ++i)
+    if (optional[i]->has_value()) *optional[i] = a[i + 1];
 }
 
 std::vector<at::Tensor>& TrainStep::saved_weights() {

@@ -70,16 +70,17 @@ struct EpochSums {
     }
     return s;
   }
+  // `st` has passed step_problem: a second pass reported its three statistics.
   void add(const StepStats& st, double lr, std::int64_t batch, double dt) {
     loss += st.loss;
     if (st.second_pass) {
-      perturbation_loss += st.perturbation_loss;
-      loss_perturbed += st.loss_perturbed;
-      epsilon_norm += st.epsilon_norm;
+      perturbation_loss += *st.perturbation_loss;
+      loss_perturbed += *st.loss_perturbed;
+      epsilon_norm += *st.epsilon_norm;
       second_pass_steps += 1;
     }
-    if (!std::isnan(st.grad_norm)) {
-      grad_norm += st.grad_norm;
+    if (st.grad_norm) {
+      grad_norm += *st.grad_norm;
       grad_norm_steps += 1;
     }
     seen += static_cast<double>(batch);
@@ -89,12 +90,27 @@ struct EpochSums {
   }
 };
 
-// NaN marks a statistic a step did not compute (AACE does not take grad L_margin(w)); a step
-// that made a second pass must report its loss at w + eps and the norm of eps.
-bool finite_step(const StepStats& s) {
-  const bool grad_ok = std::isfinite(s.grad_norm) || (s.second_pass && std::isnan(s.grad_norm));
-  return std::isfinite(s.loss) && grad_ok &&
-         (!s.second_pass || (std::isfinite(s.loss_perturbed) && std::isfinite(s.epsilon_norm)));
+// What is wrong with a step's report, naming the statistic, or "" when nothing is. A statistic
+// the step did not compute is fine (AACE does not take grad L_margin(w)); one it computed must be
+// finite, and a step that made a second pass must report that pass's three statistics.
+std::string step_problem(const StepStats& s) {
+  struct Reported {
+    const char* name;
+    std::optional<double> value;
+    bool of_second_pass;
+  };
+  const Reported reported[] = {{"loss", s.loss, false},
+                               {"perturbation_loss", s.perturbation_loss, true},
+                               {"loss_perturbed", s.loss_perturbed, true},
+                               {"grad_norm", s.grad_norm, false},
+                               {"epsilon_norm", s.epsilon_norm, true}};
+  for (const Reported& r : reported) {
+    if (r.value && !std::isfinite(*r.value))
+      return "non-finite " + std::string(r.name) + " (" + std::to_string(*r.value) + ")";
+    if (s.second_pass && r.of_second_pass && !r.value)
+      return "a second pass that reported no " + std::string(r.name);
+  }
+  return "";
 }
 
 }  // namespace
@@ -329,11 +345,9 @@ class RunTraining {
       const double dt = seconds_since(t);
       if (options_.ranks) step_allreduce_seconds_ += options_.ranks->all_reduce_seconds() - allreduce_before;
       outcome_.train_seconds += dt;
-      if (!finite_step(stats)) {
+      if (const std::string problem = step_problem(stats); !problem.empty()) {
         std::ostringstream why;
-        why << "non-finite value at epoch " << epoch + 1 << " step " << state_.step_in_epoch + 1
-            << " (loss " << stats.loss << ", loss at w+eps " << stats.loss_perturbed
-            << ", grad norm " << stats.grad_norm << ")";
+        why << problem << " at epoch " << epoch + 1 << " step " << state_.step_in_epoch + 1;
         return fail(why.str());
       }
       // Statistics and counts are the global batch's (TrainStep reduces them over the ranks).

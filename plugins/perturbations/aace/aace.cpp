@@ -40,19 +40,10 @@ class Aace final : public Perturbation {
       at::NoGradGuard no_grad;
       at::_foreach_mul_(eps, -rho_);  // eq. 20
     }
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 19
-
-    auto v = to_host({loss, loss_aace, loss_perturbed, epsilon_norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[1];
-    stats.loss_perturbed = v[2];
-    // ∇L_margin(w) is never formed (it would cost another backward pass); ‖∇L_AACE‖ = ‖ε‖/ρ.
-    stats.grad_norm = kNaN;
-    stats.epsilon_norm = v[3];
-    stats.second_pass = true;
-    return stats;
+    PerturbedPass perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 19
+    // No grad norm: ∇L_margin(w) is never formed (it would cost another backward pass), and
+    // ‖∇L_AACE‖ = ‖ε‖/ρ.
+    return StepReport(loss).second_pass(loss_aace, perturbed).to_host();
   }
   bool two_pass() const override { return true; }
 

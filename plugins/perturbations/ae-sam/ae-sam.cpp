@@ -43,30 +43,16 @@ class AeSam final : public Perturbation {
     const double c = lambda1_ * progress + lambda2_ * (1 - progress);
     const bool sharp = sq >= mean_ + c * std::sqrt(variance_);
 
-    StepStats stats;
-    stats.grad_norm = g_norm;
+    StepReport report(g.loss);
+    report.grad_norm(g.norm);
     if (!sharp) {
       g.logits = at::Tensor();
       ctx.optimizer_step();  // on g
-      stats.loss = g.loss.item<double>();
-      stats.perturbation_loss = kNaN;
-      stats.loss_perturbed = kNaN;
-      stats.epsilon_norm = kNaN;
-      return stats;
+      return report.to_host();
     }
-
     DirectedEpsilon e = directed_epsilon(ctx, g, rho_, direction_);
-    at::Tensor perturbation_loss = e.loss;
-    at::Tensor epsilon_norm = global_norm(e.eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(e.eps));
-
-    auto v = to_host({g.loss, perturbation_loss, loss_perturbed, epsilon_norm});
-    stats.loss = v[0];
-    stats.perturbation_loss = v[1];
-    stats.loss_perturbed = v[2];
-    stats.epsilon_norm = v[3];
-    stats.second_pass = true;
-    return stats;
+    PerturbedPass perturbed = descend_from_perturbed(ctx, std::move(e.eps));
+    return report.second_pass(e.loss, perturbed).to_host();
   }
   bool two_pass() const override { return true; }
 

@@ -35,18 +35,8 @@ class Asam final : public Perturbation {
         eps[i].mul_(scale);
       }
     }
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));
-
-    auto v = to_host({g.loss, loss_perturbed, g.norm, epsilon_norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[0];
-    stats.loss_perturbed = v[1];
-    stats.grad_norm = v[2];
-    stats.epsilon_norm = v[3];
-    stats.second_pass = true;
-    return stats;
+    PerturbedPass perturbed = descend_from_perturbed(ctx, std::move(eps));
+    return StepReport(g.loss).grad_norm(g.norm).second_pass(g.loss, perturbed).to_host();
   }
   bool two_pass() const override { return true; }
 

@@ -100,19 +100,10 @@ class Esam final : public Perturbation {
     restore_weights(ctx);  // back to w exactly, then SGD on ∇L_B+(w + ε)
     ctx.optimizer_step();
 
-    std::vector<at::Tensor> scalars{first.loss, first.perturbation_loss, loss_perturbed,
-                                    epsilon_norm};
-    if (first.g_norm.defined()) scalars.push_back(first.g_norm);
-    auto v = to_host(scalars);
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[1];
-    stats.loss_perturbed = v[2];
-    stats.epsilon_norm = v[3];
+    StepReport report(first.loss);
     // ‖∇L_margin(w)‖ over all parameters is known only when no tensor was left out.
-    stats.grad_norm = first.g_norm.defined() && all_kept ? v[4] : kNaN;
-    stats.second_pass = true;
-    return stats;
+    if (first.g_norm.defined() && all_kept) report.grad_norm(first.g_norm);
+    return report.second_pass(first.perturbation_loss, {loss_perturbed, epsilon_norm}).to_host();
   }
   bool two_pass() const override { return true; }
 

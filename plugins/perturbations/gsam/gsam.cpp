@@ -30,9 +30,7 @@ class Gsam final : public Perturbation {
     for (const auto& t : first.grad) g.push_back(t.detach().clone());
 
     DirectedEpsilon e = directed_epsilon(ctx, first, rho, direction_);
-    at::Tensor perturbation_loss = e.loss;
-    at::Tensor epsilon_norm = global_norm(e.eps);
-    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
+    PerturbedPass perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
 
     {
       at::NoGradGuard no_grad;
@@ -45,16 +43,7 @@ class Gsam final : public Perturbation {
     }
     g.clear();
     ctx.optimizer_step();
-
-    auto v = to_host({first.loss, perturbation_loss, loss_perturbed, first.norm, epsilon_norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[1];
-    stats.loss_perturbed = v[2];
-    stats.grad_norm = v[3];
-    stats.epsilon_norm = v[4];
-    stats.second_pass = true;
-    return stats;
+    return StepReport(first.loss).grad_norm(first.norm).second_pass(e.loss, perturbed).to_host();
   }
   bool two_pass() const override { return true; }
 

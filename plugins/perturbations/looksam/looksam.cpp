@@ -59,9 +59,7 @@ class LookSam final : public Perturbation {
       for (std::size_t i = 0; i < w.size(); ++i) g_v_[i].copy_(g.grad[i]);  // g, until g_s comes
     }
     DirectedEpsilon e = directed_epsilon(ctx, g, rho_, direction_);
-    at::Tensor perturbation_loss = e.loss;
-    at::Tensor epsilon_norm = global_norm(e.eps);
-    at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
+    PerturbedPass perturbed = gradient_at_perturbed(ctx, std::move(e.eps));
 
     {
       at::NoGradGuard no_grad;
@@ -72,16 +70,7 @@ class LookSam final : public Perturbation {
       g_v_norm_ = global_norm(g_v_);
     }
     ctx.optimizer_step();  // on g_s
-
-    auto v = to_host({g.loss, perturbation_loss, loss_perturbed, g.norm, epsilon_norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[1];
-    stats.loss_perturbed = v[2];
-    stats.grad_norm = v[3];
-    stats.epsilon_norm = v[4];
-    stats.second_pass = true;
-    return stats;
+    return StepReport(g.loss).grad_norm(g.norm).second_pass(e.loss, perturbed).to_host();
   }
 
   StepStats reuse_step(StepContext& ctx) {
@@ -92,15 +81,7 @@ class LookSam final : public Perturbation {
       for (std::size_t i = 0; i < g.grad.size(); ++i) g.grad[i].addcmul_(g_v_[i], scale);
     }
     ctx.optimizer_step();
-
-    auto v = to_host({g.loss, g.norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = kNaN;
-    stats.loss_perturbed = kNaN;
-    stats.grad_norm = v[1];
-    stats.epsilon_norm = kNaN;
-    return stats;
+    return StepReport(g.loss).grad_norm(g.norm).to_host();
   }
 
   double rho_;

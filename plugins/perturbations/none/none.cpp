@@ -10,15 +10,7 @@ class NoPerturbation final : public Perturbation {
   StepStats step(StepContext& ctx) override {
     MarginGradient g = margin_gradient(ctx);
     ctx.optimizer_step();  // eq. 15
-
-    auto v = to_host({g.loss, g.norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = kNaN;
-    stats.loss_perturbed = kNaN;
-    stats.grad_norm = v[1];
-    stats.epsilon_norm = kNaN;
-    return stats;
+    return StepReport(g.loss).grad_norm(g.norm).to_host();
   }
   bool two_pass() const override { return false; }
 };

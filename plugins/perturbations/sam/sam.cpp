@@ -16,19 +16,10 @@ class Sam final : public Perturbation {
     MarginGradient g = margin_gradient(ctx);
     // ε is formed in place in the gradient buffers: no extra copy of the parameters.
     auto& eps = g.grad;
-    scale_to_sam_epsilon(eps, g.norm, rho_);  // eq. 17
-    at::Tensor epsilon_norm = global_norm(eps);
-    at::Tensor loss_perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 18
-
-    auto v = to_host({g.loss, loss_perturbed, g.norm, epsilon_norm});
-    StepStats stats;
-    stats.loss = v[0];
-    stats.perturbation_loss = v[0];  // ε follows the gradient of L_margin itself
-    stats.loss_perturbed = v[1];
-    stats.grad_norm = v[2];
-    stats.epsilon_norm = v[3];
-    stats.second_pass = true;
-    return stats;
+    scale_to_sam_epsilon(eps, g.norm, rho_);                                // eq. 17
+    PerturbedPass perturbed = descend_from_perturbed(ctx, std::move(eps));  // eq. 18
+    // ε follows the gradient of L_margin itself.
+    return StepReport(g.loss).grad_norm(g.norm).second_pass(g.loss, perturbed).to_host();
   }
   bool two_pass() const override { return true; }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,14 +59,17 @@ class StepContext {
   virtual StepProgress progress() const = 0;
 };
 
-// What a step reports (NaN where a value does not apply).
+// What a step reports. A statistic the step did not compute stays empty (std::nullopt): AACE never
+// forms grad L_margin(w), a one-pass step has no loss at w + epsilon. Every value a step does
+// report must be finite, or the run fails naming the statistic; a step that made a second pass
+// reports the three statistics of that pass. (The result file stores "not computed" as NaN.)
 struct StepStats {
-  double loss = 0;                // L_margin at w
-  double perturbation_loss = 0;   // the loss whose gradient defines epsilon (AACE: L_AACE)
-  double loss_perturbed = 0;      // L_margin at w + epsilon
-  double grad_norm = 0;           // ||grad L_margin(w)||_2 over all parameters
-  double epsilon_norm = 0;        // ||epsilon||_2
-  bool second_pass = false;       // whether this step made a second pass (at w + epsilon)
+  double loss = 0;                          // L_margin at w
+  std::optional<double> perturbation_loss;  // the loss whose gradient defines epsilon (L_AACE)
+  std::optional<double> loss_perturbed;     // L_margin at w + epsilon
+  std::optional<double> grad_norm;          // ||grad L_margin(w)||_2 over all parameters
+  std::optional<double> epsilon_norm;       // ||epsilon||_2
+  bool second_pass = false;                 // whether this step made a second pass
 };
 
 class Perturbation {

@@ -1,7 +1,8 @@
 // The operations a perturbation strategy is made of (paper eqs. 15-21), over the parameter list
 // that StepContext hands out: L_margin and its gradient (the first pass), one global norm, SAM's ε,
 // the move to w + ε and back, and the second pass that descends from there. A strategy written
-// from these reads like its equations; sam.cpp is the shortest example. Header-only.
+// from these reads like its equations; sam.cpp is the shortest example. StepReport gathers what a
+// step reports (StepStats) and reads it to the host at once. Header-only.
 #pragma once
 
 #include <ATen/TensorOperators.h>
@@ -15,7 +16,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <cmath>
-#include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,9 +25,6 @@
 #include "flatface/perturbation.hpp"
 
 namespace flatface::perturbations {
-
-// StepStats' value for what a step did not compute.
-inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // L_margin = CE(f(x, u), y), the batch mean (paper eq. 16).
 inline at::Tensor margin_loss(const at::Tensor& logits, const at::Tensor& labels) {
@@ -107,27 +105,35 @@ inline void restore_weights(StepContext& ctx) {
   for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(saved[i]);
 }
 
-// The second pass: step to w + ε, take g_s = ∇L_margin(w + ε) there and return to w exactly,
-// leaving g_s in the gradient buffers. Returns L_margin(w + ε).
+// What the second pass measured, as 0-dim tensors on the device.
+struct PerturbedPass {
+  at::Tensor loss;          // L_margin(w + ε)
+  at::Tensor epsilon_norm;  // ‖ε‖₂
+};
+
+// The second pass: take ‖ε‖₂, step to w + ε, take g_s = ∇L_margin(w + ε) there and return to w
+// exactly, leaving g_s in the gradient buffers.
 // ε is taken by value and usually lives in the first pass's gradient buffers (computed in place):
 // it is released before the second backward allocates new gradients, so a step holds at most one
 // extra copy of the parameters (w_saved) at any time.
-inline at::Tensor gradient_at_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+inline PerturbedPass gradient_at_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+  PerturbedPass pass;
+  pass.epsilon_norm = global_norm(epsilon);
   move_to_perturbed(ctx, epsilon);
   epsilon.clear();
   ctx.zero_grad();
-  at::Tensor loss_perturbed = margin_loss(ctx.forward(Pass::second), ctx.labels());
-  loss_perturbed.backward();
+  pass.loss = margin_loss(ctx.forward(Pass::second), ctx.labels());
+  pass.loss.backward();
   restore_weights(ctx);
-  return loss_perturbed;
+  return pass;
 }
 
 // The second half shared by the two-pass strategies that step on g_s as it is (SAM, AACE, ASAM):
-// SGD applies ∇L_margin(w + ε) at w (eqs. 18-19). Returns L_margin(w + ε).
-inline at::Tensor descend_from_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
-  at::Tensor loss_perturbed = gradient_at_perturbed(ctx, std::move(epsilon));
+// SGD applies ∇L_margin(w + ε) at w (eqs. 18-19).
+inline PerturbedPass descend_from_perturbed(StepContext& ctx, std::vector<at::Tensor> epsilon) {
+  PerturbedPass pass = gradient_at_perturbed(ctx, std::move(epsilon));
   ctx.optimizer_step();
-  return loss_perturbed;
+  return pass;
 }
 
 // Several 0-dim tensors read to the host with a single synchronisation.
@@ -139,6 +145,52 @@ inline std::vector<double> to_host(const std::vector<at::Tensor>& scalars) {
   const double* v = host.data_ptr<double>();
   return std::vector<double>(v, v + host.numel());
 }
+
+// What a step reports, gathered as 0-dim tensors on the device and read by to_host() with one
+// synchronisation. A statistic never given stays "not computed" in StepStats, e.g.
+//   return StepReport(g.loss).grad_norm(g.norm).second_pass(g.loss, perturbed).to_host();
+class StepReport {
+ public:
+  explicit StepReport(at::Tensor loss) : loss_(std::move(loss)) {}  // L_margin(w)
+
+  // ‖∇L_margin(w)‖₂ over all parameters.
+  StepReport& grad_norm(at::Tensor norm) {
+    grad_norm_ = std::move(norm);
+    return *this;
+  }
+  // A second pass: the loss whose gradient defined ε (L_margin itself, or L_AACE) and what the
+  // pass measured at w + ε.
+  StepReport& second_pass(at::Tensor perturbation_loss, const PerturbedPass& pass) {
+    perturbation_loss_ = std::move(perturbation_loss);
+    loss_perturbed_ = pass.loss;
+    epsilon_norm_ = pass.epsilon_norm;
+    second_pass_ = true;
+    return *this;
+  }
+
+  StepStats to_host() const {
+    StepStats stats;
+    const std::pair<const at::Tensor*, std::optional<double>*> given[] = {
+        {&perturbation_loss_, &stats.perturbation_loss},
+        {&loss_perturbed_, &stats.loss_perturbed},
+        {&grad_norm_, &stats.grad_norm},
+        {&epsilon_norm_, &stats.epsilon_norm}};
+    std::vector<at::Tensor> scalars{loss_};
+    for (const auto& [tensor, value] : given)
+      if (tensor->defined()) scalars.push_back(*tensor);
+    const std::vector<double> v = perturbations::to_host(scalars);
+    stats.loss = v[0];
+    std::size_t next = 1;
+    for (const auto& [tensor, value] : given)
+      if (tensor->defined()) *value = v[next++];
+    stats.second_pass = second_pass_;
+    return stats;
+  }
+
+ private:
+  at::Tensor loss_, grad_norm_, perturbation_loss_, loss_perturbed_, epsilon_norm_;
+  bool second_pass_ = false;
+};
 
 // rho from the options: `fallback` when absent, never negative.
 inline double rho_option(const Options& options, double fallback) {

@@ -3,6 +3,7 @@
 #pragma once
 
 // 4: the helpers (cosine head, step operations, image codec, format readers) became SDK headers.
-// 5: StepContext::share_first_gradient() and the collectives (data-parallel training).
+// 5: StepStats says "not computed" with std::optional instead of NaN; StepContext's
+//    share_first_gradient() and the collectives (data-parallel training).
 #define FLATFACE_ABI_VERSION 5
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "flatface/options.hpp"
+#include "pickle_opcodes.hpp"
 
 namespace flatface::pickle {
 
@@ -21,222 +22,7 @@ Object::~Object() {
   }
 }
 
-const char* opcode_name(std::uint8_t op) {
-  switch (op) {
-    case 0x28:
-      return "MARK";
-    case 0x2e:
-      return "STOP";
-    case 0x30:
-      return "POP";
-    case 0x31:
-      return "POP_MARK";
-    case 0x32:
-      return "DUP";
-    case 0x46:
-      return "FLOAT";
-    case 0x49:
-      return "INT";
-    case 0x4a:
-      return "BININT";
-    case 0x4b:
-      return "BININT1";
-    case 0x4c:
-      return "LONG";
-    case 0x4d:
-      return "BININT2";
-    case 0x4e:
-      return "NONE";
-    case 0x50:
-      return "PERSID";
-    case 0x51:
-      return "BINPERSID";
-    case 0x52:
-      return "REDUCE";
-    case 0x53:
-      return "STRING";
-    case 0x54:
-      return "BINSTRING";
-    case 0x55:
-      return "SHORT_BINSTRING";
-    case 0x56:
-      return "UNICODE";
-    case 0x58:
-      return "BINUNICODE";
-    case 0x61:
-      return "APPEND";
-    case 0x62:
-      return "BUILD";
-    case 0x63:
-      return "GLOBAL";
-    case 0x64:
-      return "DICT";
-    case 0x7d:
-      return "EMPTY_DICT";
-    case 0x65:
-      return "APPENDS";
-    case 0x67:
-      return "GET";
-    case 0x68:
-      return "BINGET";
-    case 0x69:
-      return "INST";
-    case 0x6a:
-      return "LONG_BINGET";
-    case 0x6c:
-      return "LIST";
-    case 0x5d:
-      return "EMPTY_LIST";
-    case 0x6f:
-      return "OBJ";
-    case 0x70:
-      return "PUT";
-    case 0x71:
-      return "BINPUT";
-    case 0x72:
-      return "LONG_BINPUT";
-    case 0x73:
-      return "SETITEM";
-    case 0x74:
-      return "TUPLE";
-    case 0x29:
-      return "EMPTY_TUPLE";
-    case 0x75:
-      return "SETITEMS";
-    case 0x47:
-      return "BINFLOAT";
-    case 0x80:
-      return "PROTO";
-    case 0x81:
-      return "NEWOBJ";
-    case 0x82:
-      return "EXT1";
-    case 0x83:
-      return "EXT2";
-    case 0x84:
-      return "EXT4";
-    case 0x85:
-      return "TUPLE1";
-    case 0x86:
-      return "TUPLE2";
-    case 0x87:
-      return "TUPLE3";
-    case 0x88:
-      return "NEWTRUE";
-    case 0x89:
-      return "NEWFALSE";
-    case 0x8a:
-      return "LONG1";
-    case 0x8b:
-      return "LONG4";
-    case 0x42:
-      return "BINBYTES";
-    case 0x43:
-      return "SHORT_BINBYTES";
-    case 0x8c:
-      return "SHORT_BINUNICODE";
-    case 0x8d:
-      return "BINUNICODE8";
-    case 0x8e:
-      return "BINBYTES8";
-    case 0x8f:
-      return "EMPTY_SET";
-    case 0x90:
-      return "ADDITEMS";
-    case 0x91:
-      return "FROZENSET";
-    case 0x92:
-      return "NEWOBJ_EX";
-    case 0x93:
-      return "STACK_GLOBAL";
-    case 0x94:
-      return "MEMOIZE";
-    case 0x95:
-      return "FRAME";
-    case 0x96:
-      return "BYTEARRAY8";
-    case 0x97:
-      return "NEXT_BUFFER";
-    case 0x98:
-      return "READONLY_BUFFER";
-    default:
-      return "unknown";
-  }
-}
-
 namespace {
-
-// Opcode values, named as in Python's pickletools (in camel case).
-enum Opcode : std::uint8_t {
-  kMark = 0x28,
-  kEmptyTuple = 0x29,
-  kStop = 0x2e,
-  kPop = 0x30,
-  kPopMark = 0x31,
-  kDup = 0x32,
-  kBinbytes = 0x42,
-  kShortBinbytes = 0x43,
-  kFloat = 0x46,
-  kBinfloat = 0x47,
-  kInt = 0x49,
-  kBinint = 0x4a,
-  kBinint1 = 0x4b,
-  kLong = 0x4c,
-  kBinint2 = 0x4d,
-  kNone = 0x4e,
-  kPersid = 0x50,
-  kBinpersid = 0x51,
-  kReduce = 0x52,
-  kString = 0x53,
-  kBinstring = 0x54,
-  kShortBinstring = 0x55,
-  kUnicode = 0x56,
-  kBinunicode = 0x58,
-  kEmptyList = 0x5d,
-  kAppend = 0x61,
-  kBuild = 0x62,
-  kGlobal = 0x63,
-  kDict = 0x64,
-  kAppends = 0x65,
-  kGet = 0x67,
-  kBinget = 0x68,
-  kInst = 0x69,
-  kLongBinget = 0x6a,
-  kList = 0x6c,
-  kObj = 0x6f,
-  kPut = 0x70,
-  kBinput = 0x71,
-  kLongBinput = 0x72,
-  kSetitem = 0x73,
-  kTuple = 0x74,
-  kSetitems = 0x75,
-  kEmptyDict = 0x7d,
-  kProto = 0x80,
-  kNewobj = 0x81,
-  kExt1 = 0x82,
-  kExt2 = 0x83,
-  kExt4 = 0x84,
-  kTuple1 = 0x85,
-  kTuple2 = 0x86,
-  kTuple3 = 0x87,
-  kNewtrue = 0x88,
-  kNewfalse = 0x89,
-  kLong1 = 0x8a,
-  kLong4 = 0x8b,
-  kShortBinunicode = 0x8c,
-  kBinunicode8 = 0x8d,
-  kBinbytes8 = 0x8e,
-  kEmptySet = 0x8f,
-  kAdditems = 0x90,
-  kFrozenset = 0x91,
-  kNewobjEx = 0x92,
-  kStackGlobal = 0x93,
-  kMemoize = 0x94,
-  kFrame = 0x95,
-  kBytearray8 = 0x96,
-  kNextBuffer = 0x97,
-  kReadonlyBuffer = 0x98,
-};
 
 // The only callables a pickle may name: numpy's reconstruction of arrays, dtypes and scalars, and
 // the latin-1 encoding (and empty bytes()) a Python 3 protocol-2 pickle uses for bytes.
@@ -291,6 +77,7 @@ class Reader {
       }
       op_pos_ = pos_;
       op_ = p_[pos_++];
+      facts_ = find_opcode(op_);
       if (step()) break;
     }
     LoadResult r;
@@ -573,55 +360,60 @@ class Reader {
     target.built = true;
   }
 
+  // The opcode's argument, read as the opcode table describes it: a fixed-width little-endian
+  // integer, or the bytes after a little-endian length.
+  std::uint64_t fixed_argument() { return le(facts_->size); }
+  std::string counted_argument() { return bytes(le(facts_->size)); }
+
   // Executes the opcode op_; true at STOP.
   bool step() {
     switch (op_) {
-      case kProto:
-        protocol_ = static_cast<int>(le(1));
+      case code_of("PROTO"):
+        protocol_ = static_cast<int>(fixed_argument());
         if (protocol_ > 5) unsupported("pickle protocol " + std::to_string(protocol_));
         return false;
-      case kFrame: {  // frames are transparent to a reader that holds all the bytes
-        std::uint64_t len = le(8);
+      case code_of("FRAME"): {  // frames are transparent to a reader that holds all the bytes
+        std::uint64_t len = fixed_argument();
         if (len > n_ - pos_) truncated(len);
         return false;
       }
-      case kStop:
+      case code_of("STOP"):
         result_ = pop();
         return true;
-      case kMark:
+      case code_of("MARK"):
         marks_.push_back(stack_.size());
         return false;
-      case kEmptyList:
+      case code_of("EMPTY_LIST"):
         push(make(Object::Type::list));
         return false;
-      case kList: {
+      case code_of("LIST"): {
         auto items = pop_mark();
         auto l = make(Object::Type::list);
         for (auto& i : items) append(*l, std::move(i));
         push(l);
         return false;
       }
-      case kAppend: {
+      case code_of("APPEND"): {
         ObjectPtr item = pop();
         append(*top(), std::move(item));
         return false;
       }
-      case kAppends: {
+      case code_of("APPENDS"): {
         auto items = pop_mark();
         Object& l = *top();
         for (auto& i : items) append(l, std::move(i));
         return false;
       }
-      case kEmptyTuple:
+      case code_of("EMPTY_TUPLE"):
         push(tuple({}));
         return false;
-      case kTuple:
+      case code_of("TUPLE"):
         push(tuple(pop_mark()));
         return false;
-      case kTuple1:
-      case kTuple2:
-      case kTuple3: {
-        std::size_t k = static_cast<std::size_t>(op_ - kTuple1 + 1);
+      case code_of("TUPLE1"):
+      case code_of("TUPLE2"):
+      case code_of("TUPLE3"): {
+        const auto k = static_cast<std::size_t>(facts_->pops);
         if (stack_.size() < floor() + k) malformed("needs " + std::to_string(k) + " stack items");
         std::vector<ObjectPtr> items(std::make_move_iterator(stack_.end() - k),
                                      std::make_move_iterator(stack_.end()));
@@ -629,24 +421,22 @@ class Reader {
         push(tuple(std::move(items)));
         return false;
       }
-      case kNone:
+      case code_of("NONE"):
         push(make(Object::Type::none));
         return false;
-      case kNewtrue:
-      case kNewfalse:
-        push(integer(op_ == kNewtrue ? 1 : 0, Object::Type::boolean));
+      case code_of("NEWTRUE"):
+      case code_of("NEWFALSE"):
+        push(integer(op_ == code_of("NEWTRUE") ? 1 : 0, Object::Type::boolean));
         return false;
-      case kBinint1:
-        push(integer(static_cast<std::int64_t>(le(1))));
+      case code_of("BININT1"):
+      case code_of("BININT2"):
+        push(integer(static_cast<std::int64_t>(fixed_argument())));
         return false;
-      case kBinint2:
-        push(integer(static_cast<std::int64_t>(le(2))));
+      case code_of("BININT"):  // signed 32-bit
+        push(integer(static_cast<std::int32_t>(static_cast<std::uint32_t>(fixed_argument()))));
         return false;
-      case kBinint:  // signed 32-bit
-        push(integer(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))));
-        return false;
-      case kLong1: {  // little-endian two's complement of a given byte length
-        std::uint64_t len = le(1);
+      case code_of("LONG1"): {  // little-endian two's complement of a given byte length
+        std::uint64_t len = le(facts_->size);
         if (len > 8) unsupported("integers wider than 64 bits are not supported");
         if (len == 0) {
           push(integer(0));
@@ -657,62 +447,50 @@ class Reader {
         push(integer(static_cast<std::int64_t>(v)));
         return false;
       }
-      case kShortBinstring:  // Python 2 str
-        push(blob(bytes(le(1)), Object::Type::bytes, true));
+      case code_of("SHORT_BINSTRING"):  // Python 2 str
+        push(blob(counted_argument(), Object::Type::bytes, true));
         return false;
-      case kBinstring: {  // Python 2 str, a signed 32-bit length
-        auto len = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
+      case code_of("BINSTRING"): {  // Python 2 str, a signed 32-bit length
+        auto len = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(facts_->size)));
         if (len < 0) malformed("negative string length " + std::to_string(len));
         push(blob(bytes(static_cast<std::uint64_t>(len)), Object::Type::bytes, true));
         return false;
       }
-      case kShortBinbytes:
-        push(blob(bytes(le(1)), Object::Type::bytes));
+      case code_of("SHORT_BINBYTES"):
+      case code_of("BINBYTES"):
+      case code_of("BINBYTES8"):
+      case code_of("BYTEARRAY8"):
+        push(blob(counted_argument(), Object::Type::bytes));
         return false;
-      case kBinbytes:
-        push(blob(bytes(le(4)), Object::Type::bytes));
+      case code_of("SHORT_BINUNICODE"):
+      case code_of("BINUNICODE"):
+      case code_of("BINUNICODE8"):
+        push(blob(counted_argument(), Object::Type::text));
         return false;
-      case kBinbytes8:
-      case kBytearray8:
-        push(blob(bytes(le(8)), Object::Type::bytes));
-        return false;
-      case kShortBinunicode:
-        push(blob(bytes(le(1)), Object::Type::text));
-        return false;
-      case kBinunicode:
-        push(blob(bytes(le(4)), Object::Type::text));
-        return false;
-      case kBinunicode8:
-        push(blob(bytes(le(8)), Object::Type::text));
-        return false;
-      case kPut:
+      case code_of("PUT"):
         memo_put(decimal_line());
         return false;
-      case kBinput:
-        memo_put(le(1));
+      case code_of("BINPUT"):
+      case code_of("LONG_BINPUT"):
+        memo_put(fixed_argument());
         return false;
-      case kLongBinput:
-        memo_put(le(4));
-        return false;
-      case kMemoize:
+      case code_of("MEMOIZE"):
         memo_put(memo_.size());
         return false;
-      case kGet:
+      case code_of("GET"):
         memo_get(decimal_line());
         return false;
-      case kBinget:
-        memo_get(le(1));
+      case code_of("BINGET"):
+      case code_of("LONG_BINGET"):
+        memo_get(fixed_argument());
         return false;
-      case kLongBinget:
-        memo_get(le(4));
-        return false;
-      case kGlobal: {
+      case code_of("GLOBAL"): {
         std::string module = line();
         std::string name = line();
         global(module, name);
         return false;
       }
-      case kStackGlobal: {
+      case code_of("STACK_GLOBAL"): {
         ObjectPtr name = pop();
         ObjectPtr module = pop();
         if (module->type != Object::Type::text || name->type != Object::Type::text)
@@ -720,10 +498,10 @@ class Reader {
         global(module->data, name->data);
         return false;
       }
-      case kReduce:
+      case code_of("REDUCE"):
         reduce();
         return false;
-      case kBuild:
+      case code_of("BUILD"):
         build();
         return false;
       default:
@@ -737,6 +515,7 @@ class Reader {
   std::size_t pos_ = 0;
   std::size_t op_pos_ = 0;
   std::uint8_t op_ = 0;
+  const Opcode* facts_ = nullptr;  // op_'s row of the opcode table; nullptr for no opcode
   int protocol_ = 0;
   std::vector<ObjectPtr> stack_;
   std::vector<std::size_t> marks_;
@@ -756,31 +535,31 @@ LoadResult load(const std::uint8_t* bytes, std::size_t size, const std::string& 
 
 std::vector<std::uint8_t> dump_bytes_and_bools(const std::vector<std::vector<std::uint8_t>>& images,
                                                const std::vector<bool>& flags) {
-  constexpr std::size_t kBatch = 1000;          // items per APPENDS, as Python writes them
-  std::vector<std::uint8_t> out{0x80, 2, ']'};  // PROTO 2, EMPTY_LIST
+  constexpr std::size_t kBatch = 1000;  // items per APPENDS, as Python writes them
+  std::vector<std::uint8_t> out{code_of("PROTO"), 2, code_of("EMPTY_LIST")};
   for (std::size_t i = 0; i < images.size(); ++i) {
-    if (i % kBatch == 0) out.push_back('(');  // MARK
+    if (i % kBatch == 0) out.push_back(code_of("MARK"));
     const auto& img = images[i];
     if (img.size() < 256) {
-      out.push_back('U');  // SHORT_BINSTRING
+      out.push_back(code_of("SHORT_BINSTRING"));
       out.push_back(static_cast<std::uint8_t>(img.size()));
     } else {
       if (img.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
         throw RuntimeError("pickle: image " + std::to_string(i) + " is larger than 2 GiB");
-      out.push_back('T');  // BINSTRING
+      out.push_back(code_of("BINSTRING"));
       put_le32(out, static_cast<std::uint32_t>(img.size()));
     }
     out.insert(out.end(), img.begin(), img.end());
-    if (i % kBatch == kBatch - 1 || i + 1 == images.size()) out.push_back('e');  // APPENDS
+    if (i % kBatch == kBatch - 1 || i + 1 == images.size()) out.push_back(code_of("APPENDS"));
   }
-  out.push_back(']');
+  out.push_back(code_of("EMPTY_LIST"));
   for (std::size_t i = 0; i < flags.size(); ++i) {
-    if (i % kBatch == 0) out.push_back('(');
-    out.push_back(flags[i] ? 0x88 : 0x89);  // NEWTRUE / NEWFALSE
-    if (i % kBatch == kBatch - 1 || i + 1 == flags.size()) out.push_back('e');
+    if (i % kBatch == 0) out.push_back(code_of("MARK"));
+    out.push_back(flags[i] ? code_of("NEWTRUE") : code_of("NEWFALSE"));
+    if (i % kBatch == kBatch - 1 || i + 1 == flags.size()) out.push_back(code_of("APPENDS"));
   }
-  out.push_back(0x86);  // TUPLE2
-  out.push_back('.');   // STOP
+  out.push_back(code_of("TUPLE2"));
+  out.push_back(code_of("STOP"));
   return out;
 }
 

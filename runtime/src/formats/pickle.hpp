@@ -56,9 +56,6 @@ struct LoadResult {
 // offset 2: global 'os.system' is not allowed ...".
 LoadResult load(const std::uint8_t* bytes, std::size_t size, const std::string& source);
 
-// The name of a pickle opcode ("BINBYTES"), or "unknown".
-const char* opcode_name(std::uint8_t opcode);
-
 // A protocol-2 pickle of the tuple `(images, issame)`: images as Python 2 str (SHORT_BINSTRING /
 // BINSTRING), flags as True/False, so that Python 2 `pickle.load(f)` and Python 3
 // `pickle.load(f, encoding='bytes')` both return lists of bytes and bools, like the distributed
