@@ -135,6 +135,32 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+// Rank 0 (its exit `status`, nullopt when it did not exit in time) stopped with an error naming
+// rank 1 as lost.
+void check_stopped_naming_rank1(const std::optional<int>& status, const TempDir& dir) {
+  const std::string text = read_text(dir / "rank0.log");
+  CATCH_INFO(text);
+  CATCH_REQUIRE(status);
+  CATCH_CHECK(WIFEXITED(*status));
+  CATCH_CHECK(WEXITSTATUS(*status) != 0);
+  CATCH_CHECK_THAT(text, Contains("rank 1 of 2 lost"));
+}
+
+// `flatface run TOML --threads 1 --no-report EXTRA`, which must succeed; its output.
+std::string train_to_end(const std::string& toml, const std::string& extra) {
+  auto r = run_cli("run " + toml + " --threads 1 --no-report " + extra);
+  CATCH_INFO(r.out);
+  CATCH_REQUIRE(r.code == 0);
+  return r.out;
+}
+
+// Until the run in `output` has saved its first checkpoint (30 s at most): it is training.
+void wait_for_checkpoints(const std::string& output) {
+  const auto checkpoints = std::filesystem::path(output) / "checkpoints";
+  for (int k = 0; k < 600 && !std::filesystem::exists(checkpoints); ++k)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 }  // namespace
 
 CATCH_TEST_CASE("--nproc 2 trains a tiny grid to a complete report with one process's numbers") {
@@ -163,29 +189,18 @@ CATCH_TEST_CASE("kill -9 of one rank stops the other naming it; the run then res
   const pid_t r0 = start_rank_process(0, port, killed, dir, "20");
   const pid_t r1 = start_rank_process(1, port, killed, dir, "20");
   // Wait until an epoch is saved, then kill rank 1 in the middle of the run.
-  const auto checkpoints = std::filesystem::path(dir / "killed") / "checkpoints";
-  for (int k = 0; k < 600 && !std::filesystem::exists(checkpoints); ++k)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_for_checkpoints(dir / "killed");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CATCH_REQUIRE(::kill(r1, SIGKILL) == 0);
   ::waitpid(r1, nullptr, 0);
   // Within the collective timeout (20 s) and the diagnosis; a closed connection is seen at once.
   const auto status = exit_within(r0, std::chrono::seconds(20 + 10));
-  const std::string text = read_text(dir / "rank0.log");
-  CATCH_INFO(text);
-  CATCH_REQUIRE(status);
-  CATCH_CHECK(WIFEXITED(*status));
-  CATCH_CHECK(WEXITSTATUS(*status) != 0);
-  CATCH_CHECK_THAT(text, Contains("rank 1 of 2 lost"));
+  check_stopped_naming_rank1(status, dir);
   CATCH_CHECK(metrics(dir / "killed").status == "running");  // resumable, not failed
 
   // Resumed with 2 ranks, the run ends where an uninterrupted one does.
-  auto resumed = run_cli("run " + killed + " --threads 1 --nproc 2 --no-report");
-  CATCH_INFO(resumed.out);
-  CATCH_REQUIRE(resumed.code == 0);
-  CATCH_CHECK_THAT(resumed.out, Contains("resuming"));
-  auto uninterrupted = run_cli("run " + whole + " --threads 1 --nproc 2 --no-report");
-  CATCH_REQUIRE(uninterrupted.code == 0);
+  CATCH_CHECK_THAT(train_to_end(killed, "--nproc 2"), Contains("resuming"));
+  train_to_end(whole, "--nproc 2");
   check_same(metrics(dir / "killed"), metrics(dir / "whole"), 1e-6);
 }
 
@@ -196,10 +211,8 @@ CATCH_TEST_CASE("a run saved mid-epoch by 2 ranks resumes in 1 process to the sa
   auto first = run_cli("run " + split + " --threads 1 --nproc 2 --stop-after-steps 5 --no-report");
   CATCH_INFO(first.out);
   CATCH_REQUIRE(first.code == 130);
-  auto rest = run_cli("run " + split + " --threads 1 --no-report");
-  CATCH_REQUIRE(rest.code == 0);
-  auto one = run_cli("run " + whole + " --threads 1 --no-report");
-  CATCH_REQUIRE(one.code == 0);
+  train_to_end(split, "");
+  train_to_end(whole, "");
   check_same(metrics(dir / "split"), metrics(dir / "whole"), 1e-5);
 }
 
@@ -209,17 +222,10 @@ CATCH_TEST_CASE("a rank that hangs is named lost once the collective timeout pas
   const std::string port = std::to_string(flatface::distributed::free_local_port());
   const pid_t r0 = start_rank_process(0, port, toml, dir, "5");
   const pid_t r1 = start_rank_process(1, port, toml, dir, "5");
-  const auto checkpoints = std::filesystem::path(dir / "hang") / "checkpoints";
-  for (int k = 0; k < 600 && !std::filesystem::exists(checkpoints); ++k)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_for_checkpoints(dir / "hang");
   CATCH_REQUIRE(::kill(r1, SIGSTOP) == 0);  // alive, but answers nothing (nor beats)
   const auto status = exit_within(r0, std::chrono::seconds(5 + 15));
   ::kill(r1, SIGKILL);
   ::waitpid(r1, nullptr, 0);
-  const std::string text = read_text(dir / "rank0.log");
-  CATCH_INFO(text);
-  CATCH_REQUIRE(status);
-  CATCH_CHECK(WIFEXITED(*status));
-  CATCH_CHECK(WEXITSTATUS(*status) != 0);
-  CATCH_CHECK_THAT(text, Contains("rank 1 of 2 lost"));
+  check_stopped_naming_rank1(status, dir);
 }
