@@ -3,7 +3,9 @@
 # CMake but none of our -dev packages (the kit from cmake/gpu-kit.sh brings them):
 #   1. unpack the kit; 2. configure the `cuda` preset against torch's CMake prefix and build;
 #   3. the test suite; 4. one fixed batch's losses, gradients and weights on CPU vs CUDA
-#   (`test_train_step "[cuda]"`); 5. bench/compare.sh on bench/gpu_r50.toml in fp32 and bf16.
+#   (`test_train_step "[cuda]"`); 5. bench/compare.sh on bench/gpu_r50.toml in fp32 and bf16;
+#   6. data-parallel: one epoch of bench/gpu_r50.toml (SAM) on 1 GPU vs all GPUs (`--nproc N`,
+#   NCCL), ms/step and the share of step time in all-reduce (skipped with fewer than 2 GPUs).
 # Everything goes to OUT (default results/gpu-check): summary.txt and one log per part.
 #   bash bench/gpu_check.sh [--kit DIR] [--out DIR] [--jobs N] [--skip-bench]
 #   bash bench/gpu_check.sh --cpu ...   the same build and tests on the CPU with the `default`
@@ -111,6 +113,18 @@ if ((!cpu)); then
       part "compare.sh $precision" "bench-$precision.txt" env BUILD="$build" TOML=bench/gpu_r50.toml \
         CLASSES=10572 MEMORY_CLASSES=0 REPEATS=1 STEPS=20 OUT="$out/bench-$precision" \
         bash "$root/bench/compare.sh" --set "train.precision=\"$precision\""
+    done
+  fi
+  # 6. One run on 1 GPU, then on all of them (global batch 128 either way).
+  gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  if ((bench && gpus > 1)); then
+    data_parallel() {  # NPROC
+      "$build/bin/flatface" run bench/gpu_r50.toml --only setup=sam --no-report \
+        --set 'train.epochs=1' --set "experiment.output=\"$out/dist-$1\"" --nproc "$1"
+    }
+    for n in 1 "$gpus"; do
+      part "data-parallel, $n GPU(s)" "dist-$n.log" data_parallel "$n" &&
+        say "  $(grep -o '[0-9.]* ms/step' "$out/dist-$n.log" | head -1); $(grep -o '[0-9.]* s of [0-9.]* s of training steps in all-reduce ([0-9.]*%)' "$out/dist-$n.log" | head -1)"
     done
   fi
 fi

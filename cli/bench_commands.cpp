@@ -63,7 +63,7 @@ std::string plugin_json(const std::string& plugin, const Options& options,
                         const std::vector<std::pair<std::string, std::string>>& extra = {}) {
   std::string out = "{\"plugin\": " + json_quoted(plugin);
   for (const auto& key : options.keys()) {
-    if (key == "plugin" || key == "bn_second_pass") continue;
+    if (key == "plugin" || key == "bn_second_pass" || key == "epsilon") continue;
     const auto* v = options.find(key);
     out += ", " + json_quoted(key) + ": ";
     if (const auto* list = std::get_if<std::vector<Options::Scalar>>(&v->data)) {

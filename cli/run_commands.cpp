@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -19,6 +20,9 @@
 
 #include "analysis.hpp"
 #include "common.hpp"
+#include "distributed/communicator.hpp"
+#include "distributed/launch_env.hpp"
+#include "distributed/local_ranks.hpp"
 #include "report_tables.hpp"
 #include "run_claim.hpp"
 #include "run_workers.hpp"
@@ -109,9 +113,6 @@ std::string completion_message(const RunOutcome& out) {
   return buf;
 }
 
-// This process's part of a grid that others may share: passes over the selected runs, training
-// each one it can claim, until every run is complete or failed; between passes it waits for the
-// runs that other processes hold, and takes over any whose holder stops.
 // A run's progress on this terminal and, for a grid worker, as events to its parent: at most two
 // a second, and the last step of every epoch.
 class RunDisplay : public ConsoleProgress {
@@ -140,11 +141,19 @@ class RunDisplay : public ConsoleProgress {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now() - std::chrono::seconds(1);
 };
 
+// This process's part of a grid that others may share: passes over the selected runs, training
+// each one it can claim, until every run is complete or failed; between passes it waits for the
+// runs that other processes hold, and takes over any whose holder stops.
+//
+// In a data-parallel run every rank walks the grid in step with rank 0: rank 0 alone reads and
+// takes the claims and writes files, and publishes each decision (train, busy, settled, stop) in
+// the ranks' store, where the others read it.
 class SharedGrid {
  public:
   SharedGrid(const Experiment& e, const RunArgs& args, std::vector<RunSpec> runs, int threads,
-             GridResources& shared)
+             GridResources& shared, distributed::Communicator* ranks)
       : e_(e),
+        ranks_(ranks),
         args_(args),
         runs_(std::move(runs)),
         threads_(threads),
@@ -164,12 +173,13 @@ class SharedGrid {
       board_ = claims_.snapshot();
       std::vector<std::string> busy;  // "label (id) on host:pid"
       bool trained = false;
-      for (std::size_t i = 0; i < runs_.size() && !g_stop.load(); ++i) {
-        if (settled_[i] || settle_if_finished(i)) continue;
+      for (std::size_t i = 0; i < runs_.size() && !stopping(); ++i) {
+        if (settled_[i]) continue;
         std::optional<ClaimInfo> known, holder;
-        if (auto it = board_.find(runs_[i].id); it != board_.end()) known = it->second;
-        auto claim = claims_.acquire(runs_[i].id, known, &holder);
-        if (!claim) {
+        std::unique_ptr<HeldClaim> claim;
+        const Decision d = decide(i, claim, known, holder);
+        if (d == Decision::settled || d == Decision::stop) continue;
+        if (d == Decision::busy) {
           busy.push_back(label(i) + (holder ? " on " + holder->holder() : ""));
           continue;
         }
@@ -182,7 +192,7 @@ class SharedGrid {
         board_ = claims_.snapshot();  // training took a while: the claims as they are now
       }
       if (std::all_of(settled_.begin(), settled_.end(), [](bool s) { return s; })) break;
-      if (g_stop.load()) {
+      if (stopping()) {
         std::cerr << "\ninterrupted while waiting for runs held by other processes. Resume with:\n";
         return interrupted();
       }
@@ -197,11 +207,49 @@ class SharedGrid {
       }
       nap(poll_seconds);
     }
-    print_summary();
+    if (leader()) print_summary();
     return failed_ > 0 || analysis_failed_ > 0 ? 1 : 0;
   }
 
  private:
+  enum class Decision { settled, busy, train, stop };
+
+  bool leader() const { return !ranks_ || ranks_->rank() == 0; }
+  // Ctrl-C as rank 0 saw it: the other ranks stop where rank 0 tells them to.
+  bool stopping() const { return leader() ? g_stop.load() : stop_published_; }
+  std::string next_decision_key() { return "grid/" + std::to_string(decisions_++); }
+
+  // What to do with run i (not yet settled): rank 0 (or the only process) looks at its files
+  // and claims, and takes the claim when it can; the other ranks follow rank 0's decision.
+  Decision decide(std::size_t i, std::unique_ptr<HeldClaim>& claim,
+                  std::optional<ClaimInfo>& known, std::optional<ClaimInfo>& holder) {
+    static const char* const names[] = {"settled", "busy", "train", "stop"};
+    if (!leader()) {
+      const std::string d = ranks_->await(next_decision_key());
+      for (int k = 0; k < 4; ++k) {
+        if (d != names[k]) continue;
+        const auto decision = static_cast<Decision>(k);
+        if (decision == Decision::settled) settled_[i] = true;
+        if (decision == Decision::stop) stop_published_ = true;
+        return decision;
+      }
+      throw RuntimeError("rank " + std::to_string(ranks_->rank()) +
+                         ": unknown grid decision from rank 0: '" + d + "'");
+    }
+    Decision d = Decision::busy;
+    if (g_stop.load()) {
+      d = Decision::stop;
+    } else if (settle_if_finished(i)) {
+      d = Decision::settled;
+    } else {
+      if (auto it = board_.find(runs_[i].id); it != board_.end()) known = it->second;
+      claim = claims_.acquire(runs_[i].id, known, &holder);
+      if (claim) d = Decision::train;
+    }
+    if (ranks_) ranks_->publish(next_decision_key(), names[static_cast<int>(d)]);
+    return d;
+  }
+
   std::string tag(std::size_t i) const {
     return "[" + std::to_string(i + 1) + "/" + std::to_string(runs_.size()) + "]";
   }
@@ -267,9 +315,11 @@ class SharedGrid {
     opts.threads = threads_;
     opts.retry_failed = retry(i, result_of(e_, r));
     opts.stop_after_steps = args_.stop_after_steps;
-    opts.holds_run = [&claim] { return claim->still_held(); };
+    if (claim) opts.holds_run = [&claim] { return claim->still_held(); };
+    opts.ranks = ranks_;
     RunDisplay display(tag(i), describe_run(e_, r), e_.train.log_every_steps, events_, r.id);
-    opts.progress = &display;
+    // Rank 0 shows the run's progress; the other ranks train quietly.
+    if (leader()) opts.progress = &display;
     const RunOutcome out = train_run(e_, r, shared_, opts);
     train_seconds_ += out.train_seconds;
     eval_seconds_ += out.eval_seconds;
@@ -279,30 +329,30 @@ class SharedGrid {
     switch (out.status) {
       case RunStatus::complete:
         settled_[i] = true;
-        claim->complete(claims_);
+        if (claim) claim->complete(claims_);
         ++done_;
         message = completion_message(out);
         break;
       case RunStatus::skipped:  // completed by another process since this one looked
         settled_[i] = true;
-        claim->complete(claims_);
+        if (claim) claim->complete(claims_);
         ++by_others_;
         message = "complete (trained by another process)";
         break;
       case RunStatus::failed:
         settled_[i] = true;
-        claim->release();
+        if (claim) claim->release();
         ++failed_;
         message = "FAILED: " + out.reason;
         break;
       case RunStatus::interrupted:
-        claim->release();
+        if (claim) claim->release();
         message = "interrupted, saved at its last step";
         break;
       case RunStatus::taken_over:
         // This process was paused for longer than --stale-after; the run is another's now.
         message = "taken over by another process while this one was paused; left to it";
-        if (auto now = result_of(e_, r); now && now->status == "complete")
+        if (auto now = result_of(e_, r); claim && now && now->status == "complete")
           claim->complete(claims_);  // the taker has finished it: no claim file stays
         break;
     }
@@ -312,7 +362,7 @@ class SharedGrid {
     else
       spdlog::info("{} {}: {}", tag(i), label(i), message);
     events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
-    if (out.status == RunStatus::complete) analyze(i);
+    if (out.status == RunStatus::complete && leader()) analyze(i);
     return out.status;
   }
 
@@ -347,6 +397,9 @@ class SharedGrid {
   }
 
   int interrupted() {
+    // The other ranks wait for rank 0's next decision: tell them to stop too.
+    if (ranks_ && leader()) ranks_->publish(next_decision_key(), "stop");
+    if (!leader()) return 130;
     send_summary();
     print_resume_hint(e_, args_);
     return 130;
@@ -384,6 +437,9 @@ class SharedGrid {
   }
 
   const Experiment& e_;
+  distributed::Communicator* ranks_;  // nullptr: one process
+  std::int64_t decisions_ = 0;        // grid decisions so far (keys in the ranks' store)
+  bool stop_published_ = false;
   const RunArgs& args_;
   const std::vector<RunSpec> runs_;
   const int threads_;
@@ -398,7 +454,39 @@ class SharedGrid {
   int analysis_failed_ = 0;
 };
 
+// This process's command line without `--nproc N`: what each of the N ranks runs.
+std::vector<std::string> rank_arguments() {
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> all;
+  std::string arg;
+  while (std::getline(f, arg, '\0')) all.push_back(arg);
+  std::vector<std::string> out;
+  for (std::size_t k = 1; k < all.size(); ++k) {
+    if (all[k] == "--nproc") {
+      ++k;
+      continue;
+    }
+    if (all[k].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(all[k]);
+  }
+  return out;
+}
+
+// The device of this rank: cuda:LOCAL_RANK where the experiment trains on CUDA.
+std::string rank_device(const std::string& device, const distributed::LaunchEnv& env) {
+  const std::string resolved = resolve_device(device);
+  if (resolved == "cuda") return "cuda:" + std::to_string(env.local_rank);
+  return resolved;
+}
+
 int run(const Globals& g, const RunArgs& args) {
+  const auto launch = distributed::launch_from_environment();
+  if (args.nproc > 1 && !launch) {
+    if (args.workers > 1 || args.devices.size() > 1)
+      throw ConfigError("--nproc with --workers/--devices: not supported yet; start the workers "
+                        "with torchrun or srun instead");
+    return distributed::run_local_ranks("/proc/self/exe", rank_arguments(), args.nproc);
+  }
   Experiment e = args.experiment.load();
   const std::vector<RunSpec> runs = select_runs(e, expand_grid(e), args.only);
   if (args.dry_run) {
@@ -409,6 +497,18 @@ int run(const Globals& g, const RunArgs& args) {
   if (args.workers > 1 || args.devices.size() > 1) return run_workers(g, args, e, runs);
   if (!args.devices.empty()) e.device = args.devices.front();
   if (!args.device.empty()) e.device = args.device;
+  // Data-parallel ranks (torchrun, srun, --nproc): one process per device; rank 0 alone writes.
+  std::optional<distributed::Communicator> ranks;
+  if (launch) {
+    e.device = rank_device(e.device, *launch);
+    if (launch->rank != 0) spdlog::set_level(spdlog::level::warn);
+    const auto timeout = args.dist_timeout > 0
+                             ? std::chrono::milliseconds(static_cast<std::int64_t>(1000 * args.dist_timeout))
+                             : std::chrono::milliseconds(distributed::kDefaultCollectiveTimeout);
+    ranks.emplace(*launch, c10::Device(e.device), timeout);
+    spdlog::info("{}: rank {} of {} ({}), collective timeout {:.0f} s", e.name, launch->rank,
+                 launch->world_size, launch->source, timeout.count() / 1000.0);
+  }
   int threads = apply_threads(g, &e);
   auto registry = open_registry(g, &e);
   GridResources shared;
@@ -420,9 +520,9 @@ int run(const Globals& g, const RunArgs& args) {
     std::signal(SIGPIPE, SIG_IGN);  // a parent that has gone is no reason to die
   spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(),
                resolve_device(e.device), threads, e.output);
-  SharedGrid grid(e, args, runs, threads, shared);
+  SharedGrid grid(e, args, runs, threads, shared, ranks ? &*ranks : nullptr);
   const int code = grid.train_all();
-  if (code != 130 && !args.no_report) {
+  if (code != 130 && !args.no_report && (!launch || launch->rank == 0)) {
     using namespace flatface::reports;
     auto agg = aggregate_runs(load_results({e.output}), Selection::final_epoch);
     std::cout << '\n' << render_report(agg, Format::markdown) << std::flush;
@@ -457,6 +557,14 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
                   "in turn; alone, one worker per device")
       ->delimiter(',');
   cmd->add_option("--device", args.device, "This process's device instead of the experiment's");
+  cmd->add_option("--nproc", args.nproc,
+                  "Train each run data-parallel on N ranks started on this machine (as torchrun "
+                  "--nproc-per-node N would; train.batch_size stays the global batch)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--dist-timeout", args.dist_timeout,
+                  "Data-parallel runs: seconds a collective waits for the other ranks before the "
+                  "run stops naming the lost rank (default 120)")
+      ->check(positive_seconds());
   cmd->add_option("--stale-after", args.stale_after,
                   "Seconds without a heartbeat after which another process takes a run's claim "
                   "over (default 300; keep it above a minute on NFS)")

@@ -22,6 +22,8 @@ struct RunArgs {
   std::vector<std::string> devices;  // one per worker, repeated round-robin
   std::string device;                // this process's device, instead of the experiment's
   int progress_fd = -1;              // a worker: where its events go (internal)
+  int nproc = 0;                     // data-parallel ranks started on this machine (0, 1: none)
+  double dist_timeout = 0;           // seconds a collective may wait for another rank
 };
 
 // What a worker tells the parent, one tab-separated line per event (tabs and newlines in the

@@ -159,7 +159,7 @@ CATCH_TEST_CASE("flatface validate of a file with a misspelled option exits 2 na
   // Line 24, column 39: `perturbation = { plugin = "test-toy", rhoo = 0.1 }`.
   CATCH_CHECK(r.out == "error: " + file +
                            ":24:39: unknown key 'rhoo' for perturbation 'test-toy' (known: "
-                           "bn_second_pass, plugin, rho)\n");
+                           "bn_second_pass, epsilon, plugin, rho)\n");
 }
 
 CATCH_TEST_CASE("flatface validate of an unknown plugin exits 2 listing the available ones") {

@@ -200,7 +200,7 @@ CATCH_TEST_CASE("a misspelled plugin option is reported at its position with the
   options.get_double("rho", 0.1);
   CATCH_CHECK(config_error([&] { options.check_all_used(); }) ==
               where("x.toml", text, "rhoo") +
-                  ": unknown key 'rhoo' for perturbation 'sam' (known: bn_second_pass, plugin, "
+                  ": unknown key 'rhoo' for perturbation 'sam' (known: bn_second_pass, epsilon, plugin, "
                   "rho)");
 }
 

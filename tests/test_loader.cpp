@@ -1,5 +1,6 @@
 // The training batch loader: order, augmentation, normalisation, errors, resume, throughput.
 #include <ATen/ops/allclose.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
@@ -10,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "catch_compat.hpp"
 #include "factory.hpp"
@@ -389,5 +391,28 @@ CATCH_TEST_CASE("loader throughput on JPEG data", "[.benchmark]") {
                   images_per_second(kz25, 112, threads));
   } else {
     std::printf("(no insightface-rec plugin found: kz25 not measured)\n");
+  }
+}
+
+CATCH_TEST_CASE("the ranks' shares of a global batch, side by side, are the single-process batch") {
+  // Data-parallel training: 7 rows on 2 ranks are rows [0, 3) and [3, 7) of every batch in the
+  // one-process order, images (with their flips) included.
+  auto data = std::make_shared<PatternSet>(30, 6);
+  Loader whole(data, options(7, 6));
+  const auto expected = whole_epoch(whole, 2);
+  std::vector<std::vector<Batch>> shares;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto o = options(7, 6);
+    std::tie(o.share_begin, o.share_end) = flatface::batch_share(7, rank, 2);
+    Loader part(data, o);
+    CATCH_CHECK(part.batches_per_epoch() == 4);
+    shares.push_back(whole_epoch(part, 2));
+  }
+  CATCH_REQUIRE(shares[0].size() == expected.size());
+  for (std::size_t b = 0; b < expected.size(); ++b) {
+    CATCH_CHECK(shares[0][b].labels.size(0) == 3);
+    CATCH_CHECK(shares[1][b].labels.size(0) == 4);
+    CATCH_CHECK(at::equal(at::cat({shares[0][b].labels, shares[1][b].labels}), expected[b].labels));
+    CATCH_CHECK(at::equal(at::cat({shares[0][b].images, shares[1][b].images}), expected[b].images));
   }
 }

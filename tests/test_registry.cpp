@@ -140,7 +140,7 @@ CATCH_TEST_CASE("a plugin factory gets its options and unread keys are typos") {
   std::string msg = config_error([&] { flatface::make_perturbation(reg, "test-toy", options); });
   CATCH_CHECK(msg ==
               "x.toml:7:49: unknown key 'rhoo' for perturbation 'test-toy' "
-              "(known: bn_second_pass, plugin, rho)");
+              "(known: bn_second_pass, epsilon, plugin, rho)");
 }
 
 CATCH_TEST_CASE("a plugin factory's bad-data failure stays a runtime error") {

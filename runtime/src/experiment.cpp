@@ -359,7 +359,8 @@ std::vector<SweepAxis> parse_sweep(const toml::node& node, const std::string& ow
                 section == "train"))
             throw ConfigError(pos.str() + ": cannot sweep '" + key + "' in " + owner +
                               ": a swept key is " + kSweepSections);
-          if (option == "plugin" || (section == "perturbation" && option == "bn_second_pass"))
+          if (option == "plugin" ||
+              (section == "perturbation" && (option == "bn_second_pass" || option == "epsilon")))
             throw ConfigError(pos.str() + ": '" + key + "' cannot be swept (" + owner +
                               "); write one setup per value");
           if (section == "train" && kRunNeutralTrainKeys.count(option))
@@ -681,6 +682,7 @@ Experiment parse_experiment(const std::string& text, const std::string& path,
     }
     s.bn_second_pass =
         s.perturbation.options.get_choice("bn_second_pass", s.bn_second_pass, {"freeze", "update"});
+    s.epsilon = s.perturbation.options.get_choice("epsilon", s.epsilon, {"global", "local"});
     known.check_all_used();
     e.setups.push_back(std::move(s));
   }
@@ -894,6 +896,7 @@ Options perturbation_options(const Experiment& e, const RunSpec& run) {
   Options o = e.setups[run.setup].perturbation.options.fresh_copy();
   o.consume("plugin");
   o.consume("bn_second_pass");
+  o.consume("epsilon");
   for (const auto& v : run.swept) {
     auto [section, option] = split_key(v.key);
     if (section == "perturbation") o.set(option, option_value(v.value, v.pos));

@@ -55,6 +55,9 @@ struct Setup {
   // The experiment's sweep, then the setup's own, then `rho = [..]` (a sweep of perturbation.rho).
   std::vector<SweepAxis> sweep;
   std::string bn_second_pass = "freeze";  // freeze | update
+  // perturbation.epsilon: in a data-parallel run, ε from the global batch's gradient ("global",
+  // the single-process step) or from each rank's own ("local", m-sharpness).
+  std::string epsilon = "global";
   SourcePos pos;
 };
 

@@ -50,6 +50,7 @@ std::unique_ptr<Perturbation> make_perturbation(const Registry& reg, const std::
   return construct(options, plugin, "perturbation", [&](const Options& o) {
     Options with_host_keys = o;
     with_host_keys.consume("bn_second_pass");
+    with_host_keys.consume("epsilon");  // data-parallel: the host's choice, see StepContext
     return e.entry.perturbation(PerturbationArgs{with_host_keys, seed});
   });
 }

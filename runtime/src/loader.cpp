@@ -36,6 +36,12 @@ Loader::Loader(std::shared_ptr<const TrainSet> data, LoaderOptions options)
     throw ConfigError("loader: the training set (" + data_->describe() + ") has " +
                       std::to_string(data_->size()) + " images, fewer than one batch of " +
                       std::to_string(options_.batch_size));
+  if (options_.share_end < 0) options_.share_end = options_.batch_size;
+  if (options_.share_begin < 0 || options_.share_begin >= options_.share_end ||
+      options_.share_end > options_.batch_size)
+    throw ConfigError("loader: rows [" + std::to_string(options_.share_begin) + ", " +
+                      std::to_string(options_.share_end) + ") are not a share of a batch of " +
+                      std::to_string(options_.batch_size));
   options_.prefetch_batches = std::max(1, options_.prefetch_batches);
   if (options_.threads <= 0)
     options_.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -85,7 +91,7 @@ std::optional<Batch> Loader::next() {
   batch_ready_.wait(lock, [&] {
     if (in_flight_.empty()) return false;
     const auto& front = *in_flight_.front();
-    return front.error || front.done == options_.batch_size;
+    return front.error || front.done == rows();
   });
   auto slot = in_flight_.front();
   in_flight_.pop_front();
@@ -101,7 +107,7 @@ std::optional<Batch> Loader::next() {
 
 bool Loader::claim(std::shared_ptr<Slot>& slot, std::int64_t& position) {
   for (const auto& s : in_flight_) {
-    if (s->claimed < options_.batch_size && !s->error) {
+    if (s->claimed < rows() && !s->error) {
       slot = s;
       position = s->claimed++;
       return true;
@@ -113,8 +119,8 @@ bool Loader::claim(std::shared_ptr<Slot>& slot, std::int64_t& position) {
   const std::int64_t n = options_.batch_size;
   auto fresh = std::make_shared<Slot>();
   fresh->epoch = epoch_;
-  auto first = order_.begin() + next_open_ * n;
-  fresh->indices.assign(first, first + n);
+  auto first = order_.begin() + next_open_ * n + options_.share_begin;
+  fresh->indices.assign(first, first + rows());
   std::tie(fresh->images, fresh->labels) = batch_buffers();
   ++next_open_;
   in_flight_.push_back(fresh);
@@ -130,7 +136,7 @@ std::pair<at::Tensor, at::Tensor> Loader::batch_buffers() {
   };
   for (const auto& buffers : pool_)
     if (unused(buffers.first) && unused(buffers.second)) return buffers;
-  const std::int64_t n = options_.batch_size, side = options_.input_size;
+  const std::int64_t n = rows(), side = options_.input_size;
   std::pair<at::Tensor, at::Tensor> fresh{
       at::empty({n, 3, side, side}, at::dtype(at::kFloat).pinned_memory(pinned_)),
       at::empty({n}, at::dtype(at::kLong).pinned_memory(pinned_))};
@@ -159,7 +165,7 @@ void Loader::work() {
     lock.lock();
     ++slot->done;
     if (error && !slot->error) slot->error = error;
-    if (slot->done == options_.batch_size || error) batch_ready_.notify_all();
+    if (slot->done == rows() || error) batch_ready_.notify_all();
   }
 }
 
@@ -189,6 +195,14 @@ void Loader::fill(Slot& slot, std::int64_t position) {
     throw RuntimeError(where() + e.what());
   }
   slot.labels.data_ptr<std::int64_t>()[position] = sample.label;
+}
+
+std::pair<std::int64_t, std::int64_t> batch_share(std::int64_t batch_size, int rank, int world) {
+  if (batch_size < world)
+    throw ConfigError("train.batch_size = " + std::to_string(batch_size) +
+                      " is the global batch; it cannot be shared among " + std::to_string(world) +
+                      " ranks (at least one sample each)");
+  return {batch_size * rank / world, batch_size * (rank + 1) / world};
 }
 
 void write_normalised(const Image& image, std::int64_t input_size, bool flip, float* chw) {

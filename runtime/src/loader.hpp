@@ -27,7 +27,16 @@ struct LoaderOptions {
   bool flip = true;          // random horizontal mirror, one fair coin per (seed, epoch, sample)
   bool pin_memory = false;   // page-locked batches (only where CUDA is available)
   int prefetch_batches = 2;  // whole batches prepared ahead of the consumer
+  // Data-parallel training: batch_size is the global batch, and this rank loads rows
+  // [share_begin, share_end) of each (share_end -1: to the end). The global order of the samples
+  // is the one a single process uses.
+  std::int64_t share_begin = 0;
+  std::int64_t share_end = -1;
 };
+
+// Rank `rank` of `world`'s contiguous rows of a global batch: [⌊r B / W⌋, ⌊(r+1) B / W⌋), so
+// the shares differ by at most one row. ConfigError when the batch has fewer rows than ranks.
+std::pair<std::int64_t, std::int64_t> batch_share(std::int64_t batch_size, int rank, int world);
 
 struct Batch {
   at::Tensor images;  // [N,3,S,S] float32, (x/255 - 0.5)/0.5
@@ -57,6 +66,7 @@ class Loader {
   void work();
   bool claim(std::shared_ptr<Slot>& slot, std::int64_t& position);  // with mutex_ held
   std::pair<at::Tensor, at::Tensor> batch_buffers();                // with mutex_ held
+  std::int64_t rows() const { return options_.share_end - options_.share_begin; }
   void fill(Slot& slot, std::int64_t position);
 
   std::shared_ptr<const TrainSet> data_;

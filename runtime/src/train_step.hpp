@@ -14,6 +14,9 @@
 #include "flatface/head.hpp"
 #include "flatface/perturbation.hpp"
 
+namespace flatface::distributed {
+class Communicator;
+}
 namespace torch::optim {
 class Optimizer;
 }
@@ -26,6 +29,12 @@ namespace flatface {
 struct TrainStepOptions {
   std::string bn_second_pass = "freeze";  // freeze: the second pass leaves BN running stats alone
   bool bf16_autocast = false;  // CUDA only: the backbone forward runs under bf16 autocast
+  // Data-parallel training: the run's ranks (nullptr: one process), this rank's share of the
+  // global batch (its rows / the global batch size: the weight of its gradient and statistics in
+  // their averages over the ranks), and whether ε follows the global batch's gradient.
+  distributed::Communicator* ranks = nullptr;
+  double batch_share = 1.0;
+  bool global_epsilon = true;
 };
 
 class TrainStep final : public StepContext {
@@ -36,10 +45,12 @@ class TrainStep final : public StepContext {
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
   // The step index advances by one after each step.
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
+  // Data-parallel training (see TrainStepOptions): set once, before the first step.
+  void set_data_parallel(distributed::Communicator* ranks, double batch_share, bool global_epsilon);
   // Where the next step stands in its run (a resumed run starts past 0); total 0: not known.
   void set_progress(std::int64_t step, std::int64_t total_steps);
   // Samples whose first-pass cosine argmax equals the label, summed over every step since the
-  // last call, then reset: one device read per epoch instead of one per step.
+  // last call (and over the ranks), then reset: one device read per epoch instead of one per step.
   std::int64_t take_correct();
 
   // StepContext
@@ -49,11 +60,14 @@ class TrainStep final : public StepContext {
   const std::vector<at::Tensor>& parameters() const override { return parameters_; }
   void zero_grad() override;
   void optimizer_step() override;
+  void share_first_gradient() override;
   std::vector<at::Tensor>& saved_weights() override;
   StepProgress progress() const override;
 
  private:
   at::Tensor embed();  // backbone forward, under autocast when asked
+  void average_gradients();      // over the ranks, weighted by their shares of the batch
+  void average_stats(StepStats& stats);  // the global batch's statistics, on every rank
 
   std::shared_ptr<Backbone> backbone_;
   std::shared_ptr<MarginHead> head_;
@@ -68,6 +82,7 @@ class TrainStep final : public StepContext {
   at::Tensor labels_;
   at::Tensor selected_images_;  // the rows select_samples() chose, or the whole batch
   at::Tensor selected_labels_;
+  bool gradients_averaged_ = false;  // since the last zero_grad()
   std::int64_t step_ = 0;
   std::int64_t total_steps_ = 0;
   double base_lr_ = 0;      // the optimizer's rate when the run starts: train.lr

@@ -16,6 +16,9 @@
 
 #include "checkpoint.hpp"
 #include "device_model.hpp"
+#include "distributed/communicator.hpp"
+#include "distributed/model_sync.hpp"
+#include "distributed/run_ranks.hpp"
 #include "evaluation.hpp"
 #include "factory.hpp"
 #include "flatface/torch_compat.hpp"
@@ -168,7 +171,9 @@ class RunTraining {
         ckpt_(checkpoint_path(e_, run)),
         label_(describe_run(e_, run)),
         tag_("[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) +
-             "]") {
+             "]"),
+        run_ranks_(options.ranks),
+        gate_(options.ranks, "run/" + run.id + "/" + std::to_string(sessions_++)) {
     outcome_.result_path = result_path(e_, run);
   }
 
@@ -177,8 +182,10 @@ class RunTraining {
     if (auto done = settled_by_file()) return *done;
     set_up();
     if (previous_ && fs::exists(ckpt_)) resume();
+    // Every rank starts from rank 0's weights (and BN, head statistics).
+    distributed::broadcast_modules(options_.ranks, {backbone_.get(), head_.get()});
     if (!holds_run()) return taken_over();
-    write_run_record(outcome_.result_path, record_);
+    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
     session_start_ = Clock::now();
 
     if (steps_per_epoch_ == 0) {
@@ -189,7 +196,7 @@ class RunTraining {
       // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
       if (!holds_run()) return taken_over();
       state_.elapsed_seconds = elapsed();
-      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+      if (gate_.leader()) save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
       return finish(RunStatus::interrupted);
     }
     try {
@@ -200,6 +207,8 @@ class RunTraining {
       }
     } catch (const ConfigError&) {
       throw;
+    } catch (const distributed::RankLostError&) {
+      throw;  // not the run's failure: its files stay as last saved, and it resumes
     } catch (const std::exception& err) {
       return fail(err.what());
     }
@@ -249,6 +258,15 @@ class RunTraining {
       outcome_.eval_seconds += seconds_since(t);
     }
     model_ = place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device);
+    const int rank = options_.ranks ? options_.ranks->rank() : 0;
+    const int world = options_.ranks ? options_.ranks->world_size() : 1;
+    // train.batch_size is the global batch; this rank trains on its rows of each.
+    const auto [share_begin, share_end] = batch_share(e_.train.batch_size, rank, world);
+    if (options_.ranks)
+      model_.step->set_data_parallel(options_.ranks,
+                                     static_cast<double>(share_end - share_begin) /
+                                         static_cast<double>(e_.train.batch_size),
+                                     setup_.epsilon == "global");
 
     LoaderOptions lo;
     lo.batch_size = e_.train.batch_size;
@@ -258,6 +276,8 @@ class RunTraining {
     lo.seed = static_cast<std::uint64_t>(run_.seed);
     lo.flip = e_.train.flip;
     lo.pin_memory = device.is_cuda();
+    lo.share_begin = share_begin;
+    lo.share_end = share_end;
     loader_ = std::make_unique<Loader>(train_set_, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
     total_steps_ = e_.train.epochs * steps_per_epoch_;
@@ -281,6 +301,7 @@ class RunTraining {
         {"start_time", utc_timestamp()},
         {"end_time", ""},
     };
+    if (world > 1) record_.attributes["data_parallel_ranks"] = std::to_string(world);
     // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
     for (const auto& v : run_.swept) record_.attributes["sweep." + v.key] = format_value(v.value);
     for (const auto& ev : e_.eval) record_.benchmark_names.push_back(ev.name);
@@ -319,30 +340,35 @@ class RunTraining {
       if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
       auto labels = batch->labels.to(device, /*non_blocking=*/true);
       const auto t = Clock::now();
+      const double allreduce_before = options_.ranks ? options_.ranks->all_reduce_seconds() : 0;
       StepStats stats = step.run(*strategy_, images, labels);
       const double dt = seconds_since(t);
+      if (options_.ranks) step_allreduce_seconds_ += options_.ranks->all_reduce_seconds() - allreduce_before;
       outcome_.train_seconds += dt;
       if (const std::string problem = step_problem(stats); !problem.empty()) {
         std::ostringstream why;
         why << problem << " at epoch " << epoch + 1 << " step " << state_.step_in_epoch + 1;
         return fail(why.str());
       }
-      sums.add(stats, lr, labels.size(0), dt);
+      // Statistics and counts are the global batch's (TrainStep reduces them over the ranks).
+      sums.add(stats, lr, options_.ranks ? e_.train.batch_size : labels.size(0), dt);
       outcome_.steps += 1;
       if (stats.second_pass) outcome_.second_pass_steps += 1;
       ++state_.step_in_epoch;
       ++state_.global_step;
       report_step(epoch, sums, stats.loss, lr);
 
-      if (stop_requested() && state_.step_in_epoch < steps_per_epoch_) {
+      if (agreed_stop() && state_.step_in_epoch < steps_per_epoch_) {
         if (!holds_run()) return taken_over();
         sums.correct += static_cast<double>(step.take_correct());
         state_.accumulators = sums.pack();
         state_.perturbation_state = strategy_->state();
         state_.epoch = epoch;
         state_.elapsed_seconds = elapsed();
-        save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
-        write_run_record(outcome_.result_path, record_);
+        if (gate_.leader()) {
+          save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+          write_run_record(outcome_.result_path, record_);
+        }
         return finish(RunStatus::interrupted);
       }
     }
@@ -356,7 +382,8 @@ class RunTraining {
         !e_.eval.empty()) {
       std::map<std::string, BenchmarkMetrics> mid;
       evaluate_all(mid);
-      if (options_.progress) options_.progress->on_evaluation(done, mid);
+      gate_.pass("evaluated");
+      if (options_.progress && gate_.leader()) options_.progress->on_evaluation(done, mid);
     }
     if (!options_.progress) return;
     RunProgress p;
@@ -407,17 +434,24 @@ class RunTraining {
     }
     if (!holds_run()) return taken_over();
     const auto save_start = Clock::now();
-    write_run_record(outcome_.result_path, record_);
-    save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    if (gate_.leader()) {
+      write_run_record(outcome_.result_path, record_);
+      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    }
+    // The other ranks go on once rank 0 has evaluated and saved (which may take longer than a
+    // collective's timeout).
+    gate_.pass("saved");
     outcome_.save_seconds += seconds_since(save_start);
     if (options_.progress) options_.progress->on_epoch(m, e_.train.epochs, strategy_->two_pass());
 
     // Interrupted at an epoch's end: its checkpoint is already saved.
-    if (stop_requested() && state_.epoch < e_.train.epochs) return finish(RunStatus::interrupted);
+    if (agreed_stop() && state_.epoch < e_.train.epochs) return finish(RunStatus::interrupted);
     return std::nullopt;
   }
 
+  // Rank 0 alone evaluates (with its BN statistics, the ones it saves).
   void evaluate_all(std::map<std::string, BenchmarkMetrics>& into) {
+    if (!gate_.leader()) return;
     const auto t = Clock::now();
     for (const auto& ev : e_.eval) {
       auto r = evaluate(*backbone_, *shared_.verification[ev.name], e_.train.batch_size,
@@ -431,6 +465,8 @@ class RunTraining {
     return (options_.stop && options_.stop->load()) ||
            (options_.stop_after_steps >= 0 && outcome_.steps >= options_.stop_after_steps);
   }
+  // The ranks stop together, at the first step where any of them was asked to.
+  bool agreed_stop() const { return distributed::agree_to_stop(options_.ranks, stop_requested()); }
 
   // Another process may have taken the run over while this one was paused (a claim's heartbeat
   // went stale): then it writes nothing more.
@@ -440,6 +476,11 @@ class RunTraining {
 
   RunOutcome finish(RunStatus status) {
     if (status != RunStatus::complete && options_.progress) options_.progress->on_stop();
+    if (options_.ranks && outcome_.train_seconds > 0) {
+      spdlog::info("{} {}: {:.2f} s of {:.2f} s of training steps in all-reduce ({:.1f}%)", tag_,
+                   label_, step_allreduce_seconds_, outcome_.train_seconds,
+                   100 * step_allreduce_seconds_ / outcome_.train_seconds);
+    }
     outcome_.status = status;
     outcome_.total_seconds = seconds_since(run_start_);
     return outcome_;
@@ -453,7 +494,7 @@ class RunTraining {
     record_.failure_reason = why;
     record_.failed_step = state_.global_step;
     record_.attributes["end_time"] = utc_timestamp();
-    write_run_record(outcome_.result_path, record_);
+    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
     outcome_.reason = why;
     RunOutcome out = finish(RunStatus::failed);
     spdlog::error("{} {} failed at step {}: {}", tag_, label_, state_.global_step, why);
@@ -483,6 +524,11 @@ class RunTraining {
   TrainingState state_;
   double elapsed_before_ = 0;
   Clock::time_point session_start_ = Clock::now();
+  // Data-parallel: the SDK's collectives see this run's ranks; rank 0 leads.
+  distributed::RunRanks run_ranks_;
+  distributed::LeaderGate gate_;
+  double step_allreduce_seconds_ = 0;  // inside training steps, waiting for other ranks included
+  static inline long sessions_ = 0;  // numbers the gates' keys (the same on every rank)
 };
 
 }  // namespace

@@ -16,6 +16,10 @@
 
 namespace flatface {
 
+namespace distributed {
+class Communicator;
+}
+
 // taken_over: another process took this run's claim over (this one was paused for longer than
 // the claim's stale-after); nothing was written after that.
 enum class RunStatus { complete, skipped, failed, interrupted, taken_over };
@@ -56,6 +60,9 @@ struct TrainerOptions {
   // Asked before every write to the run's files: false when this process no longer holds the run
   // (its claim was taken over); the run then stops without writing. Empty: always held.
   std::function<bool()> holds_run;
+  // Data-parallel training: the ranks that train this run together (nullptr: one process). Rank 0
+  // alone evaluates and writes the run's files; the others wait for it.
+  distributed::Communicator* ranks = nullptr;
 };
 
 // Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.

@@ -2,9 +2,11 @@
 // relative to running batch statistics (paper eq. 4).
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/stack.h>
 
 #include <cmath>
 
+#include "flatface/collectives.hpp"
 #include "flatface/cosine_head.hpp"
 #include "flatface/plugin.hpp"
 
@@ -50,10 +52,31 @@ class AdaFace final : public CosineHead {
  private:
   // μ ← α mean(n) + (1 − α) μ,  σ ← α std(n) + (1 − α) σ  (unbiased std; a batch of one has no
   // spread to measure, so σ is then left alone).
+  // In a data-parallel run mean and std are the global batch's, so that every rank holds the
+  // same μ, σ.
   void update_statistics_with(const at::Tensor& norms) {
     at::NoGradGuard no_grad;
-    batch_mean_.mul_(1.0 - t_alpha_).add_(t_alpha_ * norms.mean());
-    if (norms.size(0) > 1) batch_std_.mul_(1.0 - t_alpha_).add_(t_alpha_ * norms.std());
+    at::Tensor mean, std;
+    std::int64_t count = norms.size(0);
+    if (run_world_size() == 1) {
+      mean = norms.mean();
+      if (count > 1) std = norms.std();
+    } else {
+      // n, Σn and Σn² over all ranks, in float64: var = (Σn² − (Σn)²/n) / (n − 1).
+      at::Tensor n = norms.to(at::kDouble);
+      at::Tensor sums = at::stack({at::full({}, static_cast<double>(count), n.options()), n.sum(),
+                                   n.square().sum()});
+      all_reduce_sum({sums});
+      count = static_cast<std::int64_t>(sums[0].item<double>() + 0.5);
+      mean = (sums[1] / sums[0]).to(norms.scalar_type());
+      if (count > 1)
+        std = ((sums[2] - sums[1] * sums[1] / sums[0]) / (sums[0] - 1))
+                  .clamp_min(0)
+                  .sqrt()
+                  .to(norms.scalar_type());
+    }
+    batch_mean_.mul_(1.0 - t_alpha_).add_(t_alpha_ * mean);
+    if (count > 1) batch_std_.mul_(1.0 - t_alpha_).add_(t_alpha_ * std);
   }
 
   double s_;

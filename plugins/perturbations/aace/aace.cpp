@@ -33,6 +33,7 @@ class Aace final : public Perturbation {
       surrogate = (z * aace.grad_logits).sum();
     }
     surrogate.backward();
+    ctx.share_first_gradient();  // ∇L_AACE of the global batch in a data-parallel run
 
     auto eps = gradients(w);  // ε in place in the gradient buffers
     {

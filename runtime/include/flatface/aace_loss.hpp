@@ -70,6 +70,7 @@ inline at::Tensor aace_epsilon(StepContext& ctx, at::Tensor& logits, double rho)
   logits = at::Tensor();
   ctx.zero_grad();
   surrogate.backward();
+  ctx.share_first_gradient();  // ∇L_AACE of the global batch in a data-parallel run
   at::NoGradGuard no_grad;
   for (const auto& p : ctx.parameters()) {
     if (p.grad().defined()) p.mutable_grad().mul_(-rho);

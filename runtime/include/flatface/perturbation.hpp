@@ -43,8 +43,15 @@ class StepContext {
   // All trainable parameters: backbone and class weights (one global norm covers them all).
   virtual const std::vector<at::Tensor>& parameters() const = 0;
   virtual void zero_grad() = 0;
-  // Applies the base optimizer (SGD) to the gradients currently stored in `parameters()`.
+  // Applies the base optimizer (SGD) to the gradients currently stored in `parameters()`. In a
+  // data-parallel run the host first averages them over the ranks (the global batch's gradient).
   virtual void optimizer_step() = 0;
+  // Data-parallel runs: averages the gradients now in `parameters()` over the ranks, so that they
+  // are the gradient of the global batch. A strategy calls it after its first backward pass and
+  // before it forms ε from that gradient (margin_gradient() does); the host makes it a no-op in
+  // one process and under perturbation.epsilon = "local" (ε from each rank's own samples, the
+  // SAM paper's m-sharpness). Strategies that never call it form ε locally.
+  virtual void share_first_gradient() {}
   // Scratch buffers shaped like `parameters()` (w_saved), allocated once per run and reused every
   // step: the one extra copy of the parameters a two-pass strategy may hold. ε itself is best
   // formed in place in the gradient buffers of the first pass.

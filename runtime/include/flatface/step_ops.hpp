@@ -75,6 +75,7 @@ inline MarginGradient margin_gradient(StepContext& ctx, bool keep_logits = false
     m.loss.backward();
   }
   m.loss = m.loss.detach();  // the logits alone keep the graph, and only when asked
+  ctx.share_first_gradient();  // the global batch's g in a data-parallel run (epsilon = "global")
   m.grad = gradients(ctx.parameters());
   m.norm = global_norm(m.grad);
   return m;

@@ -5,6 +5,7 @@
 // 4: the helpers (cosine head, step operations, image codec, format readers) became SDK headers.
 // 5: StepStats says "not computed" with std::optional instead of NaN; dataset plugins claim
 //    command-line paths (PathProbe, PathClaim), sets report details(), the host alone resizes
-//    images (decode_all no longer takes a side).
+//    images (decode_all no longer takes a side); StepContext's share_first_gradient() and the
+//    collectives (data-parallel training).
 #define FLATFACE_ABI_VERSION 5
 #define FLATFACE_VERSION_STRING "0.1.0"
