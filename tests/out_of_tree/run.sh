@@ -118,7 +118,7 @@ backbone = { plugin = "iresnet-small" }
 
 [train]
 epochs = 2
-batch_size = 8
+batch_size = 32  # the whole set: epoch 1 is one step, taken at the seed's weights
 
 [[setup]]
 name = "sam"
