@@ -8,6 +8,7 @@
 //   otherwise:             w ← SGD(w, g).
 // With λ₁ < λ₂ the threshold falls, so SAM steps become more frequent as training goes on.
 // A host that does not know the run's length T takes c at the middle of the schedule.
+#include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 
 #include "flatface/aace_loss.hpp"
 #include "flatface/plugin.hpp"
+#include "flatface/collectives.hpp"
 #include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
@@ -41,7 +43,15 @@ class AeSam final : public Perturbation {
             ? std::clamp(static_cast<double>(p.step) / static_cast<double>(p.total_steps), 0.0, 1.0)
             : 0.5;
     const double c = lambda1_ * progress + lambda2_ * (1 - progress);
-    const bool sharp = sq >= mean_ + c * std::sqrt(variance_);
+    bool sharp = sq >= mean_ + c * std::sqrt(variance_);
+    // Data-parallel ranks take the second pass together or not at all: under epsilon = "local"
+    // each judges its own ‖g‖², and one rank's SAM step alone would leave the others waiting in
+    // its all-reduce. The step is sharp where any rank finds it so.
+    if (run_world_size() > 1) {
+      at::Tensor votes = at::full({1}, sharp ? 1.0 : 0.0, g.norm.options().dtype(at::kDouble));
+      all_reduce_sum({votes});
+      sharp = votes.item<double>() > 0;
+    }
 
     StepReport report(g.loss);
     report.grad_norm(g.norm);
