@@ -481,12 +481,10 @@ std::string rank_device(const std::string& device, const distributed::LaunchEnv&
 
 int run(const Globals& g, const RunArgs& args) {
   const auto launch = distributed::launch_from_environment();
-  if (args.nproc > 1 && !launch) {
-    if (args.workers > 1 || args.devices.size() > 1)
-      throw ConfigError("--nproc with --workers/--devices: not supported yet; start the workers "
-                        "with torchrun or srun instead");
+  // --nproc alone: this process starts the ranks; with --workers, each worker starts its own.
+  const bool grid_workers = args.workers > 1 || args.devices.size() > 1;
+  if (args.nproc > 1 && !launch && !grid_workers)
     return distributed::run_local_ranks("/proc/self/exe", rank_arguments(), args.nproc);
-  }
   Experiment e = args.experiment.load();
   const std::vector<RunSpec> runs = select_runs(e, expand_grid(e), args.only);
   if (args.dry_run) {
@@ -520,7 +518,10 @@ int run(const Globals& g, const RunArgs& args) {
     std::signal(SIGPIPE, SIG_IGN);  // a parent that has gone is no reason to die
   spdlog::info("{}: {} runs on {} ({} threads) -> {}", e.name, runs.size(),
                resolve_device(e.device), threads, e.output);
-  SharedGrid grid(e, args, runs, threads, shared, ranks ? &*ranks : nullptr);
+  // A grid worker's ranks (--workers with --nproc): rank 0 alone reports to the parent.
+  RunArgs rank_args = args;
+  if (launch && launch->rank != 0) rank_args.progress_fd = -1;
+  SharedGrid grid(e, rank_args, runs, threads, shared, ranks ? &*ranks : nullptr);
   const int code = grid.train_all();
   if (code != 130 && !args.no_report && (!launch || launch->rank == 0)) {
     using namespace flatface::reports;
@@ -559,7 +560,8 @@ void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
   cmd->add_option("--device", args.device, "This process's device instead of the experiment's");
   cmd->add_option("--nproc", args.nproc,
                   "Train each run data-parallel on N ranks started on this machine (as torchrun "
-                  "--nproc-per-node N would; train.batch_size stays the global batch)")
+                  "--nproc-per-node N would; train.batch_size stays the global batch); with "
+                  "--workers, each worker trains on N ranks of its own devices")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--dist-timeout", args.dist_timeout,
                   "Data-parallel runs: seconds a collective waits for the other ranks before the "

@@ -151,6 +151,43 @@ std::vector<std::string> worker_devices(const RunArgs& args, const Experiment& e
   return out;
 }
 
+// A worker's devices, "cuda:2+cuda:3" or "cpu+cpu", one per rank.
+std::vector<std::string> rank_devices(const std::string& worker_device) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  for (std::size_t plus; (plus = worker_device.find('+', at)) != std::string::npos; at = plus + 1)
+    out.push_back(worker_device.substr(at, plus - at));
+  out.push_back(worker_device.substr(at));
+  return out;
+}
+
+// What a worker of several ranks is told: "cuda" (rank r takes cuda:r of the GPUs it is shown,
+// CUDA_VISIBLE_DEVICES) or "cpu"; a worker of one device, that device.
+std::string rank_device_kind(const std::string& worker_device) {
+  const auto devices = rank_devices(worker_device);
+  if (devices.size() == 1) return devices.front();
+  for (const auto& d : devices) {
+    if (d.rfind("cuda", 0) != 0 && d != "cpu")
+      throw ConfigError("--nproc: a worker's ranks need cpu or cuda:N devices, not '" + d + "'");
+    if ((d == "cpu") != (devices.front() == "cpu"))
+      throw ConfigError("--nproc: the ranks of a worker share one kind of device (" +
+                        worker_device + ")");
+  }
+  return devices.front() == "cpu" ? "cpu" : "cuda";
+}
+
+// CUDA_VISIBLE_DEVICES for a worker of several GPUs ("2,3" for cuda:2+cuda:3), else "".
+std::string visible_gpus(const std::string& worker_device) {
+  const auto devices = rank_devices(worker_device);
+  if (devices.size() == 1 || rank_device_kind(worker_device) != "cuda") return "";
+  std::string out;
+  for (const auto& d : devices) {
+    const std::size_t colon = d.find(':');
+    out += (out.empty() ? "" : ",") + (colon == std::string::npos ? std::string("0") : d.substr(colon + 1));
+  }
+  return out;
+}
+
 std::vector<std::string> worker_argv(const Globals& g, const RunArgs& args,
                                      const std::string& device, int threads) {
   std::vector<std::string> a{"flatface", "run", args.experiment.file};
@@ -161,8 +198,10 @@ std::vector<std::string> worker_argv(const Globals& g, const RunArgs& args,
     a.insert(a.end(), {"--stop-after-steps", std::to_string(args.stop_after_steps)});
   char stale[32];
   std::snprintf(stale, sizeof stale, "%.17g", args.stale_after);
-  a.insert(a.end(), {"--stale-after", stale, "--no-report", "--device", device, "--threads",
-                     std::to_string(threads), "--progress-fd", "3", "--log-level", g.log_level});
+  a.insert(a.end(), {"--stale-after", stale, "--no-report", "--device", rank_device_kind(device),
+                     "--threads", std::to_string(threads), "--progress-fd", "3", "--log-level",
+                     g.log_level});
+  if (args.nproc > 1) a.insert(a.end(), {"--nproc", std::to_string(args.nproc)});
   for (const auto& p : g.plugin_paths) a.insert(a.end(), {"--plugin-path", p});
   return a;
 }
@@ -170,7 +209,8 @@ std::vector<std::string> worker_argv(const Globals& g, const RunArgs& args,
 // Forks and execs a worker: its events on fd 3, stdout and stderr into `log`, in a process group
 // of its own (the parent alone receives the terminal's Ctrl-C and passes it on once), and told
 // to save and stop (SIGINT) if the parent dies.
-pid_t spawn(const std::vector<std::string>& argv, int events_fd, const std::string& log) {
+pid_t spawn(const std::vector<std::string>& argv, int events_fd, const std::string& log,
+            const std::string& cuda_visible) {
   static const std::string exe = fs::read_symlink("/proc/self/exe").string();
   int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0)
@@ -178,6 +218,15 @@ pid_t spawn(const std::vector<std::string>& argv, int events_fd, const std::stri
   std::vector<char*> cargv;
   for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
   cargv.push_back(nullptr);
+  // The environment, prepared before fork: CUDA_VISIBLE_DEVICES for a worker of several GPUs.
+  std::vector<std::string> env;
+  for (char** v = environ; *v; ++v)
+    if (cuda_visible.empty() || std::string(*v).rfind("CUDA_VISIBLE_DEVICES=", 0) != 0)
+      env.emplace_back(*v);
+  if (!cuda_visible.empty()) env.push_back("CUDA_VISIBLE_DEVICES=" + cuda_visible);
+  std::vector<char*> cenv;
+  for (auto& v : env) cenv.push_back(v.data());
+  cenv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -196,7 +245,7 @@ pid_t spawn(const std::vector<std::string>& argv, int events_fd, const std::stri
     ::dup2(out, STDOUT_FILENO);
     ::dup2(out, STDERR_FILENO);
     ::dup2(events, 3);
-    ::execv(exe.c_str(), cargv.data());
+    ::execve(exe.c_str(), cargv.data(), cenv.data());
     std::fprintf(stderr, "cannot run %s: %s\n", exe.c_str(), std::strerror(errno));
     ::_exit(127);
   }
@@ -294,7 +343,8 @@ std::vector<Worker> start_workers(const Globals& g, const RunArgs& args,
         throw RuntimeError(std::string("cannot create a pipe for a worker: ") +
                            std::strerror(errno));
       try {
-        w.pid = spawn(worker_argv(g, args, w.device, threads), pipe_fds[1], w.log);
+        w.pid = spawn(worker_argv(g, args, w.device, threads), pipe_fds[1], w.log,
+                      visible_gpus(w.device));
       } catch (...) {
         ::close(pipe_fds[0]);
         ::close(pipe_fds[1]);
@@ -379,9 +429,16 @@ int run_workers(const Globals& g, const RunArgs& args, const Experiment& e,
     spdlog::info("{} runs selected: starting {} workers, not {}", runs.size(), runs.size(), n);
     n = static_cast<int>(runs.size());
   }
-  const auto devices = worker_devices(args, e, n);
+  // With --nproc N each worker owns N devices in turn ("cuda:0+cuda:1") and starts N ranks.
+  const int nproc = std::max(1, args.nproc);
+  const auto given = worker_devices(args, e, n * nproc);
+  std::vector<std::string> devices(static_cast<std::size_t>(n));
+  for (std::size_t k = 0; k < given.size(); ++k) {
+    std::string& d = devices[k / static_cast<std::size_t>(nproc)];
+    d += (d.empty() ? "" : "+") + given[k];
+  }
   int threads = g.threads > 0 ? g.threads : static_cast<int>(e.threads);
-  if (threads <= 0) threads = std::max(1, available_cores() / n);
+  if (threads <= 0) threads = std::max(1, available_cores() / (n * nproc));
   const auto [complete_before, failed_before] = count_results(e, runs);
   const fs::path logs = fs::path(e.output) / "logs";
   fs::create_directories(logs);

@@ -52,7 +52,8 @@ struct Metrics {
 Metrics metrics(const std::string& folder) {
   const std::string script =
       "import h5py,glob,sys\n"
-      "f=h5py.File(glob.glob(sys.argv[1]+'/*.h5')[0],'r')\n"
+      "p=sys.argv[1]\n"
+      "f=h5py.File(p if p.endswith('.h5') else glob.glob(p+'/*.h5')[0],'r')\n"
       "s=f.attrs['status']\n"
       "print(s.decode() if isinstance(s,bytes) else s)\n"
       "def walk(g,p):\n"
@@ -179,6 +180,33 @@ CATCH_TEST_CASE("--nproc 2 trains a tiny grid to a complete report with one proc
   const Metrics m = metrics(dir / "two");
   CATCH_CHECK(m.status == "complete");
   check_same(m, metrics(dir / "one"), 1e-5);
+}
+
+CATCH_TEST_CASE("--workers 2 --nproc 2: two grid workers of two ranks each give one process's runs") {
+  TempDir dir("dist-workers");
+  std::string text = grid(dir / "one", 1, 24);
+  text.replace(text.find("seeds = [0]"), 11, "seeds = [0, 1]");
+  const auto one = dir.write("one.toml", text);
+  text.replace(text.find(dir / "one"), (dir / "one").size(), dir / "two");
+  const auto two = dir.write("two.toml", text);
+  CATCH_REQUIRE(run_cli("run " + one + " --threads 1 --no-report").code == 0);
+  auto b = run_cli("run " + two + " --threads 1 --workers 2 --nproc 2");
+  CATCH_INFO(b.out);
+  CATCH_REQUIRE(b.code == 0);
+  CATCH_CHECK_THAT(b.out, Contains("on 2 workers (cpu+cpu,cpu+cpu"));
+  int runs = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir / "one")) {
+    if (f.path().extension() != ".h5") continue;
+    ++runs;
+    const std::string name = f.path().filename().string();
+    // Each run was trained by the two ranks of one worker (its log says so).
+    check_same(metrics((dir / "two") + "/" + name), metrics(f.path().string()), 1e-5);
+  }
+  CATCH_CHECK(runs == 2);
+  std::string logs;
+  for (const auto& f : std::filesystem::directory_iterator(dir / "two/logs"))
+    logs += read_text(f.path().string());
+  CATCH_CHECK_THAT(logs, Contains("rank 0 of 2"));
 }
 
 CATCH_TEST_CASE("kill -9 of one rank stops the other naming it; the run then resumes") {
