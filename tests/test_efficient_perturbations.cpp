@@ -10,6 +10,8 @@
 #include <ATen/ops/sort.h>
 #include <ATen/ops/topk.h>
 
+#include <torch/utils.h>
+
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -40,6 +42,10 @@ TrainSettings sgd(double lr, double momentum, double weight_decay) {
 // Linear's bias, just before BN, has a gradient of rounding noise only; ESAM, which normalises
 // the gradient of whichever tensors it draws, is tested with that bias frozen (4 tensors).
 struct Model {
+  // Fixed initial weights: with unseeded ones, about one process in ten drew a LookSAM case where
+  // g_s was so close to g that g_v = g_s − proj_g(g_s) kept few digits and the reused step
+  // amplified them past the tolerances below.
+  bool seeded = (torch::manual_seed(20261130), true);
   std::shared_ptr<LinearBnBackbone> backbone = std::make_shared<LinearBnBackbone>(5, 4);
   std::shared_ptr<MarginHead> head;
   bool train_fc_bias;
@@ -259,7 +265,8 @@ CATCH_TEST_CASE(
                                  : scaled(-rho, ref.aace_grad(x, y));
         const Tensors g_s = ref.grad_at(eps, x, y);
         g_v = axpy(-dot(g, g_s) / (g_norm * g_norm), g, g_s);  // g_s less its projection on g
-        CATCH_CHECK(std::abs(dot(g_v, g)) < 1e-12 * norm_of(g_v) * g_norm);
+        // The projection's rounding is relative to the vectors it starts from (g_s and g).
+        CATCH_CHECK(std::abs(dot(g_v, g)) < 1e-12 * norm_of(g_s) * g_norm);
         step_on = g_s;
       } else {
         step_on = axpy(alpha * g_norm / norm_of(g_v), g_v, g);
