@@ -38,7 +38,14 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnv& env, std::chrono:
   o.numWorkers = env.world_size;
   o.waitWorkers = false;  // the ranks meet in rendezvous(), where a missing one is named
   o.timeout = timeout;
-  auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  c10::intrusive_ptr<c10d::TCPStore> tcp;
+  try {
+    tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  } catch (const c10::Error& e) {
+    const bool libuv_missing = std::string(e.what()).find("libuv") != std::string::npos;
+    if (!libuv_missing || !store_without_libuv(o)) throw;
+    tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  }
   return c10::make_intrusive<c10d::PrefixStore>(env.store_prefix + "flatface/", tcp);
 }
 

@@ -25,4 +25,18 @@ using CollectiveBackend = c10d::Backend;
 using CollectiveBackend = c10d::ProcessGroup;
 #endif
 
+// libtorch 2.4 made the TCPStore's libuv backend the default, but a libtorch built without libuv
+// (Debian's 2.6) refuses it: then the store is opened again on the classic backend. False where
+// there is nothing to fall back to.
+inline bool store_without_libuv(c10d::TCPStoreOptions& o) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  if (!o.useLibUV) return false;
+  o.useLibUV = false;
+  return true;
+#else
+  (void)o;
+  return false;
+#endif
+}
+
 }  // namespace flatface::distributed
