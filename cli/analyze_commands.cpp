@@ -1,5 +1,5 @@
 // flatface analyze CKPT… | RESULTS_DIR… [--pair A B]: the flatness of trained runs (Hessian
-// spectrum, trace, sharpness, landscapes) into their result files (runtime/src/analysis.hpp).
+// spectrum, trace, sharpness, landscapes) into their result files (runtime/src/flatness/analysis.hpp).
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <memory>
 #include <iostream>
 
-#include "analysis.hpp"
+#include "flatness/analysis.hpp"
 #include "common.hpp"
 
 namespace flatface::cli {

@@ -12,13 +12,13 @@
 #include <thread>
 #include <variant>
 
-#include "bench.hpp"
+#include "bench/bench.hpp"
 #include "common.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
 #include "json_text.hpp"
-#include "trainer.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "experiment.hpp"
-#include "registry.hpp"
+#include "experiment/experiment.hpp"
+#include "plugin_host/registry.hpp"
 
 namespace flatface::cli {
 

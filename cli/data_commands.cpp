@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "common.hpp"
-#include "dataset_claims.hpp"
-#include "factory.hpp"
+#include "data/dataset_claims.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/recordio.hpp"
 #include "flatface/image_codec.hpp"

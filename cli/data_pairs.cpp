@@ -13,8 +13,8 @@
 #include <utility>
 
 #include "common.hpp"
-#include "dataset_claims.hpp"
-#include "factory.hpp"
+#include "data/dataset_claims.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/lfw_pairs.hpp"
 #include "flatface/formats/verification_bin.hpp"

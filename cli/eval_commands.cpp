@@ -8,14 +8,14 @@
 #include <map>
 #include <optional>
 
-#include "checkpoint.hpp"
+#include "training/checkpoint.hpp"
 #include "common.hpp"
-#include "dataset_claims.hpp"
-#include "embedding_file.hpp"
-#include "evaluation.hpp"
-#include "factory.hpp"
-#include "state_dict.hpp"
-#include "trainer.hpp"
+#include "data/dataset_claims.hpp"
+#include "evaluation/embedding_file.hpp"
+#include "evaluation/evaluation.hpp"
+#include "plugin_host/factory.hpp"
+#include "formats/state_dict.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

@@ -2,9 +2,9 @@
 // the same parameter names as insightface's arcface_torch.
 #include <iostream>
 
-#include "checkpoint.hpp"
+#include "training/checkpoint.hpp"
 #include "common.hpp"
-#include "state_dict.hpp"
+#include "formats/state_dict.hpp"
 
 namespace flatface::cli {
 

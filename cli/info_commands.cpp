@@ -13,10 +13,10 @@
 #include <tuple>
 
 #include "common.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
-#include "state_dict.hpp"
+#include "formats/state_dict.hpp"
 
 namespace flatface::cli {
 

@@ -9,7 +9,7 @@
 
 #include "common.hpp"
 #include "json_text.hpp"
-#include "trainer.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

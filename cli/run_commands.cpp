@@ -18,15 +18,15 @@
 #include <optional>
 #include <thread>
 
-#include "analysis.hpp"
+#include "flatness/analysis.hpp"
 #include "common.hpp"
 #include "distributed/communicator.hpp"
 #include "distributed/launch_env.hpp"
 #include "distributed/local_ranks.hpp"
 #include "report_tables.hpp"
-#include "run_claim.hpp"
+#include "grid/run_claim.hpp"
 #include "run_workers.hpp"
-#include "trainer.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

@@ -24,9 +24,9 @@
 #include <sstream>
 
 #include "report_tables.hpp"
-#include "result_store.hpp"
-#include "run_claim.hpp"
-#include "trainer.hpp"
+#include "results/result_store.hpp"
+#include "grid/run_claim.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "common.hpp"
-#include "grid_status.hpp"
+#include "grid/grid_status.hpp"
 #include "json_text.hpp"
-#include "trainer.hpp"
+#include "training/trainer.hpp"
 
 namespace flatface::cli {
 

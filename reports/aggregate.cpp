@@ -9,9 +9,9 @@
 #include <sstream>
 #include <tuple>
 
-#include "experiment.hpp"
+#include "experiment/experiment.hpp"
 #include "flatface/options.hpp"
-#include "number_text.hpp"
+#include "experiment/number_text.hpp"
 #include "welch.hpp"
 
 namespace flatface::reports {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 namespace flatface::reports {
 
@@ -21,7 +21,7 @@ Selection parse_selection(const std::string& text);  // "final" | "best"; throws
 const char* to_string(Selection s);
 
 // The flatness measures a report shows, each the first value of a dataset under /analysis of a
-// run's file (runtime/src/analysis.hpp); `main` ones also end the main table.
+// run's file (runtime/src/flatness/analysis.hpp); `main` ones also end the main table.
 struct FlatnessMeasure {
   const char* key;    // CSV column stem, map key
   const char* path;   // below /analysis

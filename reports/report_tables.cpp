@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "flatface/options.hpp"
-#include "number_text.hpp"
+#include "experiment/number_text.hpp"
 
 namespace flatface::reports {
 namespace {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/backbone.hpp"
 
 namespace flatface::testing {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/plugin.hpp"
 #include "json_lite.hpp"
 

@@ -8,7 +8,7 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface::testing;

@@ -12,7 +12,7 @@
 
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
-#include "state_dict.hpp"
+#include "formats/state_dict.hpp"
 
 using catch_compat::Approx;
 using flatface::testing::make_backbone;

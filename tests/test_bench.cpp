@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "bench.hpp"
+#include "bench/bench.hpp"
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "json_lite.hpp"

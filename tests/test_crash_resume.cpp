@@ -16,7 +16,7 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;

@@ -6,8 +6,8 @@
 
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
-#include "dataset_claims.hpp"
-#include "factory.hpp"
+#include "data/dataset_claims.hpp"
+#include "plugin_host/factory.hpp"
 
 using flatface::ConfigError;
 using flatface::DataRole;

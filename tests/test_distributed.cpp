@@ -14,7 +14,7 @@
 #include "catch_compat.hpp"
 #include "distributed/launch_env.hpp"
 #include "distributed/local_ranks.hpp"
-#include "loader.hpp"
+#include "data/loader.hpp"
 
 using flatface::distributed::first_slurm_host;
 using flatface::distributed::launch_from_environment;

@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "optimizer.hpp"
+#include "training/optimizer.hpp"
 #include "step_test_support.hpp"
-#include "train_step.hpp"
+#include "training/train_step.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;

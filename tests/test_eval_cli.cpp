@@ -12,9 +12,9 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "result_store.hpp"
-#include "state_dict.hpp"
-#include "verification.hpp"
+#include "results/result_store.hpp"
+#include "formats/state_dict.hpp"
+#include "evaluation/verification.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface::testing;

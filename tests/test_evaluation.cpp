@@ -11,8 +11,8 @@
 #include <string>
 
 #include "catch_compat.hpp"
-#include "embedding_file.hpp"
-#include "evaluation.hpp"
+#include "evaluation/embedding_file.hpp"
+#include "evaluation/evaluation.hpp"
 
 using catch_compat::Approx;
 using catch_compat::Contains;

@@ -10,7 +10,7 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "experiment.hpp"
+#include "experiment/experiment.hpp"
 
 using flatface::ConfigError;
 using flatface::Experiment;

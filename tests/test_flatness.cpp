@@ -15,10 +15,10 @@
 #include <memory>
 #include <vector>
 
-#include "analysis_settings.hpp"
+#include "flatness/analysis_settings.hpp"
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
-#include "experiment.hpp"
+#include "experiment/experiment.hpp"
 #include "flatness/hessian.hpp"
 #include "flatness/landscape.hpp"
 #include "flatness/model_loss.hpp"

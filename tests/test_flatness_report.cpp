@@ -12,7 +12,7 @@
 #include "cli_test_support.hpp"
 #include "figures.hpp"
 #include "report_tables.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 using namespace flatface;
 using namespace flatface::reports;

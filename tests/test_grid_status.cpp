@@ -18,7 +18,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "json_lite.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 using namespace flatface::testing;
 

@@ -18,8 +18,8 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "result_store.hpp"
-#include "run_claim.hpp"
+#include "results/result_store.hpp"
+#include "grid/run_claim.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;

@@ -11,7 +11,7 @@
 
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/insightface_rec.hpp"
 #include "flatface/image_codec.hpp"

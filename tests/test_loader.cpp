@@ -14,10 +14,10 @@
 #include <tuple>
 
 #include "catch_compat.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/image_codec.hpp"
 #include "flatface/sample_order.hpp"
-#include "loader.hpp"
+#include "data/loader.hpp"
 
 using catch_compat::Contains;
 using flatface::Batch;

@@ -8,7 +8,7 @@
 
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
-#include "number_text.hpp"
+#include "experiment/number_text.hpp"
 
 using flatface::ConfigError;
 using flatface::Options;

@@ -2,9 +2,9 @@
 #include <string>
 
 #include "catch_compat.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/version.hpp"
-#include "registry.hpp"
+#include "plugin_host/registry.hpp"
 
 using flatface::ConfigError;
 using flatface::PluginKind;

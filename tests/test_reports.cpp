@@ -14,10 +14,10 @@
 
 #include "aggregate.hpp"
 #include "catch_compat.hpp"
-#include "experiment.hpp"
+#include "experiment/experiment.hpp"
 #include "figures.hpp"
 #include "report_tables.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 #include "welch.hpp"
 
 namespace fs = std::filesystem;

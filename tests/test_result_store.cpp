@@ -13,7 +13,7 @@
 
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
-#include "result_store.hpp"
+#include "results/result_store.hpp"
 
 namespace fs = std::filesystem;
 using flatface::RunRecord;

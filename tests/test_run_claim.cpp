@@ -18,7 +18,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "flatface/options.hpp"
-#include "run_claim.hpp"
+#include "grid/run_claim.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;

@@ -19,7 +19,7 @@
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
-#include "state_dict.hpp"
+#include "formats/state_dict.hpp"
 
 namespace fs = std::filesystem;
 using flatface::TensorDict;

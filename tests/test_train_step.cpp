@@ -9,10 +9,10 @@
 
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
-#include "device_model.hpp"
-#include "optimizer.hpp"
+#include "training/device_model.hpp"
+#include "training/optimizer.hpp"
 #include "step_test_support.hpp"
-#include "train_step.hpp"
+#include "training/train_step.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;

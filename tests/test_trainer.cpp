@@ -11,11 +11,11 @@
 #include <sstream>
 
 #include "catch_compat.hpp"
-#include "checkpoint.hpp"
-#include "factory.hpp"
-#include "result_store.hpp"
-#include "state_dict.hpp"
-#include "trainer.hpp"
+#include "training/checkpoint.hpp"
+#include "plugin_host/factory.hpp"
+#include "results/result_store.hpp"
+#include "formats/state_dict.hpp"
+#include "training/trainer.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface;

@@ -15,7 +15,7 @@
 
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
-#include "verification.hpp"
+#include "evaluation/verification.hpp"
 
 using catch_compat::Approx;
 using catch_compat::Contains;

@@ -10,7 +10,7 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "factory.hpp"
+#include "plugin_host/factory.hpp"
 #include "flatface/formats/lfw_pairs.hpp"
 #include "flatface/formats/verification_bin.hpp"
 #include "flatface/image_codec.hpp"

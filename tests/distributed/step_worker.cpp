@@ -18,10 +18,10 @@
 #include "distributed/communicator.hpp"
 #include "distributed/launch_env.hpp"
 #include "distributed/run_ranks.hpp"
-#include "experiment.hpp"
-#include "factory.hpp"
-#include "loader.hpp"
-#include "train_step.hpp"
+#include "experiment/experiment.hpp"
+#include "plugin_host/factory.hpp"
+#include "data/loader.hpp"
+#include "training/train_step.hpp"
 
 using namespace flatface;
 

@@ -1,5 +1,5 @@
 // Every difference between the libtorch versions we build against (Debian 12's 1.13, Debian 13's
-// 2.6, a CUDA wheel's 2.x) is guarded here and in its companion runtime/src/torch_compat.cpp, and
+// 2.6, a CUDA wheel's 2.x) is guarded here and in its companion runtime/src/plugin_host/torch_compat.cpp, and
 // nowhere else.
 #pragma once
 

@@ -1,4 +1,4 @@
-#include "hessian.hpp"
+#include "flatness/hessian.hpp"
 
 #include <cmath>
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "loss_function.hpp"
+#include "flatness/loss_function.hpp"
 
 namespace flatface::flatness {
 

@@ -1,4 +1,4 @@
-#include "landscape.hpp"
+#include "flatness/landscape.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>

@@ -1,4 +1,4 @@
-#include "loss_function.hpp"
+#include "flatness/loss_function.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>

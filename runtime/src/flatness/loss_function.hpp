@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <functional>
 
-#include "param_vector.hpp"
+#include "flatness/param_vector.hpp"
 
 namespace flatface::flatness {
 

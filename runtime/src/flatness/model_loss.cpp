@@ -1,4 +1,4 @@
-#include "model_loss.hpp"
+#include "flatness/model_loss.hpp"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/cross_entropy_loss.h>

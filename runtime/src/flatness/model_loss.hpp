@@ -12,7 +12,7 @@
 
 #include "flatface/backbone.hpp"
 #include "flatface/head.hpp"
-#include "loss_function.hpp"
+#include "flatness/loss_function.hpp"
 
 namespace flatface::flatness {
 

@@ -1,4 +1,4 @@
-#include "param_vector.hpp"
+#include "flatness/param_vector.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>

@@ -1,4 +1,4 @@
-#include "sharpness.hpp"
+#include "flatness/sharpness.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "loss_function.hpp"
+#include "flatness/loss_function.hpp"
 
 namespace flatface::flatness {
 

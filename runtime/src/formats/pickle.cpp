@@ -1,4 +1,4 @@
-#include "pickle.hpp"
+#include "formats/pickle.hpp"
 
 #include <cstdio>
 #include <cstring>
@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "flatface/options.hpp"
-#include "pickle_opcodes.hpp"
+#include "formats/pickle_opcodes.hpp"
 
 namespace flatface::pickle {
 

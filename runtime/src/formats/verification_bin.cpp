@@ -5,7 +5,7 @@
 #include <iterator>
 
 #include "flatface/options.hpp"
-#include "pickle.hpp"
+#include "formats/pickle.hpp"
 
 namespace flatface {
 namespace {

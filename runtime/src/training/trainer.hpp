@@ -1,0 +1,83 @@
+// Trains one run of a grid: builds its objects, runs the epochs, evaluates, checkpoints, and
+// records every metric in the run's HDF5 file.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "experiment/experiment.hpp"
+#include "flatface/dataset.hpp"
+#include "plugin_host/registry.hpp"
+#include "results/result_store.hpp"
+#include "training/train_progress.hpp"
+
+namespace flatface {
+
+namespace distributed {
+class Communicator;
+}
+
+// taken_over: another process took this run's claim over (this one was paused for longer than
+// the claim's stale-after); nothing was written after that.
+enum class RunStatus { complete, skipped, failed, interrupted, taken_over };
+
+struct RunOutcome {
+  RunStatus status = RunStatus::complete;
+  std::string reason;       // why it failed
+  std::string result_path;  // the run's .h5 file
+  RunRecord record;         // what was written last
+  double train_seconds = 0; // time inside training steps
+  double eval_seconds = 0;  // time inside evaluation, opening the verification sets included
+  double save_seconds = 0;  // writing the result file and the checkpoint after each epoch
+  std::int64_t steps = 0;   // training steps taken in this session
+  std::int64_t second_pass_steps = 0;  // of which made a second pass
+  double total_seconds = 0;
+};
+
+// Objects shared by every run of a grid.
+struct GridResources {
+  const Registry* registry = nullptr;
+  std::map<std::string, std::shared_ptr<VerificationSet>> verification;  // by benchmark name
+  std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;           // by seed
+};
+
+struct TrainerOptions {
+  std::size_t run_index = 0;  // k of N, for progress lines
+  std::size_t run_count = 1;
+  const std::atomic<bool>* stop = nullptr;  // set by Ctrl-C: stop after the current step and save
+  int threads = 1;
+  // Train a failed run again (from its last checkpoint) instead of skipping it.
+  bool retry_failed = false;
+  // Stop as if interrupted after this many steps in this session (-1: never; 0: save the starting
+  // point, e.g. the [model] init weights, without training); for time-boxed sessions and for
+  // tests of resume.
+  std::int64_t stop_after_steps = -1;
+  // Told of every step, mid-epoch evaluation and epoch (e.g. a ConsoleProgress); may be null.
+  TrainCallback* progress = nullptr;
+  // Asked before every write to the run's files: false when this process no longer holds the run
+  // (its claim was taken over); the run then stops without writing. Empty: always held.
+  std::function<bool()> holds_run;
+  // Data-parallel training: the ranks that train this run together (nullptr: one process). Rank 0
+  // alone evaluates and writes the run's files; the others wait for it.
+  distributed::Communicator* ranks = nullptr;
+};
+
+// Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.
+std::string utc_timestamp();
+
+// "12m05s", "3h07m"; "?" when not a finite, non-negative number of seconds.
+std::string format_duration(double seconds);
+
+// Resolves "auto" | "cpu" | "cuda" | "cuda:N" to a device string torch accepts.
+std::string resolve_device(const std::string& requested);
+
+std::string result_path(const Experiment& e, const RunSpec& run);
+std::string checkpoint_path(const Experiment& e, const RunSpec& run);
+
+RunOutcome train_run(const Experiment& e, const RunSpec& run, GridResources& shared,
+                     const TrainerOptions& options);
+
+}  // namespace flatface
