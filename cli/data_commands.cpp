@@ -1,5 +1,5 @@
-// flatface data pack | info. `info` reads through the dataset plugin that claims the path, so a
-// format built out of tree is described like the built-in ones; `pack` writes insightface
+// flatface data pack | info. `info` reads through the dataset plugin that recognises the path, so
+// a format built out of tree is described like the built-in ones; `pack` writes insightface
 // RecordIO from an image folder, walking the folder itself since it stores each file's encoded
 // bytes as they are (a plugin hands out decoded pixels). Other files add more `data` subcommands.
 #include <algorithm>
@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
+#include "data/dataset_recognition.hpp"
 #include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/recordio.hpp"
@@ -138,15 +138,15 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
   std::vector<DataRole> roles;
   if (plugin.empty()) {
     bool train = false, verification = false;
-    for (const auto& owner : claims_on(*reg, path)) {
-      train = train || owner.claim.train;
-      verification = verification || owner.claim.verification;
+    for (const auto& reader : recognisers_of(*reg, path)) {
+      train = train || reader.roles.train;
+      verification = verification || reader.roles.verification;
     }
     if (train) roles.push_back(DataRole::train);
     if (verification) roles.push_back(DataRole::verification);
     if (roles.empty()) {
       throw ConfigError("'" + path +
-                        "': no dataset plugin reads it; what each one reads from a path:" +
+                        "': no dataset plugin recognises it; what each one reads from a path:" +
                         what_plugins_read(*reg));
     }
   } else {
@@ -157,7 +157,7 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
   // A data set has no backbone here: procedural data is drawn at the default 112 side.
   const std::int64_t input_size = 112;
   for (DataRole role : roles) {
-    PluginRef ref = claimed_ref(*reg, path, role, plugin);
+    PluginRef ref = recognised_ref(*reg, path, role, plugin);
     std::cout << path << ": dataset plugin '" << ref.plugin << "', " << to_string(role) << "\n";
     if (role == DataRole::train) {
       auto set = make_train_set(*reg, ref, input_size, 0);
@@ -208,10 +208,10 @@ void add_data_commands(CLI::App& app, Globals& g, Command& chosen) {
   auto* in = data->add_subcommand(
       "info",
       "Describe a data set through the dataset plugin that reads it (insightface folder, "
-      "image folder, verification .bin, or any format a loaded plugin claims)");
+      "image folder, verification .bin, or any format a loaded plugin recognises)");
   in->add_option("path", info_path, "Folder or file")->required()->check(CLI::ExistingPath);
   in->add_option("--dataset", info_plugin,
-                 "The dataset plugin to read it with (default: the one that claims it)");
+                 "The dataset plugin to read it with (default: the one that recognises it)");
   in->add_option("--limit", info_limit, "Examine only the first N image records (0: all)")
       ->capture_default_str();
   in->callback(

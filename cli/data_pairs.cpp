@@ -4,7 +4,7 @@
 //
 // --folder and --lfw-pairs read the files themselves: they store each JPEG/PNG byte for byte,
 // which a plugin cannot offer (it hands out decoded pixels). --from goes through the plugin that
-// claims the path, so a format built out of tree converts too; its images are stored as PNG
+// recognises the path, so a format built out of tree converts too; its images are stored as PNG
 // (lossless, so the .bin holds exactly the pixels the plugin decoded).
 #include <algorithm>
 #include <iostream>
@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
+#include "data/dataset_recognition.hpp"
 #include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/lfw_pairs.hpp"
@@ -141,7 +141,7 @@ std::vector<std::uint8_t> stored_bytes(const std::string& file, int* reencoded) 
 // The pairs of a verification set a dataset plugin reads, every image stored as PNG.
 int convert_pairs(const Globals& g, const PairsArgs& a) {
   auto reg = open_registry(g);
-  PluginRef ref = claimed_ref(*reg, a.from, DataRole::verification, a.dataset);
+  PluginRef ref = recognised_ref(*reg, a.from, DataRole::verification, a.dataset);
   // No backbone here: procedural data is drawn at the default 112 side.
   auto set = make_verification_set(*reg, ref, 112, 0);
   VerificationBin bin;
@@ -221,7 +221,7 @@ void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
                                "images stored as PNG")
                    ->check(CLI::ExistingPath);
   auto* dataset = cmd->add_option(
-      "--dataset", args.dataset, "The dataset plugin for --from (default: the one that claims it)");
+      "--dataset", args.dataset, "The dataset plugin for --from (default: the one that recognises it)");
   cmd->add_option("out", args.out, "Output .bin file")->required();
   count->needs(folder);
   seed->needs(folder);

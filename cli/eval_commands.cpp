@@ -10,7 +10,7 @@
 
 #include "training/checkpoint.hpp"
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
+#include "data/dataset_recognition.hpp"
 #include "evaluation/embedding_file.hpp"
 #include "evaluation/evaluation.hpp"
 #include "plugin_host/factory.hpp"
@@ -28,7 +28,7 @@ struct NamedSet {
 
 // SET is the name of one of the [data] eval sets of the checkpoint's experiment (`e`; null with
 // --weights, which has none), or a file or folder that a dataset plugin reads as a verification
-// set (`plugin`, from --dataset, names it; otherwise the plugins' claims decide).
+// set (`plugin`, from --dataset, names it; otherwise the plugin that recognises it).
 NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& arg,
                   const std::string& plugin, std::int64_t input_size) {
   if (e != nullptr) {
@@ -36,7 +36,7 @@ NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& a
       if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
   }
   if (std::filesystem::exists(arg)) {
-    PluginRef ref = claimed_ref(reg, arg, DataRole::verification, plugin);
+    PluginRef ref = recognised_ref(reg, arg, DataRole::verification, plugin);
     return {std::filesystem::path(arg).stem().string(),
             make_verification_set(reg, ref, input_size, 0)};
   }
@@ -61,7 +61,7 @@ struct EvalArgs {
   std::string out;
   std::int64_t batch_size = 256;
   std::string device;   // empty: the experiment's
-  std::string dataset;  // the plugin reading SET paths; empty: the one that claims them
+  std::string dataset;  // the plugin reading SET paths; empty: the one that recognises them
 
   void add_common(CLI::App& cmd) {
     auto* ckpt = cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
@@ -80,7 +80,7 @@ struct EvalArgs {
         ->check(CLI::PositiveNumber);
     cmd.add_option("--device", device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
     cmd.add_option("--dataset", dataset,
-                   "The dataset plugin that reads SET paths (default: the one that claims them)");
+                   "The dataset plugin that reads SET paths (default: the one that recognises them)");
   }
 };
 
