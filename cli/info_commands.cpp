@@ -5,18 +5,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 #include <tuple>
 
 #include "common.hpp"
-#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
 #include "formats/state_dict.hpp"
+#include "plugin_host/factory.hpp"
 
 namespace flatface::cli {
 
@@ -55,6 +58,13 @@ int apply_threads(const Globals& g, const Experiment* e) {
   if (n == 0) n = available_cores();
   torch::set_num_threads(n);
   return n;
+}
+
+nlohmann::ordered_json json_number(double v, int digits) {
+  if (!std::isfinite(v)) return nullptr;
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*g", digits, v);
+  return std::strtod(text, nullptr);
 }
 
 std::string version_text() {
@@ -140,6 +150,5 @@ void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
   validate_args.add_to(*val);
   val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
 }
-
 
 }  // namespace flatface::cli

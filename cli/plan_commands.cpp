@@ -4,11 +4,12 @@
 
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <variant>
 
 #include "common.hpp"
-#include "json_text.hpp"
 #include "training/trainer.hpp"
 
 namespace flatface::cli {
@@ -36,7 +37,7 @@ std::string shell_quote(const std::string& s) {
 }
 
 // flatface run FILE --set ... --only id=ID: what one run's job executes.
-std::vector<std::string> run_command(const PlanArgs& a, const RunSpec& r) {
+std::vector<std::string> run_argv(const PlanArgs& a, const RunSpec& r) {
   std::vector<std::string> argv{"flatface", "run", a.experiment.file};
   for (const auto& o : a.experiment.overrides) argv.insert(argv.end(), {"--set", o});
   argv.insert(argv.end(), {"--only", "id=" + r.id});
@@ -53,18 +54,11 @@ std::string swept_text(const RunSpec& r) {
   return label.empty() ? "" : "  " + label;
 }
 
-// {"head.m": 0.3, "perturbation.rho": 0.05}
-std::string swept_json(const RunSpec& r) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < r.swept.size(); ++i) {
-    const auto& v = r.swept[i];
-    out += (i ? ", " : "") + json_quoted(v.key) + ": ";
-    if (auto s = std::get_if<std::string>(&v.value))
-      out += json_quoted(*s);
-    else
-      out += format_value(v.value);  // numbers and true/false read as JSON
-  }
-  return out + "}";
+// {"head.m": 0.3, "perturbation.rho": 0.05}: numbers and true/false as such, text as strings.
+nlohmann::ordered_json swept_json(const RunSpec& r) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& v : r.swept) std::visit([&](const auto& x) { out[v.key] = x; }, v.value);
+  return out;
 }
 
 }  // namespace
@@ -79,26 +73,24 @@ void print_plan_text(const Experiment& e, const std::vector<RunSpec>& runs) {
 namespace {
 
 void print_json(const PlanArgs& a, const Experiment& e, const std::vector<RunSpec>& runs) {
-  std::ostringstream out;
-  out << "{\n  \"experiment\": " << json_quoted(e.name) << ",\n  \"file\": " << json_quoted(e.file)
-      << ",\n  \"output\": " << json_quoted(e.output)
-      << ",\n  \"device\": " << json_quoted(e.device) << ",\n  \"overrides\": [";
-  for (std::size_t i = 0; i < a.experiment.overrides.size(); ++i)
-    out << (i ? ", " : "") << json_quoted(a.experiment.overrides[i]);
-  out << "],\n  \"runs\": [";
+  nlohmann::ordered_json out{{"experiment", e.name},
+                             {"file", e.file},
+                             {"output", e.output},
+                             {"device", e.device},
+                             {"overrides", a.experiment.overrides},
+                             {"runs", nlohmann::ordered_json::array()}};
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
-    out << (i ? ",\n" : "\n") << "    {\"index\": " << i << ", \"id\": " << json_quoted(r.id)
-        << ", \"setup\": " << json_quoted(e.setups[r.setup].name) << ", \"seed\": " << r.seed
-        << ", \"rho\": " << (r.rho ? json_number(*r.rho) : "null")
-        << ", \"sweep\": " << swept_json(r) << ", \"result\": " << json_quoted(result_path(e, r))
-        << ", \"command\": [";
-    const auto argv = run_command(a, r);
-    for (std::size_t k = 0; k < argv.size(); ++k) out << (k ? ", " : "") << json_quoted(argv[k]);
-    out << "]}";
+    out["runs"].push_back({{"index", i},
+                           {"id", r.id},
+                           {"setup", e.setups[r.setup].name},
+                           {"seed", r.seed},
+                           {"rho", r.rho ? json_number(*r.rho, 10) : nullptr},
+                           {"sweep", swept_json(r)},
+                           {"result", result_path(e, r)},
+                           {"command", run_argv(a, r)}});
   }
-  out << "\n  ]\n}\n";
-  std::cout << out.str();
+  std::cout << out.dump(2) << '\n';
 }
 
 // HH:MM:SS, or D-HH:MM:SS, as sbatch takes it.
@@ -187,6 +179,5 @@ void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
       ->needs(sbatch);
   cmd->callback([&chosen] { chosen = [] { return plan(args); }; });
 }
-
 
 }  // namespace flatface::cli
