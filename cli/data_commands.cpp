@@ -34,6 +34,52 @@ struct PackArgs {
   int quality = 95;
 };
 
+// One image file as `pack` stores it. Without --reencode, JPEG and PNG are stored byte for byte;
+// PGM/PPM, which insightface's readers do not all take, become lossless PNG. `copied` and
+// `encoded` count what happened, by format.
+struct PackedImage {
+  std::vector<std::uint8_t> payload;
+  int width = 0, height = 0;
+};
+
+PackedImage packed_image(const std::string& file, const PackArgs& a, Tally& copied,
+                         Tally& encoded) {
+  std::vector<std::uint8_t> bytes = read_file_bytes(file);
+  PackedImage out;
+  try {
+    ImageFormat format = sniff_image_format(bytes.data(), bytes.size());
+    std::string target = a.reencode;
+    if (target.empty() && (format == ImageFormat::pgm || format == ImageFormat::ppm)) {
+      target = "png";
+    }
+    if (target.empty()) {
+      ImageInfo info = probe_image(bytes.data(), bytes.size());
+      out.width = info.width;
+      out.height = info.height;
+      out.payload = std::move(bytes);
+      ++copied[to_string(format)];
+    } else {
+      Image image = decode_image(bytes);
+      out.width = image.width;
+      out.height = image.height;
+      out.payload = target == "jpeg" ? encode_jpeg(image, a.quality) : encode_png(image);
+      ++encoded[std::string(to_string(format)) + " -> " + target];
+    }
+  } catch (const RuntimeError& e) {
+    throw RuntimeError(file + ": " + e.what());
+  }
+  return out;
+}
+
+// property: "num_classes,height,width" (of the first image when sizes differ).
+void write_property(const std::string& out, std::size_t classes, std::pair<int, int> size) {
+  const fs::path path = fs::path(out) / "property";
+  std::ofstream property(path);
+  property << classes << ',' << size.second << ',' << size.first;
+  property.close();
+  if (!property) throw RuntimeError("cannot write " + path.string());
+}
+
 int pack(const PackArgs& a) {
   ImageFolderListing listing = list_image_folder(a.source);
   fs::create_directories(a.out);
@@ -54,39 +100,13 @@ int pack(const PackArgs& a) {
   for (std::size_t label = 0; label < classes; ++label) {
     const std::uint64_t first = key;
     for (const auto& file : listing.images[label]) {
-      std::vector<std::uint8_t> bytes = read_file_bytes(file);
-      std::vector<std::uint8_t> payload;
-      int width = 0, height = 0;
-      try {
-        ImageFormat format = sniff_image_format(bytes.data(), bytes.size());
-        // Without --reencode, JPEG and PNG are stored byte for byte; PGM/PPM, which insightface's
-        // readers do not all take, become lossless PNG.
-        std::string target = a.reencode;
-        if (target.empty() && (format == ImageFormat::pgm || format == ImageFormat::ppm)) {
-          target = "png";
-        }
-        if (target.empty()) {
-          ImageInfo info = probe_image(bytes.data(), bytes.size());
-          width = info.width;
-          height = info.height;
-          payload = std::move(bytes);
-          ++copied[to_string(format)];
-        } else {
-          Image image = decode_image(bytes);
-          width = image.width;
-          height = image.height;
-          payload = target == "jpeg" ? encode_jpeg(image, a.quality) : encode_png(image);
-          ++encoded[std::string(to_string(format)) + " -> " + target];
-        }
-      } catch (const RuntimeError& e) {
-        throw RuntimeError(file + ": " + e.what());
-      }
-      if (!first_size) first_size = {width, height};
-      ++sizes[size_text(width, height)];
+      const PackedImage image = packed_image(file, a, copied, encoded);
+      if (!first_size) first_size = {image.width, image.height};
+      ++sizes[size_text(image.width, image.height)];
       recordio::IRHeader h;
       h.label = static_cast<float>(label);
       h.id = key;
-      writer.write(key, recordio::pack(h, {}, payload.data(), payload.size()));
+      writer.write(key, recordio::pack(h, {}, image.payload.data(), image.payload.size()));
       ++key;
     }
     ranges.emplace_back(first, key);
@@ -100,11 +120,7 @@ int pack(const PackArgs& a) {
     ++key;
   }
   writer.close();
-  // property: "num_classes,height,width" (of the first image when sizes differ).
-  std::ofstream property(fs::path(a.out) / "property");
-  property << classes << ',' << first_size->second << ',' << first_size->first;
-  property.close();
-  if (!property) throw RuntimeError("cannot write " + (fs::path(a.out) / "property").string());
+  write_property(a.out, classes, *first_size);
 
   std::cout << "packed " << images << " images of " << classes << " identities from " << a.source
             << " into " << a.out << " (train.rec, train.idx, property)\n"
