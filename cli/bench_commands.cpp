@@ -32,6 +32,7 @@ struct BenchArgs {
   std::vector<std::string> skip;
   std::string json;
 };
+BenchArgs bench_args;
 
 bool skipped(const BenchArgs& a, const std::string& part) {
   return std::find(a.skip.begin(), a.skip.end(), part) != a.skip.end();
@@ -307,34 +308,35 @@ int bench(const Globals& g, const BenchArgs& args) {
 
 }  // namespace
 
-void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static BenchArgs args;
-  auto* cmd = app.add_subcommand("bench",
-                                 "Time the training step of each setup, the loader and evaluation");
-  args.experiment.add_to(*cmd);
-  cmd->add_option("--setup", args.step.setups, "Measure only this setup (repeatable)");
-  cmd->add_option("--classes", args.step.classes,
-                  "Identities of the class-weight matrix (default: the training set's)");
-  cmd->add_option("--steps", args.step.steps, "Timed steps per setup")->capture_default_str();
-  cmd->add_option("--warmup", args.step.warmup, "Untimed steps per setup first")
+void bench_options(CLI::App& cmd) {
+  bench_args.experiment.add_to(cmd);
+  cmd.add_option("--setup", bench_args.step.setups, "Measure only this setup (repeatable)");
+  cmd.add_option("--classes", bench_args.step.classes,
+                 "Identities of the class-weight matrix (default: the training set's)");
+  cmd.add_option("--steps", bench_args.step.steps, "Timed steps per setup")->capture_default_str();
+  cmd.add_option("--warmup", bench_args.step.warmup, "Untimed steps per setup first")
       ->capture_default_str();
-  cmd->add_option("--seed", args.step.seed, "Seed of the weights and the batch")
+  cmd.add_option("--seed", bench_args.step.seed, "Seed of the weights and the batch")
       ->capture_default_str();
-  cmd->add_option("--loader-threads", args.loader_threads,
-                  "Loader thread counts to measure (default: 1 and --threads)")
+  cmd.add_option("--loader-threads", bench_args.loader_threads,
+                 "Loader thread counts to measure (default: 1 and --threads)")
       ->delimiter(',');
-  cmd->add_option("--loader-batches", args.loader_batches, "Batches timed per loader measurement")
+  cmd.add_option("--loader-batches", bench_args.loader_batches,
+                 "Batches timed per loader measurement")
       ->capture_default_str();
-  cmd->add_option("--loader-data", args.loader_data,
-                  "Another training set to time the loader on, as an inline TOML table, e.g. "
-                  "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
-  cmd->add_option("--eval-repeats", args.eval_repeats, "Timed evaluations per benchmark")
+  cmd.add_option("--loader-data", bench_args.loader_data,
+                 "Another training set to time the loader on, as an inline TOML table, e.g. "
+                 "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
+  cmd.add_option("--eval-repeats", bench_args.eval_repeats, "Timed evaluations per benchmark")
       ->capture_default_str();
-  cmd->add_option("--skip", args.skip,
-                  "Leave out a part: step, loader, eval, flatness (repeatable)")
+  cmd.add_option("--skip", bench_args.skip,
+                 "Leave out a part: step, loader, eval, flatness (repeatable)")
       ->check(CLI::IsMember({"step", "loader", "eval", "flatness"}));
-  cmd->add_option("--json", args.json, "Also write the measurements to this JSON file");
-  cmd->callback([&g, &chosen] { chosen = [&g] { return bench(g, args); }; });
+  cmd.add_option("--json", bench_args.json, "Also write the measurements to this JSON file");
+}
+
+int bench_command(const Globals& g) {
+  return bench(g, bench_args);
 }
 
 }  // namespace flatface::cli

@@ -1,7 +1,7 @@
 // flatface data pack | info. `info` reads through the dataset plugin that recognises the path, so
 // a format built out of tree is described like the built-in ones; `pack` writes insightface
 // RecordIO from an image folder, walking the folder itself since it stores each file's encoded
-// bytes as they are (a plugin hands out decoded pixels). Other files add more `data` subcommands.
+// bytes as they are (a plugin hands out decoded pixels). `data pairs` lives in data_pairs.cpp.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -12,11 +12,11 @@
 
 #include "common.hpp"
 #include "data/dataset_recognition.hpp"
-#include "plugin_host/factory.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/recordio.hpp"
 #include "flatface/image_codec.hpp"
 #include "flatface/image_tally.hpp"
+#include "plugin_host/factory.hpp"
 
 namespace flatface::cli {
 namespace {
@@ -33,6 +33,7 @@ struct PackArgs {
   std::string source, out, reencode;
   int quality = 95;
 };
+PackArgs pack_args;
 
 // One image file as `pack` stores it. Without --reencode, JPEG and PNG are stored byte for byte;
 // PGM/PPM, which insightface's readers do not all take, become lossless PNG. `copied` and
@@ -147,6 +148,13 @@ void print_details(const std::string& details) {
   for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
 }
 
+struct InfoArgs {
+  std::string path;
+  std::string plugin;  // --dataset
+  std::size_t limit = 0;
+};
+InfoArgs info_args;
+
 // Every role a dataset plugin reads PATH in (training set, verification set): what the opened set
 // says of itself, its size, and the plugin's details.
 int info(const Globals& g, const std::string& path, const std::string& plugin, std::size_t limit) {
@@ -198,40 +206,34 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
 
 }  // namespace
 
-void add_data_commands(CLI::App& app, Globals& g, Command& chosen) {
-  auto* data = app.add_subcommand("data", "Inspect and convert face data sets");
-  data->require_subcommand(1);
-
-  static PackArgs pack_args;
-  auto* pk = data->add_subcommand(
-      "pack",
-      "Pack an image folder (root/<identity>/<image>) into insightface train.rec/.idx/property");
-  pk->add_option("source", pack_args.source, "Image folder")
+void data_pack_options(CLI::App& cmd) {
+  cmd.add_option("source", pack_args.source, "Image folder")
       ->required()
       ->check(CLI::ExistingDirectory);
-  pk->add_option("out", pack_args.out, "Output folder")->required();
-  pk->add_option("--reencode", pack_args.reencode,
+  cmd.add_option("out", pack_args.out, "Output folder")->required();
+  cmd.add_option("--reencode", pack_args.reencode,
                  "Re-encode every image as jpeg or png (default: JPEG/PNG stored as is, "
                  "PGM/PPM as PNG)")
       ->check(CLI::IsMember({"jpeg", "png"}));
-  pk->add_option("--quality", pack_args.quality, "JPEG quality for --reencode jpeg")
+  cmd.add_option("--quality", pack_args.quality, "JPEG quality for --reencode jpeg")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
-  pk->callback([&chosen] { chosen = [] { return pack(pack_args); }; });
+}
 
-  static std::string info_path, info_plugin;
-  static std::size_t info_limit = 0;
-  auto* in = data->add_subcommand(
-      "info",
-      "Describe a data set through the dataset plugin that reads it (insightface folder, "
-      "image folder, verification .bin, or any format a loaded plugin recognises)");
-  in->add_option("path", info_path, "Folder or file")->required()->check(CLI::ExistingPath);
-  in->add_option("--dataset", info_plugin,
+int data_pack_command(const Globals&) {
+  return pack(pack_args);
+}
+
+void data_info_options(CLI::App& cmd) {
+  cmd.add_option("path", info_args.path, "Folder or file")->required()->check(CLI::ExistingPath);
+  cmd.add_option("--dataset", info_args.plugin,
                  "The dataset plugin to read it with (default: the one that recognises it)");
-  in->add_option("--limit", info_limit, "Examine only the first N image records (0: all)")
+  cmd.add_option("--limit", info_args.limit, "Examine only the first N image records (0: all)")
       ->capture_default_str();
-  in->callback(
-      [&g, &chosen] { chosen = [&g] { return info(g, info_path, info_plugin, info_limit); }; });
+}
+
+int data_info_command(const Globals& g) {
+  return info(g, info_args.path, info_args.plugin, info_args.limit);
 }
 
 }  // namespace flatface::cli

@@ -78,6 +78,9 @@ std::string version_text() {
 
 namespace {
 
+std::string plugins_kind;  // plugins --kind
+ExperimentArgs validate_args;
+
 void print_plugins(const Registry& reg, const std::string& kind) {
   std::vector<const LoadedEntry*> rows;
   for (const auto* e : reg.all())
@@ -132,23 +135,23 @@ int validate(const Globals& g, const ExperimentArgs& args) {
 
 }  // namespace
 
-void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static std::string kind;
-  auto* plugins = app.add_subcommand("plugins", "List the plugins found, as a table");
-  plugins->add_option("--kind", kind, "Only this kind")
+void plugins_options(CLI::App& cmd) {
+  cmd.add_option("--kind", plugins_kind, "Only this kind")
       ->check(CLI::IsMember({"backbone", "head", "perturbation", "dataset"}));
-  plugins->callback([&g, &chosen] {
-    chosen = [&g] {
-      auto reg = open_registry(g);
-      print_plugins(*reg, kind);
-      return 0;
-    };
-  });
+}
 
-  static ExperimentArgs validate_args;
-  auto* val = app.add_subcommand("validate", "Load plugins and construct every run's objects");
-  validate_args.add_to(*val);
-  val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
+int plugins_command(const Globals& g) {
+  auto reg = open_registry(g);
+  print_plugins(*reg, plugins_kind);
+  return 0;
+}
+
+void validate_options(CLI::App& cmd) {
+  validate_args.add_to(cmd);
+}
+
+int validate_command(const Globals& g) {
+  return validate(g, validate_args);
 }
 
 }  // namespace flatface::cli

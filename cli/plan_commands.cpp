@@ -26,6 +26,7 @@ struct PlanArgs {
   std::string time;
   int max_parallel = 0;
 };
+PlanArgs plan_args;
 
 // Single-quoted for bash unless every character is plainly safe.
 std::string shell_quote(const std::string& s) {
@@ -158,26 +159,27 @@ int plan(const PlanArgs& a) {
 
 }  // namespace
 
-void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
-  static PlanArgs args;
-  auto* cmd = app.add_subcommand("plan", "List the runs of an experiment grid (or a Slurm script)");
-  args.experiment.add_to(*cmd);
-  cmd->add_option("--format", args.format,
-                  "text | json (id, setup, seed, rho, swept values, command per run)")
+void plan_options(CLI::App& cmd) {
+  plan_args.experiment.add_to(cmd);
+  cmd.add_option("--format", plan_args.format,
+                 "text | json (id, setup, seed, rho, swept values, command per run)")
       ->check(CLI::IsMember({"text", "json"}));
-  auto* sbatch = cmd->add_flag("--sbatch", args.sbatch,
-                               "Print a Slurm job-array script: one array task per run");
-  cmd->add_option("--gpus-per-task", args.gpus_per_task,
-                  "With --sbatch: GPUs per task (default 1, 0 for a CPU experiment)")
+  auto* sbatch = cmd.add_flag("--sbatch", plan_args.sbatch,
+                              "Print a Slurm job-array script: one array task per run");
+  cmd.add_option("--gpus-per-task", plan_args.gpus_per_task,
+                 "With --sbatch: GPUs per task (default 1, 0 for a CPU experiment)")
       ->check(CLI::Range(0, 1024))
       ->needs(sbatch);
-  cmd->add_option("--time", args.time, "With --sbatch: time limit per task, HH:MM:SS")
+  cmd.add_option("--time", plan_args.time, "With --sbatch: time limit per task, HH:MM:SS")
       ->needs(sbatch);
-  cmd->add_option("--max-parallel", args.max_parallel,
-                  "With --sbatch: at most K tasks at once (the array's %K)")
+  cmd.add_option("--max-parallel", plan_args.max_parallel,
+                 "With --sbatch: at most K tasks at once (the array's %K)")
       ->check(CLI::Range(1, 1000000))
       ->needs(sbatch);
-  cmd->callback([&chosen] { chosen = [] { return plan(args); }; });
+}
+
+int plan_command(const Globals&) {
+  return plan(plan_args);
 }
 
 }  // namespace flatface::cli

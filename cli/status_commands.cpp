@@ -32,6 +32,7 @@ struct StatusArgs {
   double interval = 5;
   double stale_after = kDefaultStaleAfterSeconds;
 };
+StatusArgs status_args;
 
 std::atomic<bool> g_stop_watching{false};
 extern "C" void on_watch_interrupt(int) {
@@ -196,24 +197,24 @@ int status(const StatusArgs& a) {
 
 }  // namespace
 
-void add_status_commands(CLI::App& app, Globals&, Command& chosen) {
-  static StatusArgs args;
-  auto* cmd = app.add_subcommand(
-      "status",
-      "Where each run of a grid stands: pending, running (where), stale, complete, failed");
-  cmd->add_option("target", args.target, "A results folder, or the experiment file")
+void status_options(CLI::App& cmd) {
+  cmd.add_option("target", status_args.target, "A results folder, or the experiment file")
       ->required()
       ->check(CLI::ExistingPath);
-  cmd->add_option("--set", args.overrides,
-                  "Override KEY=VALUE of the experiment file, as given to run (repeatable)");
-  cmd->add_flag("--json", args.json, "JSON for scripts");
-  cmd->add_flag("--watch", args.watch, "Refresh until every run is complete (Ctrl-C stops)");
-  cmd->add_option("--interval", args.interval, "Seconds between refreshes with --watch (default 5)")
+  cmd.add_option("--set", status_args.overrides,
+                 "Override KEY=VALUE of the experiment file, as given to run (repeatable)");
+  cmd.add_flag("--json", status_args.json, "JSON for scripts");
+  cmd.add_flag("--watch", status_args.watch, "Refresh until every run is complete (Ctrl-C stops)");
+  cmd.add_option("--interval", status_args.interval,
+                 "Seconds between refreshes with --watch (default 5)")
       ->check(positive_seconds());
-  cmd->add_option("--stale-after", args.stale_after,
-                  "Seconds without a heartbeat after which a claim counts as stale (default 300)")
+  cmd.add_option("--stale-after", status_args.stale_after,
+                 "Seconds without a heartbeat after which a claim counts as stale (default 300)")
       ->check(positive_seconds());
-  cmd->callback([&chosen] { chosen = [] { return status(args); }; });
+}
+
+int status_command(const Globals&) {
+  return status(status_args);
 }
 
 }  // namespace flatface::cli
