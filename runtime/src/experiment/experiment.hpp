@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface {

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 #include "experiment/experiment.hpp"
 #include "flatface/backbone.hpp"
 #include "flatface/dataset.hpp"
