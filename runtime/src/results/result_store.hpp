@@ -1,3 +1,7 @@
+// results/: what a run leaves behind for people and for the report: one HDF5 file per run. A leaf
+// of the runtime (it includes no other folder); training/, grid/, flatness/ and reports/ read and
+// write runs through it.
+//
 // One HDF5 file per run: its attributes, status and per-epoch metrics. Written whole and renamed
 // into place, so a crash at any moment leaves the previous complete file readable.
 #pragma once
