@@ -1,5 +1,5 @@
 // data/: what training and evaluation read. The batch loader (this file), the sample order of
-// an epoch (the SDK's sample_order.hpp: seeded, the same on every rank and on resume), decoded
+// an epoch (the SDK's sample_order.hpp: a pure function of seed, epoch and index), decoded
 // verification pairs, and which dataset plugin recognises a path given on the command line. The
 // host alone resizes images, here. Uses experiment/ and plugin_host/ to build datasets; knows
 // nothing of training.
