@@ -21,6 +21,7 @@
 #include "catch_compat.hpp"
 #include "training/optimizer.hpp"
 #include "step_test_support.hpp"
+#include "test_support.hpp"
 #include "training/train_step.hpp"
 
 using namespace flatface;
@@ -178,16 +179,6 @@ struct Rig {
                                          TrainStepOptions{})) {}
   Tensors weights() { return trainable(*model.backbone, *model.head); }
 };
-
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no ConfigError)";
-}
 
 // ESAM's draw, written again: SplitMix64 of (seed, step, tensor), kept when its uniform < β.
 std::uint64_t splitmix64(std::uint64_t x) {

@@ -20,6 +20,7 @@
 #include "cli_test_support.hpp"
 #include "results/result_store.hpp"
 #include "grid/run_claim.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;
@@ -29,39 +30,13 @@ namespace {
 
 // 2 setups (one and two passes) x 3 seeds of a tiny real model, 2 epochs each: 6 runs.
 std::string grid(const fs::path& output) {
-  return R"([experiment]
-name = "grid"
-seeds = [0, 1, 2]
-device = "cpu"
-threads = 1
-output = ")" +
-         output.string() + R"("
-
-[data]
-train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 6 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-epochs = 2
-batch_size = 16
-milestones = [1]
-log_every_steps = 1
-
-[[setup]]
-name = "ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "SAM-ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "sam", rho = 0.05 }
-)";
+  TinyGrid g;
+  g.name = "grid";
+  g.seeds = {0, 1, 2};
+  g.output = output.string();
+  g.epochs = 2;
+  g.train_keys = {"milestones = [1]", "log_every_steps = 1"};
+  return tiny_grid(g);
 }
 constexpr std::size_t kRuns = 6, kEpochs = 2;
 
@@ -118,11 +93,6 @@ void check_equals_serial(const fs::path& folder) {
       CATCH_CHECK(same(a.benchmarks.at("S").threshold, b.benchmarks.at("S").threshold));
     }
   }
-}
-
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::size_t count_of(const std::string& text, const std::regex& pattern) {

@@ -14,19 +14,13 @@
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "results/result_store.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using flatface::RunRecord;
+using flatface::testing::fresh_dir;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("flatface_store_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 RunRecord sample_record(int epochs) {
   RunRecord r;
