@@ -42,22 +42,6 @@ std::string run_label(const Experiment& e, const RunSpec& r) {
   return describe_run(e, r);
 }
 
-const char* status_name(RunStatus s) {
-  switch (s) {
-    case RunStatus::complete:
-      return "complete";
-    case RunStatus::skipped:
-      return "skipped";
-    case RunStatus::failed:
-      return "failed";
-    case RunStatus::interrupted:
-      return "interrupted";
-    case RunStatus::taken_over:
-      return "taken_over";
-  }
-  return "?";
-}
-
 // The run's result file as it is now, if there is one.
 std::optional<RunRecord> result_of(const Experiment& e, const RunSpec& r) {
   const std::string path = result_path(e, r);
@@ -68,7 +52,7 @@ std::optional<RunRecord> result_of(const Experiment& e, const RunSpec& r) {
 // A failed run is trained again by --retry-failed only while its failure is the one this process
 // saw first: when another process has retried it since, that attempt's outcome stands.
 std::string failure_mark(const std::optional<RunRecord>& r) {
-  if (!r || r->status != "failed") return "";
+  if (!r || r->status != RunState::failed) return "";
   auto end = r->attributes.find("end_time");
   return std::to_string(r->failed_step) + "|" + r->failure_reason + "|" +
          (end == r->attributes.end() ? "" : end->second);
@@ -265,20 +249,20 @@ class SharedGrid {
   bool settle_if_finished(std::size_t i) {
     const RunSpec& r = runs_[i];
     const auto now = result_of(e_, r);
-    if (now && now->status == "complete") {
+    if (now && now->status == RunState::complete) {
       // Claim files of a holder that died between its last write and removing them.
       if (auto it = board_.find(r.id);
-          it != board_.end() && (it->second.released || claims_.stale(it->second)))
+          it != board_.end() && claims_.state(it->second) != RunState::running)
         claims_.remove_all(r.id);
       settled_[i] = true;
-      const bool before = at_start_[i] && at_start_[i]->status == "complete";
+      const bool before = at_start_[i] && at_start_[i]->status == RunState::complete;
       ++(before ? skipped_ : by_others_);
       spdlog::info("{} {}: {}", tag(i), label(i),
                    before ? "already complete, skipped" : "complete (trained by another process)");
       if (before) analyze(i);  // one finished before [analysis] was added, say
       return true;
     }
-    if (now && now->status == "failed" && !retry(i, now)) {
+    if (now && now->status == RunState::failed && !retry(i, now)) {
       settled_[i] = true;
       ++failed_;
       spdlog::warn("{} {}: FAILED: {}", tag(i), label(i), now->failure_reason);
@@ -352,7 +336,7 @@ class SharedGrid {
       case RunStatus::taken_over:
         // This process was paused for longer than --stale-after; the run is another's now.
         message = "taken over by another process while this one was paused; left to it";
-        if (auto now = result_of(e_, r); claim && now && now->status == "complete")
+        if (auto now = result_of(e_, r); claim && now && now->status == RunState::complete)
           claim->complete(claims_);  // the taker has finished it: no claim file stays
         break;
     }
@@ -361,7 +345,7 @@ class SharedGrid {
       spdlog::warn("{} {}: {}", tag(i), label(i), message);
     else
       spdlog::info("{} {}: {}", tag(i), label(i), message);
-    events_.send({"end", r.id, status_name(out.status), tag(i) + " " + label(i) + ": " + message});
+    events_.send({"end", r.id, to_string(out.status), tag(i) + " " + label(i) + ": " + message});
     if (out.status == RunStatus::complete && leader()) analyze(i);
     return out.status;
   }

@@ -286,8 +286,9 @@ void handle_event(Worker& w, const std::vector<std::string>& f, Display& display
     if (new_epoch) display.changed(w);
   } else if (kind == "end" && f.size() >= 4) {
     w.state = "looking for a run";
-    w.trained += f[2] == "complete";
-    if (f[2] != "skipped") display.log(who + f[3]);
+    const auto status = parse_run_status(f[2]);
+    w.trained += status == RunStatus::complete;
+    if (status != RunStatus::skipped) display.log(who + f[3]);
   } else if (kind == "note" && f.size() >= 2) {
     if (f[1].rfind("waiting", 0) == 0) w.state = "waiting for runs held by other processes";
     display.log(who + f[1]);
@@ -321,8 +322,8 @@ std::pair<std::size_t, std::size_t> count_results(const Experiment& e,
     const std::string path = result_path(e, r);
     if (!fs::exists(path)) continue;
     const auto status = read_run_record(path).status;
-    complete += status == "complete";
-    failed += status == "failed";
+    complete += status == RunState::complete;
+    failed += status == RunState::failed;
   }
   return {complete, failed};
 }
