@@ -11,7 +11,6 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -438,37 +437,13 @@ class SharedGrid {
   int analysis_failed_ = 0;
 };
 
-// This process's command line without `--nproc N`: what each of the N ranks runs.
-std::vector<std::string> rank_arguments() {
-  std::ifstream f("/proc/self/cmdline", std::ios::binary);
-  std::vector<std::string> all;
-  std::string arg;
-  while (std::getline(f, arg, '\0')) all.push_back(arg);
-  std::vector<std::string> out;
-  for (std::size_t k = 1; k < all.size(); ++k) {
-    if (all[k] == "--nproc") {
-      ++k;
-      continue;
-    }
-    if (all[k].rfind("--nproc=", 0) == 0) continue;
-    out.push_back(all[k]);
-  }
-  return out;
-}
-
-// The device of this rank: cuda:LOCAL_RANK where the experiment trains on CUDA.
-std::string rank_device(const std::string& device, const distributed::LaunchEnv& env) {
-  const std::string resolved = resolve_device(device);
-  if (resolved == "cuda") return "cuda:" + std::to_string(env.local_rank);
-  return resolved;
-}
-
 int run(const Globals& g, const RunArgs& args) {
   const auto launch = distributed::launch_from_environment();
   // --nproc alone: this process starts the ranks; with --workers, each worker starts its own.
   const bool grid_workers = args.workers > 1 || args.devices.size() > 1;
   if (args.nproc > 1 && !launch && !grid_workers)
-    return distributed::run_local_ranks("/proc/self/exe", rank_arguments(), args.nproc);
+    return distributed::run_local_ranks(
+        "/proc/self/exe", distributed::own_arguments_without("--nproc"), args.nproc);
   Experiment e = args.experiment.load();
   const std::vector<RunSpec> runs = select_runs(e, expand_grid(e), args.only);
   if (args.dry_run) {
@@ -482,7 +457,7 @@ int run(const Globals& g, const RunArgs& args) {
   // Data-parallel ranks (torchrun, srun, --nproc): one process per device; rank 0 alone writes.
   std::optional<distributed::Communicator> ranks;
   if (launch) {
-    e.device = rank_device(e.device, *launch);
+    e.device = distributed::rank_device(resolve_device(e.device), *launch);
     if (launch->rank != 0) spdlog::set_level(spdlog::level::warn);
     const auto timeout = args.dist_timeout > 0
                              ? std::chrono::milliseconds(static_cast<std::int64_t>(1000 * args.dist_timeout))
