@@ -40,7 +40,7 @@ std::string describe_unaveraged(const RunResult& r) {
   if (!std::isnan(r.rho_value)) s << " rho=" << rho_text(r.rho, r.rho_value);
   if (const std::string swept = swept_text(r.swept); !swept.empty()) s << ' ' << swept;
   if (!r.seed.empty()) s << " seed " << r.seed;
-  s << " (run " << r.run_id << "): " << r.status;
+  s << " (run " << r.run_id << "): " << to_string(r.status);
   if (r.failed_step >= 0) s << " at step " << r.failed_step;
   if (!r.failure_reason.empty()) s << ": " << r.failure_reason;
   s << " (" << r.epochs_done << (r.epochs_done == 1 ? " epoch" : " epochs") << " done)";

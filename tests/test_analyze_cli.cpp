@@ -76,7 +76,7 @@ CATCH_TEST_CASE("flatface run with [analysis] writes the measures under /analysi
   CATCH_REQUIRE(files.size() == 2);
   for (const auto& f : files) {
     const auto rec = flatface::read_run_record(f);
-    CATCH_CHECK(rec.status == "complete");
+    CATCH_CHECK(rec.status == flatface::RunState::complete);
     const auto& a = rec.analysis.arrays;
     CATCH_REQUIRE(a.count("hessian/eigenvalues"));
     CATCH_CHECK(a.at("hessian/eigenvalues").shape == std::vector<std::uint64_t>{1});

@@ -107,7 +107,7 @@ CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the unint
     }
     // After every kill: each file reads, and a complete run's file is byte-identical.
     for (const auto& [name, record] : records(crashed)) {
-      if (record.status != "complete") continue;
+      if (record.status != RunState::complete) continue;
       const std::string bytes = text_of(crashed / name);
       auto [it, first_time] = complete.emplace(name, bytes);
       CATCH_CHECK((first_time || it->second == bytes));
@@ -123,7 +123,7 @@ CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the unint
   for (const auto& [name, want] : expected) {
     CATCH_CAPTURE(name);
     const RunRecord& have = got.at(name);
-    CATCH_CHECK(have.status == "complete");
+    CATCH_CHECK(have.status == RunState::complete);
     CATCH_REQUIRE(have.epochs.size() == want.epochs.size());
     for (std::size_t k = 0; k < want.epochs.size(); ++k) {
       CATCH_CAPTURE(k);

@@ -20,6 +20,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "distributed/local_ranks.hpp"
+#include "results/run_state.hpp"
 #include "tiny_grid.hpp"
 
 using namespace flatface::testing;
@@ -174,7 +175,7 @@ CATCH_TEST_CASE("--nproc 2 trains a tiny grid to a complete report with one proc
   CATCH_CHECK(report.code == 0);
   CATCH_CHECK_THAT(report.out, Contains("sam"));
   const Metrics m = metrics(dir / "two");
-  CATCH_CHECK(m.status == "complete");
+  CATCH_CHECK(m.status == to_string(flatface::RunState::complete));
   check_same(m, metrics(dir / "one"), 1e-5);
 }
 
@@ -220,7 +221,8 @@ CATCH_TEST_CASE("kill -9 of one rank stops the other naming it; the run then res
   // Within the collective timeout (20 s) and the diagnosis; a closed connection is seen at once.
   const auto status = exit_within(r0, std::chrono::seconds(20 + 10));
   check_stopped_naming_rank1(status, dir);
-  CATCH_CHECK(metrics(dir / "killed").status == "running");  // resumable, not failed
+  // Resumable, not failed.
+  CATCH_CHECK(metrics(dir / "killed").status == to_string(flatface::RunState::running));
 
   // Resumed with 2 ranks, the run ends where an uninterrupted one does.
   CATCH_CHECK_THAT(train_to_end(killed, "--nproc 2"), Contains("resuming"));

@@ -121,7 +121,7 @@ CATCH_TEST_CASE(
   foreign_claim(out, running.id, 4242, 3);
   foreign_claim(out, stale.id, 4243, 600);
   flatface::RunRecord record;
-  record.status = "failed";
+  record.status = flatface::RunState::failed;
   record.failure_reason = "loss exploded";
   record.attributes = {{"run_id", failed.id}, {"setup", "sam"}, {"seed", "2"}, {"rho", "0.3"}};
   flatface::write_run_record((out / (failed.id + ".h5")).string(), record);

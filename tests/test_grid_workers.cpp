@@ -78,7 +78,7 @@ void check_equals_serial(const fs::path& folder) {
   for (const auto& [name, expected] : want) {
     CATCH_CAPTURE(name);
     const RunRecord& got = have.at(name);
-    CATCH_CHECK(got.status == "complete");
+    CATCH_CHECK(got.status == RunState::complete);
     CATCH_REQUIRE(got.epochs.size() == expected.epochs.size());
     for (std::size_t k = 0; k < expected.epochs.size(); ++k) {
       CATCH_CAPTURE(k);
@@ -136,7 +136,7 @@ bool wait_for(F ready, std::chrono::seconds limit = 120s) {
 // A run in the middle of its training: one epoch recorded and checkpointed, more to come.
 std::string run_in_progress(const fs::path& folder) {
   for (const auto& [name, r] : records(folder))
-    if (r.status == "running" && !r.epochs.empty() &&
+    if (r.status == RunState::running && !r.epochs.empty() &&
         fs::exists(folder / "checkpoints" / (fs::path(name).stem().string() + ".ckpt")))
       return fs::path(name).stem().string();
   return "";
@@ -274,8 +274,8 @@ CATCH_TEST_CASE("Ctrl-C stops every worker; each run is complete or resumes to t
   for (const auto& [name, r] : records(out)) {
     CATCH_CAPTURE(name);
     const bool saved = fs::exists(out / "checkpoints" / (fs::path(name).stem().string() + ".ckpt"));
-    CATCH_CHECK((r.status == "complete" || (r.status == "running" && saved)));
-    complete += r.status == "complete";
+    CATCH_CHECK((r.status == RunState::complete || (r.status == RunState::running && saved)));
+    complete += r.status == RunState::complete;
   }
   CATCH_CHECK(complete < kRuns);
   check_no_claim_held(out);

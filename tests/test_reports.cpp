@@ -46,7 +46,7 @@ RunRecord make_run(const std::string& setup, const std::string& perturbation,
                   {"rho", rho},
                   {"seed", std::to_string(seed)},
                   {"run_id", setup + "-" + rho + "-" + std::to_string(seed)}};
-  r.status = "complete";
+  r.status = RunState::complete;
   for (std::size_t i = 0; i < epochs.size(); ++i) {
     EpochMetrics m;
     m.epoch = static_cast<std::int64_t>(i + 1);
@@ -264,12 +264,12 @@ CATCH_TEST_CASE("the LaTeX output is balanced booktabs tables with one cell per 
 CATCH_TEST_CASE("a failed or unfinished run is listed under the table and not averaged") {
   Records rs = hand_example();
   RunRecord failed = make_run("ArcFace", "none", "", 3, {{0.2, {{"LFW", 0.5}, {"CFP-FP", 0.5}}}});
-  failed.status = "failed";
+  failed.status = RunState::failed;
   failed.failure_reason = "non-finite loss";
   failed.failed_step = 17;
   add(rs, failed);
   RunRecord running = make_run("ArcFace", "none", "", 4, {{0.2, {{"LFW", 0.6}, {"CFP-FP", 0.6}}}});
-  running.status = "running";
+  running.status = RunState::running;
   add(rs, running);
   Aggregate agg = aggregate_runs(rs, Selection::final_epoch);
   CATCH_REQUIRE(agg.groups.size() == 1);
@@ -502,7 +502,7 @@ CATCH_TEST_CASE("flatface report reads a results folder and prints the table, fi
   for (auto& [name, rec] : hand_example()) write_run_record((results / name).string(), rec);
   std::ofstream((results / "partial.h5.tmp").string()) << "torn";  // a killed write: ignored
   RunRecord failed = make_run("ArcFace", "none", "", 9, {});
-  failed.status = "failed";
+  failed.status = RunState::failed;
   failed.failure_reason = "out of memory";
   write_run_record((results / "failed.h5").string(), failed);
 

@@ -280,7 +280,7 @@ CATCH_TEST_CASE("a non-finite loss fails the run at its step and records why") {
   RunOutcome out = train(e);
   CATCH_REQUIRE(out.status == RunStatus::failed);
   RunRecord rec = read_run_record(out.result_path);
-  CATCH_CHECK(rec.status == "failed");
+  CATCH_CHECK(rec.status == RunState::failed);
   CATCH_CHECK(rec.failure_reason.find("non-finite") != std::string::npos);
   CATCH_CHECK(rec.failed_step >= 1);
   // A failed run is not retried unless asked.

@@ -99,8 +99,8 @@ std::vector<RunFiles> complete_runs_in(const std::string& folder,
     const RunRecord r = read_run_record(file);
     const fs::path ckpt =
         fs::path(folder) / "checkpoints" / (fs::path(file).stem().string() + ".ckpt");
-    if (r.status != "complete") {
-      if (left_out) left_out->push_back(file + ": " + r.status + ", not analysed");
+    if (r.status != RunState::complete) {
+      if (left_out) left_out->push_back(file + ": " + to_string(r.status) + ", not analysed");
     } else if (!fs::is_regular_file(ckpt)) {
       if (left_out) left_out->push_back(file + ": no checkpoint " + ckpt.string());
     } else {
@@ -263,8 +263,8 @@ AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
 
 bool analyze_run(const Registry& registry, const RunFiles& files, const AnalyzeOptions& options) {
   RunRecord record = read_run_record(files.result);
-  if (record.status != "complete")
-    throw ConfigError(files.result + ": run is " + record.status +
+  if (record.status != RunState::complete)
+    throw ConfigError(files.result + ": run is " + to_string(record.status) +
                       "; only complete runs are analysed");
   const std::string toml = attribute(record, "config_toml");
   const Experiment recorded =

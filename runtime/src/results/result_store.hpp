@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "results/run_state.hpp"
+
 namespace flatface {
 
 // One verification set at one epoch. Accuracies are fractions (0..1).
@@ -50,7 +52,8 @@ struct RunRecord {
   // experiment, setup, head, perturbation, backbone, dataset, rho, seed, run_id, flatface_version,
   // torch_version, device, start_time, end_time, config_toml
   std::map<std::string, std::string> attributes;
-  std::string status = "running";  // running | complete | failed
+  // A file records running, complete or failed (pending and stale are what claims add).
+  RunState status = RunState::running;
   std::string failure_reason;
   std::int64_t failed_step = -1;
   std::vector<std::string> benchmark_names;  // column order

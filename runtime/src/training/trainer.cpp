@@ -220,13 +220,14 @@ class RunTraining {
   // is, with --retry-failed); a running one resumes.
   std::optional<RunOutcome> settled_by_file() {
     if (fs::exists(outcome_.result_path)) previous_ = read_run_record(outcome_.result_path);
-    if (previous_ && previous_->status == "failed" && options_.retry_failed) {
-      previous_->status = "running";
+    if (previous_ && previous_->status == RunState::failed && options_.retry_failed) {
+      previous_->status = RunState::running;
       previous_->failure_reason.clear();
       previous_->failed_step = -1;
     }
-    if (!previous_ || previous_->status == "running") return std::nullopt;
-    outcome_.status = previous_->status == "complete" ? RunStatus::skipped : RunStatus::failed;
+    if (!previous_ || previous_->status == RunState::running) return std::nullopt;
+    outcome_.status =
+        previous_->status == RunState::complete ? RunStatus::skipped : RunStatus::failed;
     outcome_.reason = previous_->failure_reason;
     outcome_.record = *previous_;
     return outcome_;
@@ -429,7 +430,7 @@ class RunTraining {
     state_.perturbation_state = strategy_->state();
     state_.elapsed_seconds = m.wall_time;
     if (state_.epoch == e_.train.epochs) {
-      record_.status = "complete";
+      record_.status = RunState::complete;
       record_.attributes["end_time"] = utc_timestamp();
     }
     if (!holds_run()) return taken_over();
@@ -490,7 +491,7 @@ class RunTraining {
 
   RunOutcome fail(const std::string& why) {
     if (!holds_run()) return taken_over();
-    record_.status = "failed";
+    record_.status = RunState::failed;
     record_.failure_reason = why;
     record_.failed_step = state_.global_step;
     record_.attributes["end_time"] = utc_timestamp();

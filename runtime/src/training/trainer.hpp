@@ -12,6 +12,7 @@
 #include "flatface/dataset.hpp"
 #include "plugin_host/registry.hpp"
 #include "results/result_store.hpp"
+#include "results/run_state.hpp"  // RunStatus: how a session ended
 #include "training/train_progress.hpp"
 
 namespace flatface {
@@ -19,10 +20,6 @@ namespace flatface {
 namespace distributed {
 class Communicator;
 }
-
-// taken_over: another process took this run's claim over (this one was paused for longer than
-// the claim's stale-after); nothing was written after that.
-enum class RunStatus { complete, skipped, failed, interrupted, taken_over };
 
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
