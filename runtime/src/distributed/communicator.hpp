@@ -1,3 +1,8 @@
+// distributed/: data-parallel training of one run on several processes. The communicator (this
+// file), the launch variables of torchrun and Slurm (launch_env.hpp), ranks started on this
+// machine (local_ranks.hpp), model broadcast and agreement (model_sync.hpp), and the SDK's
+// collectives. A leaf of the runtime: it includes no other folder.
+//
 // The ranks of one data-parallel run, over c10d: rendezvous through a TCPStore (rank 0 serves
 // it), collectives through ProcessGroupGloo on the CPU or ProcessGroupNCCL on CUDA where the
 // libtorch has it, every collective bounded by a timeout of ours (c10d's default is 30 minutes),

@@ -1,3 +1,9 @@
+// training/: one run, start to end. The trainer (this file: resume, set-up, epochs, evaluation,
+// checkpoints, the result file), the host's side of a step (train_step.hpp: the StepContext a
+// perturbation plugin drives), the model made ready on a device (device_model.hpp), SGD, the
+// learning-rate schedule, checkpoints and progress callbacks. Uses experiment/, plugin_host/,
+// data/, evaluation/, results/, formats/ and distributed/; knows nothing of grids or claims.
+//
 // Trains one run of a grid: builds its objects, runs the epochs, evaluates, checkpoints, and
 // records every metric in the run's HDF5 file.
 #pragma once
