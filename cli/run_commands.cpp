@@ -20,7 +20,7 @@
 
 #include "flatness/analysis.hpp"
 #include "common.hpp"
-#include "distributed/communicator.hpp"
+#include "distributed/c10d_communicator.hpp"
 #include "distributed/launch_env.hpp"
 #include "distributed/local_ranks.hpp"
 #include "report_tables.hpp"
@@ -496,7 +496,7 @@ int run(const Globals& g, const RunArgs& args) {
   if (!args.devices.empty()) e.device = args.devices.front();
   if (!args.device.empty()) e.device = args.device;
   // Data-parallel ranks (torchrun, srun, --nproc): one process per device; rank 0 alone writes.
-  std::optional<distributed::Communicator> ranks;
+  std::optional<distributed::C10dCommunicator> ranks;
   if (launch) {
     e.device = rank_device(e.device, *launch);
     if (launch->rank != 0) spdlog::set_level(spdlog::level::warn);
@@ -521,7 +521,8 @@ int run(const Globals& g, const RunArgs& args) {
   // A grid worker's ranks (--workers with --nproc): rank 0 alone reports to the parent.
   RunArgs rank_args = args;
   if (launch && launch->rank != 0) rank_args.progress_fd = -1;
-  SharedGrid grid(e, rank_args, runs, threads, shared, ranks ? &*ranks : nullptr);
+  SharedGrid grid(e, rank_args, runs, threads, shared,
+                  ranks ? &*ranks : &distributed::single_process());
   const int code = grid.train_all();
   if (code != 130 && !args.no_report && (!launch || launch->rank == 0)) {
     using namespace flatface::reports;
