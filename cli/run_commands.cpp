@@ -12,7 +12,7 @@
 #include <memory>
 
 #include "common.hpp"
-#include "distributed/communicator.hpp"
+#include "distributed/c10d_communicator.hpp"
 #include "distributed/launch_env.hpp"
 #include "distributed/local_ranks.hpp"
 #include "grid/grid_runner.hpp"
@@ -39,7 +39,7 @@ void print_resume_hint(const Experiment& e, const RunArgs& args) {
 }
 
 // Data-parallel ranks (torchrun, srun, --nproc): one process per device; rank 0 alone writes.
-std::unique_ptr<distributed::Communicator> join_ranks(Experiment& e, const RunArgs& args,
+std::unique_ptr<distributed::C10dCommunicator> join_ranks(Experiment& e, const RunArgs& args,
                                                       const distributed::LaunchEnv& launch) {
   e.device = distributed::rank_device(resolve_device(e.device), launch);
   if (launch.rank != 0) spdlog::set_level(spdlog::level::warn);
@@ -47,7 +47,7 @@ std::unique_ptr<distributed::Communicator> join_ranks(Experiment& e, const RunAr
       args.dist_timeout > 0
           ? std::chrono::milliseconds(static_cast<std::int64_t>(1000 * args.dist_timeout))
           : std::chrono::milliseconds(distributed::kDefaultCollectiveTimeout);
-  auto ranks = std::make_unique<distributed::Communicator>(launch, c10::Device(e.device), timeout);
+  auto ranks = std::make_unique<distributed::C10dCommunicator>(launch, c10::Device(e.device), timeout);
   spdlog::info("{}: rank {} of {} ({}), collective timeout {:.0f} s", e.name, launch.rank,
                launch.world_size, launch.source, timeout.count() / 1000.0);
   return ranks;
@@ -70,7 +70,7 @@ int run(const Globals& g, const RunArgs& args) {
   if (grid_workers) return run_workers(g, args, e, runs);
   if (!args.devices.empty()) e.device = args.devices.front();
   if (!args.device.empty()) e.device = args.device;
-  const std::unique_ptr<distributed::Communicator> ranks =
+  const std::unique_ptr<distributed::C10dCommunicator> ranks =
       launch ? join_ranks(e, args, *launch) : nullptr;
   const bool leader = !launch || launch->rank == 0;
   const int threads = apply_threads(g, &e);
@@ -90,7 +90,7 @@ int run(const Globals& g, const RunArgs& args) {
   options.stop_after_steps = args.stop_after_steps;
   options.stale_after = args.stale_after;
   options.threads = threads;
-  options.ranks = ranks.get();  // nullptr: one process
+  if (ranks) options.ranks = ranks.get();
   GridConsole console(e);
   // A grid worker's ranks (--workers with --nproc): rank 0 alone reports to the parent.
   WorkerEventSender events(leader ? args.progress_fd : -1);

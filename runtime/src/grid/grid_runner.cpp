@@ -147,7 +147,7 @@ int GridRunner::run() {
 }
 
 bool GridRunner::leader() const {
-  return !options_.ranks || options_.ranks->rank() == 0;
+  return options_.ranks->rank() == 0;
 }
 
 bool GridRunner::stop_requested() const {
@@ -191,7 +191,7 @@ GridRunner::Decision GridRunner::decide(std::size_t i, std::unique_ptr<HeldClaim
     claim = claims_.acquire(runs_[i].id, known, &holder);
     if (claim) d = Decision::train;
   }
-  if (options_.ranks) options_.ranks->publish(key, kDecisionNames[static_cast<int>(d)]);
+  options_.ranks->publish(key, kDecisionNames[static_cast<int>(d)]);
   return d;
 }
 
@@ -326,7 +326,7 @@ int GridRunner::stop_at(std::optional<std::size_t> i) {
   tell([&](GridObserver& o) { o.stopped(run ? &*run : nullptr); });
   if (!leader()) return 130;
   // The other ranks wait for rank 0's next decision: tell them to stop too.
-  if (options_.ranks) options_.ranks->publish("grid/" + std::to_string(decisions_++), "stop");
+  options_.ranks->publish("grid/" + std::to_string(decisions_++), "stop");
   tell([s = summary(true)](GridObserver& o) { o.summary(s); });
   return 130;
 }

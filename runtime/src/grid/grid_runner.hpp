@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed/communicator.hpp"
 #include "experiment/experiment.hpp"
 #include "flatness/analysis.hpp"
 #include "grid/run_claim.hpp"
@@ -25,10 +26,6 @@
 #include "training/trainer.hpp"
 
 namespace flatface {
-
-namespace distributed {
-class Communicator;
-}
 
 // A run as the grid reports it.
 struct GridRun {
@@ -96,9 +93,9 @@ struct GridOptions {
   std::int64_t stop_after_steps = -1;       // stop as if interrupted after N steps (-1: never)
   double stale_after = kDefaultStaleAfterSeconds;  // seconds until a silent claim is taken over
   int threads = 1;
-  // The ranks of a data-parallel grid (nullptr: one process). Rank 0 alone reads and takes the
-  // claims and writes files, and publishes each decision in the ranks' store for the others.
-  distributed::Communicator* ranks = nullptr;
+  // The ranks of a data-parallel grid, never null: one process is rank 0 of 1. Rank 0 alone
+  // reads and takes the claims and writes files, and publishes each decision for the others.
+  distributed::Communicator* ranks = &distributed::single_process();
 };
 
 // This process's part of a grid that others may share: passes over the selected runs, training
