@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iomanip>
@@ -64,7 +65,11 @@ nlohmann::ordered_json json_number(double v, int digits) {
   if (!std::isfinite(v)) return nullptr;
   char text[32];
   std::snprintf(text, sizeof text, "%.*g", digits, v);
-  return std::strtod(text, nullptr);
+  const double rounded = std::strtod(text, nullptr);
+  // A whole number prints as one (64, not 64.0), as %g did before: scripts compare the text too.
+  if (rounded == std::floor(rounded) && std::fabs(rounded) < 9007199254740992.0)
+    return static_cast<std::int64_t>(rounded);
+  return rounded;
 }
 
 std::string version_text() {

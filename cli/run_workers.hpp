@@ -1,5 +1,6 @@
-// `flatface run --workers N`: N worker processes on this machine, each a `flatface run` of the same
-// grid that claims runs in the shared output folder; one display and one summary for them all.
+// The arguments of `flatface run`, and `flatface run --workers N`: N worker processes on this
+// machine, each a `flatface run` of the same grid that claims runs in the shared output folder
+// (runtime/src/grid/grid_workers.hpp); one display and one summary for them all.
 #pragma once
 
 #include <cstdint>
@@ -24,23 +25,6 @@ struct RunArgs {
   int progress_fd = -1;              // a worker: where its events go (internal)
   int nproc = 0;                     // data-parallel ranks started on this machine (0, 1: none)
   double dist_timeout = 0;           // seconds a collective may wait for another rank
-};
-
-// What a worker tells the parent, one tab-separated line per event (tabs and newlines in the
-// fields become spaces):
-//   start <k> <n> <run_id> <label>         it claimed run k of n and starts training it
-//   step <run_id> <epoch> <epochs> <step> <steps> <img/s> <eta_s>
-//   end <run_id> <status> <message>        the run ended (status: RunStatus's name)
-//   note <message>                         a line worth showing (a takeover, waiting)
-//   summary <trained> <failed> <train_s> <eval_s> <save_s> <claim_s>
-class WorkerEvents {
- public:
-  explicit WorkerEvents(int fd) : fd_(fd) {}
-  bool enabled() const { return fd_ >= 0; }
-  void send(const std::vector<std::string>& fields) const;
-
- private:
-  int fd_;
 };
 
 // Starts the workers, shows their progress, and returns the exit code: 130 when interrupted, 1

@@ -53,22 +53,23 @@ std::string percent(double fraction) {
 }
 
 std::string state_text(const ClaimFolder& claims, const RunStanding& r) {
+  const std::string state = to_string(r.state);
   switch (r.state) {
     case RunState::complete:
-      return "complete";
+      return state;
     case RunState::failed:
-      return "failed: " + r.failure_reason;
+      return state + ": " + r.failure_reason;
     case RunState::pending:
       return r.has_checkpoint && r.epochs_done < r.epochs
-                 ? "pending (resumes at epoch " + std::to_string(r.epochs_done + 1) + "/" +
+                 ? state + " (resumes at epoch " + std::to_string(r.epochs_done + 1) + "/" +
                        std::to_string(r.epochs) + ")"
-                 : "pending";
+                 : state;
     case RunState::running:
-      return "running on " + r.claim->holder() + ", epoch " +
+      return state + " on " + r.claim->holder() + ", epoch " +
              std::to_string(std::min(r.epochs_done + 1, r.epochs)) + "/" +
              std::to_string(r.epochs) + ", heartbeat " + age_text(r.claim->heartbeat_age) + " ago";
     case RunState::stale:
-      return "stale: " + r.claim->holder() +
+      return state + ": " + r.claim->holder() +
              (claims.staleness(*r.claim) == ClaimFolder::Staleness::exited
                   ? ", its process has exited"
                   : ", no heartbeat for " + age_text(r.claim->heartbeat_age)) +

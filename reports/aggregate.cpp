@@ -288,8 +288,8 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
   r.landscape_alpha_2d = analysis_values(record, "landscape/alpha_2d");
   r.landscape_beta_2d = analysis_values(record, "landscape/beta_2d");
   r.landscape_loss_2d = analysis_values(record, "landscape/loss_2d");
-  r.usable = r.status == "complete" && chosen >= 0;
-  if (r.status == "complete" && chosen < 0)
+  r.usable = r.status == RunState::complete && chosen >= 0;
+  if (r.status == RunState::complete && chosen < 0)
     r.failure_reason = "no epoch with every benchmark evaluated";
   return r;
 }

@@ -47,7 +47,8 @@ struct RunResult {
   // The run's swept values, "head.m" -> "0.3" (its sweep.* attributes; perturbation.rho too).
   std::map<std::string, std::string> swept;
   std::string seed;
-  std::string status, failure_reason;  // failure_reason also says why a complete run is unusable
+  RunState status = RunState::running;
+  std::string failure_reason;  // also says why a complete run is unusable
   std::int64_t failed_step = -1;
   std::int64_t epochs_done = 0;
   bool usable = false;  // complete and has an evaluated epoch: enters the averages

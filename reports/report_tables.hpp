@@ -1,6 +1,7 @@
-// The report's tables: Table 2 style accuracies, the generalization gap, a Table 1 style sweep of
-// rho or any other swept option; each as a format-neutral Table, plus the whole report as
-// Markdown, LaTeX or CSV.
+// The report's tables: Table 2 style accuracies and the generalization gap (accuracy_tables.cpp),
+// a Table 1 style sweep of rho or any other swept option (sweep_table.cpp), the flatness measures
+// (flatness_table.cpp); each as a format-neutral Table, written with the cells of table_cells.hpp.
+// The whole report as Markdown, LaTeX or CSV is report_tables.cpp.
 #pragma once
 
 #include <map>

@@ -18,7 +18,7 @@
 
 namespace flatface::testing {
 
-using ScratchDir = TempDir;  // cli_test_support.hpp
+using ScratchDir = TempDir;  // test_support.hpp
 
 inline std::string shared_data(const std::string& rel) {
   return std::string(FLATFACE_SHARED_DIR) + "/data/" + rel;
@@ -52,22 +52,6 @@ inline int reference_python(const std::string& args) {
 // Runs the flatface CLI; stdout and stderr go to the file `output`.
 inline int run_cli_to_file(const std::string& args, const std::string& output) {
   return system_status(std::string(FLATFACE_CLI) + " " + args + " > '" + output + "' 2>&1");
-}
-
-inline std::string text_of(const std::string& path) {
-  auto bytes = slurp(path);
-  return std::string(bytes.begin(), bytes.end());
-}
-
-// The message of the flatface::RuntimeError that `f` throws ("" if it throws none).
-template <typename F>
-std::string runtime_error_of(F f) {
-  try {
-    f();
-  } catch (const flatface::RuntimeError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace flatface::testing

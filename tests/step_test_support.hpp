@@ -224,6 +224,7 @@ class EpsilonRecorder final : public Perturbation {
     void optimizer_step() override { inner_.optimizer_step(); }
     std::vector<at::Tensor>& saved_weights() override { return inner_.saved_weights(); }
     StepProgress progress() const override { return inner_.progress(); }
+    Collectives& collectives() override { return inner_.collectives(); }
 
    private:
     StepContext& inner_;

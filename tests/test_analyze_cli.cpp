@@ -9,6 +9,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "results/result_store.hpp"
+#include "tiny_grid.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface::testing;
@@ -16,42 +17,27 @@ using catch_compat::Contains;
 
 namespace {
 
-const char* kExperiment = R"([experiment]
-name = "analyze-cli"
-seeds = [0]
-device = "cpu"
-output = "out"
+// Two setups of one epoch, each run then measured by small [analysis] settings.
+std::string analyze_grid() {
+  TinyGrid g;
+  g.name = "analyze-cli";
+  g.threads.reset();
+  g.output = "out";
+  g.train = R"({ plugin = "synthetic", identities = 4, images_per_identity = 6, seed = 0 })";
+  g.eval = {R"({ name = "Pairs", plugin = "synthetic", identities = 4, images_per_identity = 4, )"
+            R"(seed = 1, pairs = 20, verification_identities = 4 })"};
+  g.batch_size = 8;
+  g.train_keys = {"log_every_steps = 0"};
+  g.setups = {{"ArcFace", R"({ plugin = "arcface", s = 16.0, m = 0.3 })"},
+              {"SAM-ArcFace", R"({ plugin = "arcface", s = 16.0, m = 0.3 })",
+               R"({ plugin = "sam", rho = 0.07 })"}};
+  g.extra_tables =
+      "[analysis]\nbatches = 1\nmax_iterations = 5\ntrace_samples = 3\nascent_steps = 2\n"
+      "average_samples = 2\nlandscape_points = 3\n";
+  return tiny_grid(g);
+}
 
-[data]
-train = { plugin = "synthetic", identities = 4, images_per_identity = 6, seed = 0 }
-eval = [{ name = "Pairs", plugin = "synthetic", identities = 4, images_per_identity = 4, seed = 1, pairs = 20, verification_identities = 4 }]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-epochs = 1
-batch_size = 8
-log_every_steps = 0
-
-[analysis]
-batches = 1
-max_iterations = 5
-trace_samples = 3
-ascent_steps = 2
-average_samples = 2
-landscape_points = 3
-
-[[setup]]
-name = "ArcFace"
-head = { plugin = "arcface", s = 16.0, m = 0.3 }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "SAM-ArcFace"
-head = { plugin = "arcface", s = 16.0, m = 0.3 }
-perturbation = { plugin = "sam", rho = 0.07 }
-)";
+const std::string kExperiment = analyze_grid();
 
 Result in(const TempDir& dir, const std::string& args) {
   return run_cli("--threads 1 " + args, "cd '" + dir.str() + "' &&");
@@ -90,7 +76,7 @@ CATCH_TEST_CASE("flatface run with [analysis] writes the measures under /analysi
   CATCH_REQUIRE(files.size() == 2);
   for (const auto& f : files) {
     const auto rec = flatface::read_run_record(f);
-    CATCH_CHECK(rec.status == "complete");
+    CATCH_CHECK(rec.status == flatface::RunState::complete);
     const auto& a = rec.analysis.arrays;
     CATCH_REQUIRE(a.count("hessian/eigenvalues"));
     CATCH_CHECK(a.at("hessian/eigenvalues").shape == std::vector<std::uint64_t>{1});

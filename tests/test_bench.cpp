@@ -7,6 +7,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "json_file.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;
@@ -45,39 +46,19 @@ CATCH_TEST_CASE("the amortised step weights each kind of step's median by its sh
 
 CATCH_TEST_CASE("flatface bench times every setup, the loader and evaluation and writes JSON") {
   TempDir tmp("bench");
-  const std::string toml = tmp.write("bench.toml", R"([experiment]
-name = "bench-test"
-seeds = [0]
-device = "cpu"
-threads = 1
+  TinyGrid g;
+  g.name = "bench-test";
+  g.train = R"({ plugin = "synthetic", identities = 4, images_per_identity = 8, seed = 0 })";
+  g.eval = {R"({ name = "S", plugin = "synthetic", identities = 4, images_per_identity = 8, )"
+            R"(seed = 0, pairs = 40, verification_identities = 4 })"};
+  g.epochs.reset();
+  g.batch_size = 8;
+  const std::string arcface = R"({ plugin = "arcface", s = 32.0 })";
+  g.setups = {{"plain", arcface},
+              {"flat", arcface, R"({ plugin = "sam", rho = [0.07, 0.2] })"},
+              {"look", arcface, R"({ plugin = "looksam", rho = 0.05, k = 2 })"}};
+  const std::string toml = tmp.write("bench.toml", tiny_grid(g));
 
-[data]
-train = { plugin = "synthetic", identities = 4, images_per_identity = 8, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 4, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 4 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-batch_size = 8
-
-[[setup]]
-name = "plain"
-head = { plugin = "arcface", s = 32.0 }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "flat"
-head = { plugin = "arcface", s = 32.0 }
-perturbation = { plugin = "sam", rho = [0.07, 0.2] }
-
-[[setup]]
-name = "look"
-head = { plugin = "arcface", s = 32.0 }
-perturbation = { plugin = "looksam", rho = 0.05, k = 2 }
-)");
   const std::string json = (tmp.path / "bench.json").string();
   Result r = run_cli("bench '" + toml +
                      "' --classes 11 --steps 3 --warmup 1 --loader-batches 4 "

@@ -14,6 +14,7 @@
 #include "cli_test_support.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
+#include "tiny_grid.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface::testing;
@@ -22,31 +23,20 @@ namespace {
 
 const std::string toy_plugins = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good";
 
-const std::string kToyGrid = R"([experiment]
-name = "cli"
-seeds = [0, 1, 2]
+// 3 seeds x (plain + toy-rho at 3 values) = 12 runs on the toy plugins.
+std::string toy_grid() {
+  TinyGrid g = tiny_toy_grid();
+  g.name = "cli";
+  g.seeds = {0, 1, 2};
+  g.eval = {R"({ name = "toy", plugin = "test-toy-data", pairs = 2 })"};
+  g.batch_size = 2;
+  g.setups = {{"plain", R"({ plugin = "test-toy-head", s = 8.0 })", R"({ plugin = "test-toy" })"},
+              {"toy-rho", R"({ plugin = "test-toy-head" })",
+               R"({ plugin = "test-toy", rho = [0.1, 0.2, 0.3] })"}};
+  return tiny_grid(g);
+}
 
-[data]
-train = { plugin = "test-toy-data", classes = 3 }
-eval = [{ name = "toy", plugin = "test-toy-data", pairs = 2 }]
-
-[model]
-backbone = { plugin = "test-toy-backbone", embedding = 4 }
-
-[train]
-epochs = 1
-batch_size = 2
-
-[[setup]]
-name = "plain"
-head = { plugin = "test-toy-head", s = 8.0 }
-perturbation = { plugin = "test-toy" }
-
-[[setup]]
-name = "toy-rho"
-head = { plugin = "test-toy-head" }
-perturbation = { plugin = "test-toy", rho = [0.1, 0.2, 0.3] }
-)";
+const std::string kToyGrid = toy_grid();
 
 int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));

@@ -17,6 +17,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "results/result_store.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;
@@ -25,44 +26,12 @@ namespace {
 
 // Two setups (one and two passes) of a tiny real model on synthetic identities, 3 epochs each.
 std::string grid(const fs::path& output) {
-  return R"([experiment]
-name = "crash"
-seeds = [0]
-device = "cpu"
-threads = 1
-output = ")" +
-         output.string() + R"("
-
-[data]
-train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 6 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-epochs = 3
-batch_size = 16
-milestones = [2]
-log_every_steps = 1
-
-[[setup]]
-name = "ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "SAM-ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "sam", rho = 0.05 }
-)";
-}
-
-std::string bytes_of(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  TinyGrid g;
+  g.name = "crash";
+  g.output = output.string();
+  g.epochs = 3;
+  g.train_keys = {"milestones = [2]", "log_every_steps = 1"};
+  return tiny_grid(g);
 }
 
 // Every result file of the folder, read back (a file that does not read is a test failure).
@@ -138,8 +107,8 @@ CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the unint
     }
     // After every kill: each file reads, and a complete run's file is byte-identical.
     for (const auto& [name, record] : records(crashed)) {
-      if (record.status != "complete") continue;
-      const std::string bytes = bytes_of(crashed / name);
+      if (record.status != RunState::complete) continue;
+      const std::string bytes = text_of(crashed / name);
       auto [it, first_time] = complete.emplace(name, bytes);
       CATCH_CHECK((first_time || it->second == bytes));
     }
@@ -154,7 +123,7 @@ CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the unint
   for (const auto& [name, want] : expected) {
     CATCH_CAPTURE(name);
     const RunRecord& have = got.at(name);
-    CATCH_CHECK(have.status == "complete");
+    CATCH_CHECK(have.status == RunState::complete);
     CATCH_REQUIRE(have.epochs.size() == want.epochs.size());
     for (std::size_t k = 0; k < want.epochs.size(); ++k) {
       CATCH_CAPTURE(k);

@@ -19,6 +19,7 @@
 #include "flatface/image_codec.hpp"
 
 using catch_compat::Contains;
+using flatface::testing::text_of;
 using Bytes = std::vector<std::uint8_t>;
 
 namespace {
@@ -33,11 +34,6 @@ fs::path scratch() {
   return dir.path;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 struct Result {
   int code;
   std::string out, err;
@@ -47,7 +43,7 @@ Result run(const std::string& exe, const std::string& args) {
   fs::path out = scratch() / "stdout", err = scratch() / "stderr";
   std::string cmd = exe + " " + args + " > " + out.string() + " 2> " + err.string();
   int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text_of(out), text_of(err)};
 }
 
 Result cli(const std::string& args) {
@@ -98,8 +94,8 @@ CATCH_TEST_CASE("the same seed writes the same file, another seed other pairs") 
                 0);
   CATCH_REQUIRE(cli("data pairs --folder " + kOrl + " --count 10 --seed 2 " + c.string()).code ==
                 0);
-  CATCH_CHECK(slurp(a) == slurp(b));
-  CATCH_CHECK(slurp(a) != slurp(c));
+  CATCH_CHECK(text_of(a) == text_of(b));
+  CATCH_CHECK(text_of(a) != text_of(c));
 }
 
 CATCH_TEST_CASE("asking for more distinct pairs than a folder holds is a usage error") {

@@ -9,8 +9,9 @@
 #include "data_test_support.hpp"
 #include "plugin_host/factory.hpp"
 
-using flatface::ConfigError;
 using flatface::DataRole;
+using flatface::testing::config_error;
+using flatface::testing::contains;
 using flatface::testing::ScratchDir;
 using flatface::testing::shared_data;
 
@@ -28,16 +29,7 @@ std::string recognised_by(const std::string& path, DataRole role, const std::str
 }
 
 std::string config_error_of(const std::string& path, DataRole role) {
-  try {
-    recognised_ref(registry(), path, role);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
+  return config_error([&] { recognised_ref(registry(), path, role); });
 }
 
 }  // namespace

@@ -20,6 +20,8 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "distributed/local_ranks.hpp"
+#include "results/run_state.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface::testing;
 using catch_compat::Contains;
@@ -30,17 +32,17 @@ const std::string toy_plugins = std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good";
 
 // BN-free toy backbone, the real SAM: two ranks take one process's steps.
 std::string grid(const std::string& output, int epochs, int images) {
-  return "[experiment]\nname = \"dist\"\nseeds = [0]\noutput = \"" + output +
-         "\"\n[plugins]\npaths = [\"" + toy_plugins +
-         "\"]\n[data]\ntrain = { plugin = \"test-toy-data\", classes = 3, images = " +
-         std::to_string(images) +
-         " }\neval = [{ name = \"toy\", plugin = \"test-toy-data\", pairs = 20 }]\n"
-         "[model]\nbackbone = { plugin = \"test-toy-backbone\", embedding = 4 }\n"
-         "[train]\nepochs = " +
-         std::to_string(epochs) +
-         "\nbatch_size = 6\nlr = 0.05\n"
-         "[[setup]]\nname = \"sam\"\nhead = { plugin = \"test-toy-head\", s = 8.0 }\n"
-         "perturbation = { plugin = \"sam\", rho = 0.1 }\n";
+  TinyGrid g = tiny_toy_grid();
+  g.name = "dist";
+  g.output = output;
+  g.train = R"({ plugin = "test-toy-data", classes = 3, images = )" + std::to_string(images) + " }";
+  g.epochs = epochs;
+  g.batch_size = 6;
+  g.train_keys = {"lr = 0.05"};
+  g.setups = {
+      {"sam", R"({ plugin = "test-toy-head", s = 8.0 })", R"({ plugin = "sam", rho = 0.1 })"}};
+  g.extra_tables = "[plugins]\npaths = [\"" + toy_plugins + "\"]\n";
+  return tiny_grid(g);
 }
 
 // The run in `folder`: its status, then every epoch's losses and accuracies by dataset name
@@ -131,15 +133,10 @@ std::optional<int> exit_within(pid_t pid, std::chrono::seconds limit) {
   return status;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 // Rank 0 (its exit `status`, nullopt when it did not exit in time) stopped with an error naming
 // rank 1 as lost.
 void check_stopped_naming_rank1(const std::optional<int>& status, const TempDir& dir) {
-  const std::string text = read_text(dir / "rank0.log");
+  const std::string text = text_of(dir / "rank0.log");
   CATCH_INFO(text);
   CATCH_REQUIRE(status);
   CATCH_CHECK(WIFEXITED(*status));
@@ -178,7 +175,7 @@ CATCH_TEST_CASE("--nproc 2 trains a tiny grid to a complete report with one proc
   CATCH_CHECK(report.code == 0);
   CATCH_CHECK_THAT(report.out, Contains("sam"));
   const Metrics m = metrics(dir / "two");
-  CATCH_CHECK(m.status == "complete");
+  CATCH_CHECK(m.status == to_string(flatface::RunState::complete));
   check_same(m, metrics(dir / "one"), 1e-5);
 }
 
@@ -205,7 +202,7 @@ CATCH_TEST_CASE("--workers 2 --nproc 2: two grid workers of two ranks each give 
   CATCH_CHECK(runs == 2);
   std::string logs;
   for (const auto& f : std::filesystem::directory_iterator(dir / "two/logs"))
-    logs += read_text(f.path().string());
+    logs += text_of(f.path().string());
   CATCH_CHECK_THAT(logs, Contains("rank 0 of 2"));
 }
 
@@ -224,7 +221,8 @@ CATCH_TEST_CASE("kill -9 of one rank stops the other naming it; the run then res
   // Within the collective timeout (20 s) and the diagnosis; a closed connection is seen at once.
   const auto status = exit_within(r0, std::chrono::seconds(20 + 10));
   check_stopped_naming_rank1(status, dir);
-  CATCH_CHECK(metrics(dir / "killed").status == "running");  // resumable, not failed
+  // Resumable, not failed.
+  CATCH_CHECK(metrics(dir / "killed").status == to_string(flatface::RunState::running));
 
   // Resumed with 2 ranks, the run ends where an uninterrupted one does.
   CATCH_CHECK_THAT(train_to_end(killed, "--nproc 2"), Contains("resuming"));

@@ -9,7 +9,6 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/topk.h>
-
 #include <torch/utils.h>
 
 #include <cmath>
@@ -19,8 +18,9 @@
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "training/optimizer.hpp"
 #include "step_test_support.hpp"
+#include "test_support.hpp"
+#include "training/optimizer.hpp"
 #include "training/train_step.hpp"
 
 using namespace flatface;
@@ -179,16 +179,6 @@ struct Rig {
   Tensors weights() { return trainable(*model.backbone, *model.head); }
 };
 
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no ConfigError)";
-}
-
 // ESAM's draw, written again: SplitMix64 of (seed, step, tensor), kept when its uniform < β.
 std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -226,15 +216,35 @@ class LogitContext final : public StepContext {
   void optimizer_step() override {}
   std::vector<at::Tensor>& saved_weights() override { return saved_; }
   StepProgress progress() const override { return at; }
+  Collectives& collectives() override { return *ranks; }
 
   std::vector<Pass> passes;
   StepProgress at;
+  Collectives* ranks = &one_process();
 
  private:
   at::Tensor z_;
   at::Tensor labels_;
   std::vector<at::Tensor> params_;
   std::vector<at::Tensor> saved_;
+};
+
+// Rank 0 of two, whose partner adds `partner` to each sum it takes part in: AE-SAM's vote.
+class VotingPartner final : public Collectives {
+ public:
+  explicit VotingPartner(double partner) : partner_(partner) {}
+  int world_size() const override { return 2; }
+  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
+    for (const auto& t : tensors) {
+      votes.push_back(t.item<double>());
+      t.add_(partner_);
+    }
+  }
+
+  std::vector<double> votes;  // this rank's, as it gave them
+
+ private:
+  double partner_;
 };
 
 }  // namespace
@@ -365,6 +375,30 @@ CATCH_TEST_CASE("AE-SAM judges ||g||^2 against mu_t + c sigma_t: a sequence work
     CATCH_CHECK(*s.grad_norm * *s.grad_norm == Approx(sq).epsilon(1e-10));
     CATCH_CHECK(s.second_pass == sam);
     CATCH_CHECK(ctx.passes.size() == (sam ? 2u : 1u));
+  }
+}
+
+CATCH_TEST_CASE(
+    "AE-SAM's ranks make the second pass together, where any of them finds a step sharp") {
+  // The sequence worked above: ‖g‖² = 1.0 is sharp on this rank, then 0.7 flat.
+  for (const double partner : {0.0, 1.0}) {
+    CATCH_CAPTURE(partner);
+    auto ae = strategy(
+        "ae-sam",
+        {{"rho", num(0.1)}, {"delta", num(0.5)}, {"lambda1", num(1.0)}, {"lambda2", num(1.0)}});
+    VotingPartner ranks(partner);
+    std::vector<bool> second_pass;
+    for (const double sq : {1.0, 0.7}) {
+      const double q0 = 1 - std::sqrt(sq / 2);
+      LogitContext ctx(doubles({std::log(q0 / (1 - q0)), 0.0}, {1, 2}), longs({0}));
+      ctx.ranks = &ranks;
+      ctx.at.step = static_cast<std::int64_t>(second_pass.size());
+      ctx.at.total_steps = 4;
+      second_pass.push_back(ae->step(ctx).second_pass);
+      CATCH_CHECK(ctx.passes.size() == (second_pass.back() ? 2u : 1u));
+    }
+    CATCH_CHECK(ranks.votes == std::vector<double>{1.0, 0.0});  // this rank's own judgement
+    CATCH_CHECK(second_pass == std::vector<bool>{true, partner > 0});
   }
 }
 

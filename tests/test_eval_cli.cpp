@@ -15,6 +15,7 @@
 #include "results/result_store.hpp"
 #include "formats/state_dict.hpp"
 #include "evaluation/verification.hpp"
+#include "tiny_grid.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface::testing;
@@ -34,29 +35,14 @@ struct TrainedRun {
   TrainedRun() {
     dir = fs::temp_directory_path() / ("flatface-test-eval-cli-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    std::ofstream(dir / "toy.toml") << R"([experiment]
-name = "eval-cli"
-seeds = [0]
-device = "cpu"
-output = ")" << (dir / "out").string()
-                                    << R"("
-
-[data]
-train = { plugin = "test-toy-data", classes = 3, images = 12 }
-eval = [{ name = "toy", plugin = "test-toy-data", pairs = 20 }]
-
-[model]
-backbone = { plugin = "test-toy-backbone", embedding = 4 }
-
-[train]
-epochs = 1
-batch_size = 4
-
-[[setup]]
-name = "plain"
-head = { plugin = "softmax" }
-perturbation = { plugin = "none" }
-)";
+    TinyGrid g = tiny_toy_grid();
+    g.name = "eval-cli";
+    g.device = "cpu";
+    g.output = (dir / "out").string();
+    g.train = R"({ plugin = "test-toy-data", classes = 3, images = 12 })";
+    g.batch_size = 4;
+    g.setups = {{"plain", R"({ plugin = "softmax" })"}};
+    std::ofstream(dir / "toy.toml") << tiny_grid(g);
     Result r = run_toy_cli("run '" + (dir / "toy.toml").string() + "' --no-report");
     if (r.code != 0) throw std::runtime_error("training the toy run failed:\n" + r.out);
     for (const auto& f : fs::directory_iterator(dir / "out" / "checkpoints"))

@@ -17,6 +17,7 @@ using flatface::Experiment;
 
 namespace fs = std::filesystem;
 
+using flatface::testing::config_error;
 using flatface::testing::contains;
 using flatface::testing::TempDir;
 
@@ -70,16 +71,6 @@ std::string where(const std::string& file, const std::string& text, const std::s
   line_start = line_start == std::string::npos ? 0 : line_start + 1;
   auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
   return file + ":" + std::to_string(line) + ":" + std::to_string(at - line_start + 1);
-}
-
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 std::string load_error(const std::string& text, const std::vector<std::string>& overrides = {}) {

@@ -15,7 +15,7 @@
 #include <memory>
 #include <vector>
 
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
 #include "experiment/experiment.hpp"

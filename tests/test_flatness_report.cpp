@@ -32,7 +32,7 @@ RunRecord analysed_run(const std::string& setup, const std::string& perturbation
                   {"rho", perturbation == "none" ? "" : "0.1"},
                   {"seed", std::to_string(seed)},
                   {"run_id", setup + std::to_string(seed)}};
-  r.status = "complete";
+  r.status = RunState::complete;
   r.benchmark_names = {"LFW"};
   EpochMetrics m;
   m.epoch = 1;

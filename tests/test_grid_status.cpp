@@ -19,44 +19,28 @@
 #include "cli_test_support.hpp"
 #include "json_file.hpp"
 #include "results/result_store.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface::testing;
 
 namespace {
 
 // 3 seeds x (plain + sam at 3 rho values) = 12 runs of one step per epoch.
-std::string toy_grid(const std::string& output_line) {
-  return R"([experiment]
-name = "toy"
-seeds = [0, 1, 2]
-threads = 1
-)" + output_line +
-         R"(
-
-[data]
-train = { plugin = "synthetic", identities = 4, images_per_identity = 4, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 6, images_per_identity = 4, seed = 0, pairs = 20, verification_identities = 4 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 8 }
-
-[train]
-epochs = 2
-batch_size = 16
-milestones = [1]
-
-[[setup]]
-name = "plain"
-head = { plugin = "arcface" }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "sam"
-head = { plugin = "arcface" }
-perturbation = { plugin = "sam", rho = [0.1, 0.2, 0.3] }
-)";
+std::string toy_grid(const std::string& output) {
+  TinyGrid g;
+  g.name = "toy";
+  g.seeds = {0, 1, 2};
+  g.device = "";  // the tests choose it with --set
+  g.output = output;
+  g.train = R"({ plugin = "synthetic", identities = 4, images_per_identity = 4, seed = 0 })";
+  g.eval = {R"({ name = "S", plugin = "synthetic", identities = 6, images_per_identity = 4, )"
+            R"(seed = 0, pairs = 20, verification_identities = 4 })"};
+  g.backbone = R"({ plugin = "iresnet-small", width = 4, embedding = 8 })";
+  g.epochs = 2;
+  g.train_keys = {"milestones = [1]"};
+  g.setups = {{"plain"},
+              {"sam", R"({ plugin = "arcface" })", R"({ plugin = "sam", rho = [0.1, 0.2, 0.3] })"}};
+  return tiny_grid(g);
 }
 
 struct PlannedRun {
@@ -110,11 +94,6 @@ void foreign_claim(const fs::path& output, const std::string& run, int pid, doub
   ::utimensat(AT_FDCWD, path.c_str(), times, 0);
 }
 
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // The status line of one run: the row that starts with its id.
 std::string row_of(const std::string& status, const std::string& id) {
   auto at = status.find("\n" + id + " ");
@@ -128,7 +107,7 @@ CATCH_TEST_CASE(
     "status shows each run's state, counts them, and exits 0 only when all are complete") {
   TempDir tmp("status");
   const fs::path out = tmp.path / "out";
-  const std::string toml = tmp.write("toy.toml", toy_grid("output = \"" + out.string() + "\""));
+  const std::string toml = tmp.write("toy.toml", toy_grid(out.string()));
   const auto runs = planned(toml);
   CATCH_REQUIRE(runs.size() == 12);
   const std::string cpu = " --set experiment.device='\"cpu\"'";
@@ -142,7 +121,7 @@ CATCH_TEST_CASE(
   foreign_claim(out, running.id, 4242, 3);
   foreign_claim(out, stale.id, 4243, 600);
   flatface::RunRecord record;
-  record.status = "failed";
+  record.status = flatface::RunState::failed;
   record.failure_reason = "loss exploded";
   record.attributes = {{"run_id", failed.id}, {"setup", "sam"}, {"seed", "2"}, {"rho", "0.3"}};
   flatface::write_run_record((out / (failed.id + ".h5")).string(), record);

@@ -20,6 +20,7 @@
 #include "cli_test_support.hpp"
 #include "results/result_store.hpp"
 #include "grid/run_claim.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface;
 using namespace flatface::testing;
@@ -29,39 +30,13 @@ namespace {
 
 // 2 setups (one and two passes) x 3 seeds of a tiny real model, 2 epochs each: 6 runs.
 std::string grid(const fs::path& output) {
-  return R"([experiment]
-name = "grid"
-seeds = [0, 1, 2]
-device = "cpu"
-threads = 1
-output = ")" +
-         output.string() + R"("
-
-[data]
-train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 6 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-epochs = 2
-batch_size = 16
-milestones = [1]
-log_every_steps = 1
-
-[[setup]]
-name = "ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "none" }
-
-[[setup]]
-name = "SAM-ArcFace"
-head = { plugin = "arcface" }
-perturbation = { plugin = "sam", rho = 0.05 }
-)";
+  TinyGrid g;
+  g.name = "grid";
+  g.seeds = {0, 1, 2};
+  g.output = output.string();
+  g.epochs = 2;
+  g.train_keys = {"milestones = [1]", "log_every_steps = 1"};
+  return tiny_grid(g);
 }
 constexpr std::size_t kRuns = 6, kEpochs = 2;
 
@@ -103,7 +78,7 @@ void check_equals_serial(const fs::path& folder) {
   for (const auto& [name, expected] : want) {
     CATCH_CAPTURE(name);
     const RunRecord& got = have.at(name);
-    CATCH_CHECK(got.status == "complete");
+    CATCH_CHECK(got.status == RunState::complete);
     CATCH_REQUIRE(got.epochs.size() == expected.epochs.size());
     for (std::size_t k = 0; k < expected.epochs.size(); ++k) {
       CATCH_CAPTURE(k);
@@ -118,11 +93,6 @@ void check_equals_serial(const fs::path& folder) {
       CATCH_CHECK(same(a.benchmarks.at("S").threshold, b.benchmarks.at("S").threshold));
     }
   }
-}
-
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::size_t count_of(const std::string& text, const std::regex& pattern) {
@@ -166,7 +136,7 @@ bool wait_for(F ready, std::chrono::seconds limit = 120s) {
 // A run in the middle of its training: one epoch recorded and checkpointed, more to come.
 std::string run_in_progress(const fs::path& folder) {
   for (const auto& [name, r] : records(folder))
-    if (r.status == "running" && !r.epochs.empty() &&
+    if (r.status == RunState::running && !r.epochs.empty() &&
         fs::exists(folder / "checkpoints" / (fs::path(name).stem().string() + ".ckpt")))
       return fs::path(name).stem().string();
   return "";
@@ -304,8 +274,8 @@ CATCH_TEST_CASE("Ctrl-C stops every worker; each run is complete or resumes to t
   for (const auto& [name, r] : records(out)) {
     CATCH_CAPTURE(name);
     const bool saved = fs::exists(out / "checkpoints" / (fs::path(name).stem().string() + ".ckpt"));
-    CATCH_CHECK((r.status == "complete" || (r.status == "running" && saved)));
-    complete += r.status == "complete";
+    CATCH_CHECK((r.status == RunState::complete || (r.status == RunState::running && saved)));
+    complete += r.status == RunState::complete;
   }
   CATCH_CHECK(complete < kRuns);
   check_no_claim_held(out);

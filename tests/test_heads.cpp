@@ -178,6 +178,39 @@ CATCH_TEST_CASE("AdaFace leaves its statistics alone while statistics updates ar
   CATCH_CHECK(buffers["batch_std"].item<double>() == Approx(0.99 * 100));
 }
 
+namespace {
+
+// Rank 0 of two, whose partner adds `partner` to every sum.
+class TwoRanks final : public Collectives {
+ public:
+  explicit TwoRanks(at::Tensor partner) : partner_(std::move(partner)) {}
+  int world_size() const override { return 2; }
+  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
+    for (const auto& t : tensors) t.add_(partner_);
+  }
+
+ private:
+  at::Tensor partner_;
+};
+
+}  // namespace
+
+CATCH_TEST_CASE(
+    "AdaFace's batch statistics are those of the global batch of the ranks it is given") {
+  // This rank's rows have norms 5 and 13, the partner's 1 and 7 (its sums: count 2, Σn = 8,
+  // Σn² = 50). The global batch: mean 6.5, squared deviations 2.25 + 42.25 + 30.25 + 0.25 = 75,
+  // unbiased std sqrt(75 / 3) = 5 (this rank's alone: mean 9, std sqrt(32)).
+  TwoRanks ranks(doubles({2, 8, 50}, {3}));
+  auto head = step_plugins()
+                  .get(PluginKind::head, "adaface")
+                  .entry.head(HeadArgs{options_of("head 'adaface'"), 4, 3, &ranks});
+  head->to(at::kDouble);
+  head->logits(doubles({3, 4, 0, 0, 0, 5, 12, 0}, {2, 4}), longs({0, 2}));
+  auto buffers = head->named_buffers();
+  CATCH_CHECK(buffers["batch_mean"].item<double>() == Approx(0.99 * 20 + 0.01 * 6.5));
+  CATCH_CHECK(buffers["batch_std"].item<double>() == Approx(0.99 * 100 + 0.01 * 5));
+}
+
 CATCH_TEST_CASE("AdaFace's margin depends on the feature norm relative to the batch statistics") {
   // With mu = 20, sigma = 100, h = 0.333 and statistics frozen: norm n gives
   // s_hat = clip(h (n - 20) / 100.001, -1, 1), target = cos(theta - m s_hat) - m (1 + s_hat).

@@ -9,10 +9,12 @@
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "experiment/number_text.hpp"
+#include "test_support.hpp"
 
 using flatface::ConfigError;
 using flatface::Options;
 using flatface::SourcePos;
+using flatface::testing::config_error;
 
 namespace {
 
@@ -25,16 +27,6 @@ Options sam_table() {
   o.set("mode", {std::string("global"), {"x.toml", 13, 1}});
   o.set("list", {std::vector<Options::Scalar>{std::int64_t{1}, 2.5}, {"x.toml", 14, 1}});
   return o;
-}
-
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

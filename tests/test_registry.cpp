@@ -5,29 +5,17 @@
 #include "plugin_host/factory.hpp"
 #include "flatface/version.hpp"
 #include "plugin_host/registry.hpp"
+#include "test_support.hpp"
 
 using flatface::ConfigError;
 using flatface::PluginKind;
 using flatface::Registry;
+using flatface::testing::config_error;
+using flatface::testing::contains;
 
 namespace {
 
 const std::string dir = FLATFACE_TEST_PLUGIN_DIR;
-
-// The message of the ConfigError that `f` throws ("" if it throws none).
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 }  // namespace
 

@@ -18,12 +18,15 @@
 #include "figures.hpp"
 #include "report_tables.hpp"
 #include "results/result_store.hpp"
+#include "test_support.hpp"
 #include "welch.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface;
 using namespace flatface::reports;
 using catch_compat::Approx;
+using flatface::testing::contains;
+using flatface::testing::fresh_dir;
 
 namespace {
 
@@ -43,7 +46,7 @@ RunRecord make_run(const std::string& setup, const std::string& perturbation,
                   {"rho", rho},
                   {"seed", std::to_string(seed)},
                   {"run_id", setup + "-" + rho + "-" + std::to_string(seed)}};
-  r.status = "complete";
+  r.status = RunState::complete;
   for (std::size_t i = 0; i < epochs.size(); ++i) {
     EpochMetrics m;
     m.epoch = static_cast<std::int64_t>(i + 1);
@@ -79,14 +82,6 @@ Records hand_example() {
     add(rs,
         make_run("ArcFace", "none", "", s, {{train[s], {{"LFW", lfw[s]}, {"CFP-FP", cfp[s]}}}}));
   return rs;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("flatface_reports_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 std::string run_command(const std::string& cmd, int* exit_code = nullptr) {
@@ -269,12 +264,12 @@ CATCH_TEST_CASE("the LaTeX output is balanced booktabs tables with one cell per 
 CATCH_TEST_CASE("a failed or unfinished run is listed under the table and not averaged") {
   Records rs = hand_example();
   RunRecord failed = make_run("ArcFace", "none", "", 3, {{0.2, {{"LFW", 0.5}, {"CFP-FP", 0.5}}}});
-  failed.status = "failed";
+  failed.status = RunState::failed;
   failed.failure_reason = "non-finite loss";
   failed.failed_step = 17;
   add(rs, failed);
   RunRecord running = make_run("ArcFace", "none", "", 4, {{0.2, {{"LFW", 0.6}, {"CFP-FP", 0.6}}}});
-  running.status = "running";
+  running.status = RunState::running;
   add(rs, running);
   Aggregate agg = aggregate_runs(rs, Selection::final_epoch);
   CATCH_REQUIRE(agg.groups.size() == 1);
@@ -507,7 +502,7 @@ CATCH_TEST_CASE("flatface report reads a results folder and prints the table, fi
   for (auto& [name, rec] : hand_example()) write_run_record((results / name).string(), rec);
   std::ofstream((results / "partial.h5.tmp").string()) << "torn";  // a killed write: ignored
   RunRecord failed = make_run("ArcFace", "none", "", 9, {});
-  failed.status = "failed";
+  failed.status = RunState::failed;
   failed.failure_reason = "out of memory";
   write_run_record((results / "failed.h5").string(), failed);
 
@@ -542,10 +537,6 @@ CATCH_TEST_CASE("flatface report reads a results folder and prints the table, fi
 }
 
 namespace {
-
-bool contains_text(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // The margin ablation: ArcFace and SAM-ArcFace at m = 0.3 and 0.5, two seeds, as the trainer
 // records a sweep of head.m (a sweep.head.m attribute and the margin inside `head`).
@@ -595,7 +586,7 @@ CATCH_TEST_CASE("rows are grouped by every swept value and labelled with them") 
   // 95.10 +- 0.14: mean of 0.950 and 0.952, sample std 0.002 / sqrt(2) = 0.0014 (in percent).
   CATCH_CHECK(row_of(md, "ArcFace head.m=0.3") ==
               "| ArcFace head.m=0.3 | – | 95.10 ± 0.14 | 95.10 ± 0.14 | – |");
-  CATCH_CHECK(contains_text(row_of(md, "SAM-ArcFace head.m=0.5"), "97.10 ± 0.14"));
+  CATCH_CHECK(contains(row_of(md, "SAM-ArcFace head.m=0.5"), "97.10 ± 0.14"));
 
   // The sweep table: one row per setup, a column per margin, the best margin marked.
   auto views = sweep_views(agg);
@@ -603,11 +594,11 @@ CATCH_TEST_CASE("rows are grouped by every swept value and labelled with them") 
   CATCH_CHECK(views[0].key == "head.m");
   std::string sweep = render_markdown(sweep_table(agg, views[0]));
   CATCH_INFO(sweep);
-  CATCH_CHECK(contains_text(sweep, "| Setup | head.m = 0.3 | head.m = 0.5 | Best head.m |"));
+  CATCH_CHECK(contains(sweep, "| Setup | head.m = 0.3 | head.m = 0.5 | Best head.m |"));
   CATCH_CHECK(row_of(sweep, "ArcFace") == "| ArcFace | 95.10 ± 0.14 | **96.10 ± 0.14** | 0.5 |");
   CATCH_CHECK(row_of(sweep, "SAM-ArcFace ρ=0.1") ==
               "| SAM-ArcFace ρ=0.1 | 95.70 ± 0.28 | **97.10 ± 0.14** | 0.5 |");
-  CATCH_CHECK(contains_text(md, "head.m sweep"));
+  CATCH_CHECK(contains(md, "head.m sweep"));
 
   // CSV: a column for the swept key.
   auto lines = split(render_report(agg, Format::csv), '\n');
@@ -625,10 +616,10 @@ CATCH_TEST_CASE("the sweep figure of a swept option has that option on its x-axi
   CATCH_CHECK_FALSE(fs::exists(dir / "rho_sweep.png"));  // one rho per setup: no rho sweep
   std::ifstream gp(dir / "sweep_head.m.gp");
   std::string script((std::istreambuf_iterator<char>(gp)), std::istreambuf_iterator<char>());
-  CATCH_CHECK(contains_text(script, "set xlabel \"head.m\""));
-  CATCH_CHECK_FALSE(contains_text(script, "logscale"));  // 0.3 to 0.5: a linear axis
+  CATCH_CHECK(contains(script, "set xlabel \"head.m\""));
+  CATCH_CHECK_FALSE(contains(script, "logscale"));  // 0.3 to 0.5: a linear axis
   std::ifstream dat(dir / "sweep_head.m.dat");
   std::string data((std::istreambuf_iterator<char>(dat)), std::istreambuf_iterator<char>());
-  CATCH_CHECK(contains_text(data, "# ArcFace\n0.3 95.1 0.141421\n0.5 96.1 0.141421\n"));
+  CATCH_CHECK(contains(data, "# ArcFace\n0.3 95.1 0.141421\n0.5 96.1 0.141421\n"));
   fs::remove_all(dir);
 }

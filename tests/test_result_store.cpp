@@ -14,19 +14,14 @@
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "results/result_store.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using flatface::RunRecord;
+using flatface::RunState;
+using flatface::testing::fresh_dir;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("flatface_store_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 RunRecord sample_record(int epochs) {
   RunRecord r;
@@ -79,7 +74,7 @@ std::string run_command(const std::string& cmd) {
 CATCH_TEST_CASE("a run record read back equals the one written") {
   auto dir = fresh_dir("roundtrip");
   RunRecord w = sample_record(3);
-  w.status = "failed";
+  w.status = RunState::failed;
   w.failure_reason = "non-finite loss at step 17";
   w.failed_step = 17;
   const std::string path = (dir / "run.h5").string();
@@ -87,7 +82,7 @@ CATCH_TEST_CASE("a run record read back equals the one written") {
   RunRecord r = flatface::read_run_record(path);
 
   CATCH_CHECK(r.attributes == w.attributes);
-  CATCH_CHECK(r.status == "failed");
+  CATCH_CHECK(r.status == RunState::failed);
   CATCH_CHECK(r.failure_reason == w.failure_reason);
   CATCH_CHECK(r.failed_step == 17);
   CATCH_CHECK(r.benchmark_names == w.benchmark_names);
@@ -198,7 +193,7 @@ CATCH_TEST_CASE("h5py reads the attributes, metrics and per-benchmark columns of
   auto dir = fresh_dir("h5py");
   const std::string path = (dir / "run.h5").string();
   RunRecord w = sample_record(2);
-  w.status = "complete";
+  w.status = RunState::complete;
   flatface::write_run_record(path, w);
   const std::string script = (dir / "read.py").string();
   std::ofstream(script) << R"(import sys, h5py, numpy as np
@@ -253,7 +248,7 @@ CATCH_TEST_CASE("an analysis group of any shape and nesting reads back with its 
   auto dir = fresh_dir("analysis");
   const std::string path = (dir / "run.h5").string();
   RunRecord r = sample_record(2);
-  r.status = "complete";
+  r.status = RunState::complete;
   auto& a = r.analysis.arrays;
   a["trace/mean"] = {{}, {123.5}};                                   // a scalar
   a["hessian/eigenvalues"] = {{3}, {9.0, 4.0, 1.0}};                 // 1-D

@@ -23,24 +23,9 @@
 
 namespace fs = std::filesystem;
 using flatface::TensorDict;
+using flatface::testing::TempDir;
 
 namespace {
-
-// A fresh folder per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("flatface-state-dict-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 int run_python(const std::string& code_or_args) {
   const std::string command = std::string(FLATFACE_PYTHON) + " " + code_or_args;
@@ -90,7 +75,7 @@ CATCH_TEST_CASE("state_dict lists parameters and buffers under dotted names, sha
 }
 
 CATCH_TEST_CASE("save_tensor_dict and load_tensor_dict round-trip names, dtypes and values") {
-  TempDir dir;
+  TempDir dir("state-dict");
   TensorDict d;
   d.insert("a.weight", at::arange(6, at::kFloat).reshape({2, 3}));
   d.insert("a.count", at::tensor(std::vector<std::int64_t>{5}));
@@ -109,7 +94,7 @@ CATCH_TEST_CASE("save_tensor_dict and load_tensor_dict round-trip names, dtypes 
 
 CATCH_TEST_CASE(
     "Python's torch.load reads what save_tensor_dict writes, also with weights_only=True") {
-  TempDir dir;
+  TempDir dir("state-dict");
   TensorDict d;
   d.insert("w", at::arange(6, at::kFloat).reshape({2, 3}) / 2);
   d.insert("n", at::tensor(std::vector<std::int64_t>{7}));
@@ -123,7 +108,7 @@ CATCH_TEST_CASE(
 }
 
 CATCH_TEST_CASE("load_tensor_dict reads Python's torch.save of a dict and of an OrderedDict") {
-  TempDir dir;
+  TempDir dir("state-dict");
   const std::string write =
       "import sys, collections, torch; "
       "items = [('x', torch.tensor([1.5, -2.0])), ('k', torch.tensor([3]))]; "
@@ -145,7 +130,7 @@ CATCH_TEST_CASE("load_tensor_dict reads Python's torch.save of a dict and of an 
 }
 
 CATCH_TEST_CASE("An IResNet-18 written by C++ is reproduced by an independent Python IResNet") {
-  TempDir dir;
+  TempDir dir("state-dict");
   torch::manual_seed(1);
   auto net = flatface::testing::make_backbone(
       "iresnet", {{"depth", 18}, {"width", 16}, {"input", 56}, {"embedding", 128}});
@@ -172,7 +157,7 @@ CATCH_TEST_CASE(
     "gives its output") {
   for (const std::string format : {"zip", "legacy"}) {
     CATCH_CAPTURE(format);
-    TempDir dir;
+    TempDir dir("state-dict");
     // iresnet-small's defaults: depth 18, width 16, 56x56, stride-2 stem, 128-d.
     CATCH_REQUIRE(run_python(reference_script() + " export --depth 18 --width 16 --input 56 " +
                              "--stem-stride 2 --embedding 128 --format " + format + " --weights " +
@@ -188,7 +173,7 @@ CATCH_TEST_CASE(
 }
 
 CATCH_TEST_CASE("load_tensor_dict reads Python's legacy (non-zip) torch.save as its zip format") {
-  TempDir dir;
+  TempDir dir("state-dict");
   // Views of one storage (offset, stride, transposed), several dtypes, a 0-dim and an empty
   // tensor; the same items as a dict and as a state-dict OrderedDict, and once more as a zip.
   const std::string write =
@@ -232,7 +217,7 @@ CATCH_TEST_CASE("load_tensor_dict reads Python's legacy (non-zip) torch.save as 
 }
 
 CATCH_TEST_CASE("A dict or state dict of one tensor loads from either format") {
-  TempDir dir;
+  TempDir dir("state-dict");
   // One item is pickled with SETITEM (and the legacy list of one storage key with APPEND), not
   // with the batch opcodes of larger dicts.
   const std::string write =
@@ -253,7 +238,7 @@ CATCH_TEST_CASE("A dict or state dict of one tensor loads from either format") {
 }
 
 CATCH_TEST_CASE("Tensors saved from a GPU load onto the CPU, from either format") {
-  TempDir dir;
+  TempDir dir("state-dict");
   // No GPU here: the files of a CPU tensor are rewritten to name the storage's device 'cuda:0',
   // which is what torch.save of a GPU tensor writes (torch.load(map_location='cpu') reads them).
   const std::string write =
@@ -281,7 +266,7 @@ CATCH_TEST_CASE("Tensors saved from a GPU load onto the CPU, from either format"
 }
 
 CATCH_TEST_CASE("A truncated or altered legacy file is a RuntimeError naming it") {
-  TempDir dir;
+  TempDir dir("state-dict");
   CATCH_REQUIRE(run_python("-c \"import sys, torch; torch.save({'w': torch.arange(100.0)}, "
                            "sys.argv[1], _use_new_zipfile_serialization=False)\" " +
                            (dir / "w.pt")) == 0);
@@ -359,7 +344,7 @@ CATCH_TEST_CASE("load_state_dict lists the first five keys of each kind and coun
 }
 
 CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming the path") {
-  TempDir dir;
+  TempDir dir("state-dict");
   std::ofstream(dir / "junk.pt") << "not a zip";
   CATCH_CHECK_THROWS_AS(flatface::load_tensor_dict(dir / "junk.pt"), flatface::RuntimeError);
   CATCH_CHECK_THROWS_WITH(flatface::load_tensor_dict(dir / "junk.pt"),

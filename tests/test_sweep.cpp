@@ -9,6 +9,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "json_file.hpp"
+#include "tiny_grid.hpp"
 
 using namespace flatface::testing;
 
@@ -17,40 +18,14 @@ namespace {
 // AdaFace (h = 0.333, the paper's) at margins 0.3 and 0.5, two seeds: 4 runs of one epoch of a
 // narrow IResNet on 64 synthetic images.
 std::string margin_grid(const fs::path& output) {
-  return R"([experiment]
-name = "margins"
-seeds = [0, 1]
-device = "cpu"
-threads = 1
-output = ")" +
-         output.string() + R"("
-
-[data]
-train = { plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0 }
-eval = [
-  { name = "S", plugin = "synthetic", identities = 8, images_per_identity = 8, seed = 0, pairs = 40, verification_identities = 6 },
-]
-
-[model]
-backbone = { plugin = "iresnet-small", width = 4, embedding = 16 }
-
-[train]
-epochs = 1
-batch_size = 16
-milestones = []
-log_every_steps = 0
-
-[[setup]]
-name = "AdaFace"
-head = { plugin = "adaface", s = 64.0, m = 0.4, h = 0.333, t_alpha = 0.01 }
-perturbation = { plugin = "none" }
-sweep = { "head.m" = [0.3, 0.5] }
-)";
-}
-
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  TinyGrid g;
+  g.name = "margins";
+  g.seeds = {0, 1};
+  g.output = output.string();
+  g.train_keys = {"milestones = []", "log_every_steps = 0"};
+  g.setups = {{"AdaFace", R"({ plugin = "adaface", s = 64.0, m = 0.4, h = 0.333, t_alpha = 0.01 })",
+               R"({ plugin = "none" })", R"({ "head.m" = [0.3, 0.5] })"}};
+  return tiny_grid(g);
 }
 
 std::size_t count_lines_with(const std::string& text, const std::string& part) {

@@ -15,10 +15,15 @@
 #include "plugin_host/factory.hpp"
 #include "results/result_store.hpp"
 #include "formats/state_dict.hpp"
+#include "test_support.hpp"
+#include "tiny_grid.hpp"
 #include "training/trainer.hpp"
 
 namespace fs = std::filesystem;
 using namespace flatface;
+using flatface::testing::fresh_dir;
+using flatface::testing::tiny_grid;
+using flatface::testing::TinyGrid;
 
 namespace {
 
@@ -27,32 +32,23 @@ Registry& registry() {
   return *reg;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  // The process id keeps test runs of several checkouts at once (CI, worktrees) apart: a shared
-  // folder let one run resume from another's checkpoint.
-  fs::path dir = fs::temp_directory_path() /
-                 ("flatface_test_trainer_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // A tiny grid: a few synthetic identities x 8 images, a narrow IResNet-18 at 56x56.
 std::string tiny_toml(const fs::path& out, const std::string& head, const std::string& perturbation,
                       int epochs, double lr = 0.1, int identities = 8) {
-  std::ostringstream t;
-  t << "[experiment]\nname = \"tiny\"\nseeds = [0]\ndevice = \"cpu\"\noutput = \"" << out.string()
-    << "\"\n"
-    << "[data]\ntrain = { plugin = \"synthetic\", identities = " << identities
-    << ", images_per_identity = 8, "
-       "nuisance = 0.2 }\n"
-    << "eval = [ { name = \"pairs\", plugin = \"synthetic\", identities = 8, "
-       "images_per_identity = 8, nuisance = 0.2, pairs = 40, verification_identities = 6 } ]\n"
-    << "[model]\nbackbone = { plugin = \"iresnet-small\", width = 8, embedding = 32 }\n"
-    << "[train]\nepochs = " << epochs << "\nbatch_size = 16\nlr = " << lr
-    << "\nmilestones = []\nlog_every_steps = 0\n"
-    << "[[setup]]\nname = \"s\"\nhead = " << head << "\nperturbation = " << perturbation << "\n";
-  return t.str();
+  TinyGrid g;
+  g.threads.reset();
+  g.output = out.string();
+  g.train = R"({ plugin = "synthetic", identities = )" + std::to_string(identities) +
+            R"(, images_per_identity = 8, nuisance = 0.2 })";
+  g.eval = {R"({ name = "pairs", plugin = "synthetic", identities = 8, images_per_identity = 8, )"
+            R"(nuisance = 0.2, pairs = 40, verification_identities = 6 })"};
+  g.backbone = R"({ plugin = "iresnet-small", width = 8, embedding = 32 })";
+  g.epochs = epochs;
+  std::ostringstream lr_line;
+  lr_line << "lr = " << lr;
+  g.train_keys = {lr_line.str(), "milestones = []", "log_every_steps = 0"};
+  g.setups = {{"s", head, perturbation}};
+  return tiny_grid(g);
 }
 
 RunOutcome train(const Experiment& e, TrainerOptions options = {}, Registry& reg = registry()) {
@@ -284,7 +280,7 @@ CATCH_TEST_CASE("a non-finite loss fails the run at its step and records why") {
   RunOutcome out = train(e);
   CATCH_REQUIRE(out.status == RunStatus::failed);
   RunRecord rec = read_run_record(out.result_path);
-  CATCH_CHECK(rec.status == "failed");
+  CATCH_CHECK(rec.status == RunState::failed);
   CATCH_CHECK(rec.failure_reason.find("non-finite") != std::string::npos);
   CATCH_CHECK(rec.failed_step >= 1);
   // A failed run is not retried unless asked.

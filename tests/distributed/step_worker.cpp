@@ -15,12 +15,12 @@
 #include <iostream>
 #include <optional>
 
-#include "distributed/communicator.hpp"
+#include "data/loader.hpp"
+#include "distributed/c10d_communicator.hpp"
 #include "distributed/launch_env.hpp"
-#include "distributed/run_ranks.hpp"
+#include "distributed/model_sync.hpp"
 #include "experiment/experiment.hpp"
 #include "plugin_host/factory.hpp"
-#include "data/loader.hpp"
 #include "training/train_step.hpp"
 
 using namespace flatface;
@@ -58,10 +58,10 @@ int main(int argc, char** argv) try {
   torch::set_num_threads(1);
 
   const auto env = distributed::launch_from_environment();
-  std::optional<distributed::Communicator> ranks;
-  if (env) ranks.emplace(*env, c10::Device("cpu"), std::chrono::seconds(60));
-  const int rank = env ? env->rank : 0, world = env ? env->world_size : 1;
-  distributed::RunRanks run_ranks(ranks ? &*ranks : nullptr);
+  std::optional<distributed::C10dCommunicator> c10d;
+  if (env) c10d.emplace(*env, c10::Device("cpu"), std::chrono::seconds(60));
+  distributed::Communicator& ranks = c10d ? *c10d : distributed::single_process();
+  const int rank = ranks.rank(), world = ranks.world_size();
 
   auto registry = open_registry({});
   const std::int64_t classes = 5;
@@ -73,19 +73,11 @@ int main(int argc, char** argv) try {
   else
     backbone = make_backbone(*registry, PluginRef{backbone_name, options_of("backbone", {})});
   auto head = make_head(*registry, PluginRef{head_name, options_of("head", {{"s", 16.0}})},
-                        backbone->embedding_dim(), classes);
+                        backbone->embedding_dim(), classes, ranks);
   // float64, so that the comparison sees the distributed step, not float32 rounding.
   backbone->to(at::kDouble);
   head->to(at::kDouble);
-  if (ranks) {
-    std::vector<at::Tensor> state;
-    for (auto* m : {static_cast<torch::nn::Module*>(backbone.get()),
-                    static_cast<torch::nn::Module*>(head.get())}) {
-      for (auto& p : m->parameters()) state.push_back(p.detach());
-      for (auto& b : m->buffers()) state.push_back(b);
-    }
-    ranks->broadcast_from_rank0(state);
-  }
+  distributed::broadcast_modules(ranks, {backbone.get(), head.get()});
   std::vector<at::Tensor> params;
   for (auto* m : {static_cast<torch::nn::Module*>(backbone.get()),
                   static_cast<torch::nn::Module*>(head.get())})
@@ -94,9 +86,8 @@ int main(int argc, char** argv) try {
 
   const auto [begin, end] = batch_share(batch, rank, world);
   TrainStepOptions so;
-  so.ranks = ranks ? &*ranks : nullptr;
-  so.batch_share = static_cast<double>(end - begin) / static_cast<double>(batch);
-  so.global_epsilon = epsilon == "global";
+  so.data_parallel = {&ranks, static_cast<double>(end - begin) / static_cast<double>(batch),
+                      epsilon == "global"};
   TrainStep step(backbone, head, sgd, so);
   std::map<std::string, double> rho;
   if (strategy_name != "none") rho["rho"] = 0.5;

@@ -22,7 +22,8 @@ class AdaFace final : public CosineHead {
         s_(positive_option(args.options, "s", 64.0)),
         m_(nonnegative_option(args.options, "m", 0.4)),
         h_(nonnegative_option(args.options, "h", 0.333)),
-        t_alpha_(nonnegative_option(args.options, "t_alpha", 0.01)) {
+        t_alpha_(nonnegative_option(args.options, "t_alpha", 0.01)),
+        ranks_(*args.collectives) {
     if (t_alpha_ > 1) {
       throw ConfigError(args.options.pos_of("t_alpha").str() +
                         ": t_alpha must be in [0, 1] for head 'adaface'");
@@ -58,15 +59,15 @@ class AdaFace final : public CosineHead {
     at::NoGradGuard no_grad;
     at::Tensor mean, std;
     std::int64_t count = norms.size(0);
-    if (run_world_size() == 1) {
+    if (ranks_.world_size() == 1) {
       mean = norms.mean();
       if (count > 1) std = norms.std();
     } else {
       // n, Σn and Σn² over all ranks, in float64: var = (Σn² − (Σn)²/n) / (n − 1).
       at::Tensor n = norms.to(at::kDouble);
-      at::Tensor sums = at::stack({at::full({}, static_cast<double>(count), n.options()), n.sum(),
-                                   n.square().sum()});
-      all_reduce_sum({sums});
+      at::Tensor sums = at::stack(
+          {at::full({}, static_cast<double>(count), n.options()), n.sum(), n.square().sum()});
+      ranks_.all_reduce_sum({sums});
       count = static_cast<std::int64_t>(sums[0].item<double>() + 0.5);
       mean = (sums[1] / sums[0]).to(norms.scalar_type());
       if (count > 1)
@@ -83,6 +84,7 @@ class AdaFace final : public CosineHead {
   double m_;
   double h_;
   double t_alpha_;
+  Collectives& ranks_;  // the run's ranks: μ and σ are the global batch's
   at::Tensor batch_mean_;
   at::Tensor batch_std_;
 };

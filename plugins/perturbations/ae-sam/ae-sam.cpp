@@ -17,8 +17,8 @@
 #include <utility>
 
 #include "flatface/aace_loss.hpp"
-#include "flatface/plugin.hpp"
 #include "flatface/collectives.hpp"
+#include "flatface/plugin.hpp"
 #include "flatface/step_ops.hpp"
 
 namespace flatface::perturbations {
@@ -47,9 +47,9 @@ class AeSam final : public Perturbation {
     // Data-parallel ranks take the second pass together or not at all: under epsilon = "local"
     // each judges its own ‖g‖², and one rank's SAM step alone would leave the others waiting in
     // its all-reduce. The step is sharp where any rank finds it so.
-    if (run_world_size() > 1) {
+    if (Collectives& ranks = ctx.collectives(); ranks.world_size() > 1) {
       at::Tensor votes = at::full({1}, sharp ? 1.0 : 0.0, g.norm.options().dtype(at::kDouble));
-      all_reduce_sum({votes});
+      ranks.all_reduce_sum({votes});
       sharp = votes.item<double>() > 0;
     }
 

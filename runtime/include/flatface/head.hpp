@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "flatface/collectives.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface {
@@ -30,6 +31,9 @@ struct HeadArgs {
   Options options;  // the setup's head table, less `plugin`
   std::int64_t embedding_dim = 512;
   std::int64_t num_classes = 0;
+  // The ranks that train the run (heads whose statistics span the global batch reduce over
+  // them); outside training, one process. Outlives the head.
+  Collectives* collectives = &one_process();
 };
 
 using HeadFactory = std::shared_ptr<MarginHead> (*)(const HeadArgs&);

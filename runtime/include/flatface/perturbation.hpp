@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "flatface/collectives.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface {
@@ -52,6 +53,9 @@ class StepContext {
   // one process and under perturbation.epsilon = "local" (ε from each rank's own samples, the
   // SAM paper's m-sharpness). Strategies that never call it form ε locally.
   virtual void share_first_gradient() {}
+  // The ranks that train the run, for a strategy whose decision must be the same on every rank
+  // (AE-SAM's vote on a second pass); one process outside data-parallel training.
+  virtual Collectives& collectives() { return one_process(); }
   // Scratch buffers shaped like `parameters()` (w_saved), allocated once per run and reused every
   // step: the one extra copy of the parameters a two-pass strategy may hold. ε itself is best
   // formed in place in the gradient buffers of the first pass.

@@ -7,7 +7,10 @@
 //    command-line paths (PathProbe, PathClaim), sets report details(), the host alone resizes
 //    images (decode_all no longer takes a side); StepContext's share_first_gradient() and the
 //    collectives (data-parallel training).
-// 6: dataset plugins recognise command-line paths (a grid worker claims runs): PathClaim became
+// 6: the collectives reach plugins through the objects they are given (HeadArgs::collectives,
+//    StepContext::collectives()), no longer through the free functions run_world_size() and
+//    all_reduce_sum().
+//    Dataset plugins recognise command-line paths (a grid worker claims runs): PathClaim became
 //    PathRecognition, ClaimFunction RecogniseFunction, PluginEntry::claim PluginEntry::recognise.
 #define FLATFACE_ABI_VERSION 6
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -76,28 +76,27 @@ double amortised_ms(const std::vector<double>& samples_ms, const std::vector<boo
   return cost;
 }
 
-StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options) {
-  StepBench out;
-  out.device = resolve_device(e.device);
-  const c10::Device device(out.device);
-  out.batch_size = e.train.batch_size;
+namespace {
 
+// One cell per selected setup, each at the first run of its grid (the first value of each swept
+// option) with `options.seed`; fills the bench's input size, class count and parameter count.
+std::vector<Cell> make_cells(const Experiment& e, const Registry& reg,
+                             const StepBenchOptions& options, const c10::Device& device,
+                             StepBench& out) {
   std::vector<Cell> cells;
   for (std::size_t s = 0; s < e.setups.size(); ++s) {
     const Setup& setup = e.setups[s];
     if (!options.setups.empty() &&
-        std::find(options.setups.begin(), options.setups.end(), setup.name) ==
-            options.setups.end())
+        std::find(options.setups.begin(), options.setups.end(), setup.name) == options.setups.end())
       continue;
     torch::manual_seed(static_cast<std::uint64_t>(options.seed));
     auto backbone = make_backbone(reg, e.backbone);
     out.input_size = backbone->input_size();
     if (out.classes == 0) {
-      out.classes = options.classes > 0
-                        ? options.classes
-                        : make_train_set(reg, e.train_data, out.input_size,
-                                         static_cast<std::uint64_t>(options.seed))
-                              ->num_classes();
+      out.classes = options.classes > 0 ? options.classes
+                                        : make_train_set(reg, e.train_data, out.input_size,
+                                                         static_cast<std::uint64_t>(options.seed))
+                                              ->num_classes();
     }
     // A setup's first run of the grid is measured: the first value of each swept option.
     RunSpec run;
@@ -125,15 +124,14 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
     }
     cells.push_back(std::move(c));
   }
-  if (cells.empty()) throw ConfigError("bench: no setup of " + e.file + " matches the selection");
+  return cells;
+}
 
-  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
-  at::Tensor images = at::randn({out.batch_size, 3, out.input_size, out.input_size}).to(device);
-  if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor labels = at::randint(out.classes, {out.batch_size}, at::kLong).to(device);
-
-  // Round-robin: each round times one step of every setup, so drift in the machine's speed
-  // reaches all of them alike and their ratios stay meaningful.
+// Round-robin: each round times one step of every setup, so drift in the machine's speed
+// reaches all of them alike and their ratios stay meaningful. The first `warmup` rounds are not
+// recorded.
+void time_steps(std::vector<Cell>& cells, const at::Tensor& images, const at::Tensor& labels,
+                const StepBenchOptions& options, const c10::Device& device) {
   const int rounds = options.warmup + options.steps;
   for (int round = 0; round < rounds; ++round) {
     for (auto& c : cells) {
@@ -151,11 +149,14 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
       if (stats.second_pass) c.timing.second_pass_fraction += 1;
     }
   }
+}
+
+// Each cell's summary, and its ratios to the plain (one-pass) setup with the same head.
+void summarize_cells(std::vector<Cell>& cells, std::int64_t batch_size) {
   for (auto& c : cells) {
     c.timing.ms = summarize(c.timing.samples_ms);
     c.timing.amortised_ms = amortised_ms(c.timing.samples_ms, c.timing.samples_second_pass);
-    c.timing.images_per_second =
-        static_cast<double>(out.batch_size) / (c.timing.ms.median / 1e3);
+    c.timing.images_per_second = static_cast<double>(batch_size) / (c.timing.ms.median / 1e3);
     if (!c.timing.samples_ms.empty())
       c.timing.second_pass_fraction /= static_cast<double>(c.timing.samples_ms.size());
   }
@@ -168,6 +169,26 @@ StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchO
       }
     }
   }
+}
+
+}  // namespace
+
+StepBench bench_steps(const Experiment& e, const Registry& reg, const StepBenchOptions& options) {
+  StepBench out;
+  out.device = resolve_device(e.device);
+  const c10::Device device(out.device);
+  out.batch_size = e.train.batch_size;
+
+  std::vector<Cell> cells = make_cells(e, reg, options, device, out);
+  if (cells.empty()) throw ConfigError("bench: no setup of " + e.file + " matches the selection");
+
+  torch::manual_seed(static_cast<std::uint64_t>(options.seed));
+  at::Tensor images = at::randn({out.batch_size, 3, out.input_size, out.input_size}).to(device);
+  if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor labels = at::randint(out.classes, {out.batch_size}, at::kLong).to(device);
+
+  time_steps(cells, images, labels, options, device);
+  summarize_cells(cells, out.batch_size);
   for (auto& c : cells) out.steps.push_back(std::move(c.timing));
   return out;
 }
@@ -243,10 +264,10 @@ LambdaMaxTiming bench_lambda_max(const Experiment& e, const Registry& reg,
   auto backbone = make_backbone(reg, re.backbone);
   const std::int64_t input = backbone->input_size();
   const std::int64_t classes =
-      options.classes > 0 ? options.classes
-                          : make_train_set(reg, e.train_data, input,
-                                           static_cast<std::uint64_t>(options.seed))
-                                ->num_classes();
+      options.classes > 0
+          ? options.classes
+          : make_train_set(reg, e.train_data, input, static_cast<std::uint64_t>(options.seed))
+                ->num_classes();
   auto head = make_head(reg, setup.head, backbone->embedding_dim(), classes);
   auto strategy = make_perturbation(reg, setup.perturbation.plugin, perturbation_options(re, run));
   DeviceModel model = place_on_device(backbone, head, re.train, setup.bn_second_pass, device);

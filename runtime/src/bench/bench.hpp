@@ -1,3 +1,6 @@
+// bench/: `flatface bench`'s measurements. Uses training/ (the step as a run takes it), data/,
+// evaluation/ and flatness/ (the cost of one λ_max estimate); nothing uses it but the CLI.
+//
 // Measurements behind `flatface bench`: the training step of each setup (interleaved round-robin
 // so that machine noise hits every setup alike), the loader and evaluation.
 #pragma once

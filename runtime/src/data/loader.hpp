@@ -1,3 +1,9 @@
+// data/: what training and evaluation read. The batch loader (this file), the sample order of
+// an epoch (the SDK's sample_order.hpp: a pure function of seed, epoch and index), decoded
+// verification pairs, and which dataset plugin recognises a path given on the command line. The
+// host alone resizes images, here. Uses experiment/ and plugin_host/ to build datasets; knows
+// nothing of training.
+//
 // The training batch loader: a shuffled, drop-last pass over a TrainSet per epoch, decoded by a
 // small pool of threads and prefetched a few whole batches ahead of the training step.
 #pragma once

@@ -1,18 +1,19 @@
-// The ranks of one data-parallel run, over c10d: rendezvous through a TCPStore (rank 0 serves
-// it), collectives through ProcessGroupGloo on the CPU or ProcessGroupNCCL on CUDA where the
-// libtorch has it, every collective bounded by a timeout of ours (c10d's default is 30 minutes),
-// and a heartbeat per rank in the store, so that a failed collective names the rank that was lost.
+// distributed/: the ranks that train one run together. The communicator (this file): one
+// process is rank 0 of a world of 1 (single_process()), so the code that trains needs no branch
+// for it (an all-reduce there is the identity, rank 0 leads and no one waits); a data-parallel run
+// gets a C10dCommunicator (c10d_communicator.hpp: TCPStore rendezvous, Gloo or NCCL, timeouts and
+// heartbeats of ours). Also the launch variables of torchrun and Slurm (launch_env.hpp), ranks
+// started on this machine (local_ranks.hpp) and model broadcast and agreement (model_sync.hpp).
+// The SDK's Collectives, which heads and strategies receive through HeadArgs and StepContext, are
+// the part of the Communicator a plugin may use. A leaf of the runtime: it includes no other folder.
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/core/Device.h>
 
-#include <chrono>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "distributed/launch_env.hpp"
+#include "flatface/collectives.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface::distributed {
@@ -24,51 +25,43 @@ class RankLostError : public RuntimeError {
   using RuntimeError::RuntimeError;
 };
 
-// The collective timeout when none is given (--dist-timeout): long enough for a slow step of a
-// large model, short enough that a lost rank stops the job in minutes, not c10d's half hour.
-inline constexpr std::chrono::seconds kDefaultCollectiveTimeout{120};
-
-class Communicator {
+class Communicator : public Collectives {
  public:
-  // Blocks until every rank has joined (or `timeout` passes: RankLostError naming the missing).
-  Communicator(const LaunchEnv& env, const c10::Device& device, std::chrono::milliseconds timeout);
-  ~Communicator();
-  Communicator(const Communicator&) = delete;
-  Communicator& operator=(const Communicator&) = delete;
-
-  int rank() const { return env_.rank; }
-  int world_size() const { return env_.world_size; }
-  const LaunchEnv& env() const { return env_; }
-  std::chrono::milliseconds timeout() const { return timeout_; }
-
-  // Sums each tensor over the ranks, in place: tensors of one dtype and device travel in flat
-  // buckets of up to 25 MiB (one all-reduce per bucket, never one per tensor).
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors);
+  virtual int rank() const = 0;
+  // Sums each tensor over the ranks, in place (Collectives::all_reduce_sum).
   // Every rank's tensors become rank 0's.
-  void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
+  virtual void broadcast_from_rank0(const std::vector<at::Tensor>& tensors) = 0;
   // True on every rank when `flag` is true on any.
-  bool any(bool flag);
+  virtual bool any(bool flag) = 0;
   // Seconds this rank has spent inside all_reduce_sum() (waiting for the slowest rank included):
   // the cost of data parallelism beside the time of the steps.
-  double all_reduce_seconds() const { return all_reduce_seconds_; }
+  virtual double all_reduce_seconds() const = 0;
 
   // Rank 0 publishes a value under `key` (unique within the job); the others wait for it as long
-  // as rank 0's heartbeat goes on (rank 0 may be evaluating for longer than the timeout).
-  void publish(const std::string& key, const std::string& value);
-  std::string await(const std::string& key);
+  // as rank 0 lives (rank 0 may be evaluating for longer than a collective's timeout).
+  virtual void publish(const std::string& key, const std::string& value) = 0;
+  virtual std::string await(const std::string& key) = 0;
   // Every rank waits here until all have arrived, for as long as all are alive.
-  void rendezvous(const std::string& name);
-
- private:
-  // Names the ranks whose heartbeat stopped and throws RankLostError.
-  [[noreturn]] void lost(const std::string& during, const std::string& detail);
-
-  LaunchEnv env_;
-  std::chrono::milliseconds timeout_;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-  bool broken_ = false;
-  double all_reduce_seconds_ = 0;  // a rank was lost: the destructor does not wait for the others
+  virtual void rendezvous(const std::string& name) = 0;
 };
+
+// One process alone: rank 0 of 1. Collectives are the identity, nothing is published to anyone,
+// and there is no other rank to wait for or on.
+class SingleProcess final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void all_reduce_sum(const std::vector<at::Tensor>&) override {}
+  void broadcast_from_rank0(const std::vector<at::Tensor>&) override {}
+  bool any(bool flag) override { return flag; }
+  double all_reduce_seconds() const override { return 0; }
+  void publish(const std::string&, const std::string&) override {}
+  // Only the ranks after 0 wait for rank 0's word: a world of 1 has none.
+  std::string await(const std::string& key) override;
+  void rendezvous(const std::string&) override {}
+};
+
+// The one SingleProcess (it holds no state): the communicator of every run without ranks.
+Communicator& single_process();
 
 }  // namespace flatface::distributed

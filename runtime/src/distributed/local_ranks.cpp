@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -123,6 +124,28 @@ int run_local_ranks(const std::string& program, const std::vector<std::string>& 
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
   return result;
+}
+
+std::vector<std::string> own_arguments_without(const std::string& option) {
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> all;
+  std::string arg;
+  while (std::getline(f, arg, '\0')) all.push_back(arg);
+  std::vector<std::string> out;
+  for (std::size_t k = 1; k < all.size(); ++k) {
+    if (all[k] == option) {
+      ++k;
+      continue;
+    }
+    if (all[k].rfind(option + "=", 0) == 0) continue;
+    out.push_back(all[k]);
+  }
+  return out;
+}
+
+std::string rank_device(const std::string& resolved_device, const LaunchEnv& env) {
+  if (resolved_device == "cuda") return "cuda:" + std::to_string(env.local_rank);
+  return resolved_device;
 }
 
 }  // namespace flatface::distributed

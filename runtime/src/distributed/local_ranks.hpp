@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "distributed/launch_env.hpp"
+
 namespace flatface::distributed {
 
 // Runs `program args...` as ranks 0..nproc-1 and waits for them. When one exits non-zero or dies,
@@ -17,5 +19,13 @@ int run_local_ranks(const std::string& program, const std::vector<std::string>& 
 
 // A TCP port on 127.0.0.1 that nothing listens on now.
 int free_local_port();
+
+// This process's arguments as it was started (/proc/self/cmdline, the program left out), less
+// `option` and its value ("--nproc 4" or "--nproc=4"): what each rank of it runs.
+std::vector<std::string> own_arguments_without(const std::string& option);
+
+// The device of this rank: cuda:LOCAL_RANK where the run trains on CUDA (`resolved_device` is
+// "cuda"), else `resolved_device` itself.
+std::string rank_device(const std::string& resolved_device, const LaunchEnv& env);
 
 }  // namespace flatface::distributed

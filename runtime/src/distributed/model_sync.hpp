@@ -1,6 +1,6 @@
-// What the trainer does differently on data-parallel ranks, beside the step itself: start every
-// rank from rank 0's weights, agree on stopping, and let rank 0 alone evaluate and write while
-// the others wait for it. Every function is a no-op (or the identity) without ranks.
+// What the trainer does on the ranks of a run, beside the step itself: start every rank from rank
+// 0's weights, and let rank 0 alone evaluate and write while the others wait for it. In one
+// process (rank 0 of 1) both are free.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -13,24 +13,10 @@
 namespace flatface::distributed {
 
 // Parameters and buffers of `modules` (BN statistics, AdaFace's μ, σ) become rank 0's.
-void broadcast_modules(Communicator* ranks, const std::vector<torch::nn::Module*>& modules);
+void broadcast_modules(Communicator& ranks, const std::vector<torch::nn::Module*>& modules);
 
-// Whether to stop after this step: on every rank when any rank wants to (Ctrl-C reaches the ranks
-// of one job at different steps).
-bool agree_to_stop(Communicator* ranks, bool stop_here);
-
-// Rank 0 says it has finished the work named `what` (evaluating and saving an epoch); the other
-// ranks wait for it, for as long as rank 0 lives. Keys are unique per call sequence.
-class LeaderGate {
- public:
-  explicit LeaderGate(Communicator* ranks, std::string scope) : ranks_(ranks), scope_(std::move(scope)) {}
-  bool leader() const { return !ranks_ || ranks_->rank() == 0; }
-  void pass(const std::string& what);  // rank 0: done; others: wait for it
-
- private:
-  Communicator* ranks_;
-  std::string scope_;
-  long sequence_ = 0;
-};
+// Rank 0 says it has finished the work named by `key` (evaluating and saving an epoch; unique
+// within the job); the other ranks wait for it, for as long as rank 0 lives.
+void rank0_finished(Communicator& ranks, const std::string& key);
 
 }  // namespace flatface::distributed

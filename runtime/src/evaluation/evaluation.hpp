@@ -1,3 +1,7 @@
+// evaluation/: a backbone judged on verification pairs. Embeddings (this file), the 10-fold
+// protocol of insightface (verification.hpp) and embeddings written to HDF5 (embedding_file.hpp).
+// Uses data/ for the pairs; knows nothing of training or grids.
+//
 // A backbone on a verification set: flip-augmented embeddings of every pair, then the 10-fold
 // protocol (verification.hpp).
 #pragma once

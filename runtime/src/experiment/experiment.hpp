@@ -1,4 +1,11 @@
-// The experiment file: TOML -> typed Experiment -> grid of RunSpecs.
+// experiment/: the experiment file, from TOML text to the runs a command acts on. It owns the
+// parse into a typed Experiment, one function per section (parse.cpp; [train] in train_section,
+// [analysis] in analysis_settings, sweeps in sweep), `--set` overrides (overrides), the resolved
+// TOML kept with results (resolved_toml), grid expansion of seeds x setups x sweep axes and the
+// experiment as one run sees it (grid_expansion), run ids (run_ids), `--only` filters (filters)
+// and labels (labels); toml_options turns TOML tables into Options. It may use the plugin SDK's
+// Options and toml++, nothing else of the runtime: arrows point down, and every other folder
+// (training/, grid/, data/, flatness/, ..., and the CLI) reads an Experiment.
 #pragma once
 
 #include <cstdint>
@@ -6,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 #include "flatface/options.hpp"
 
 namespace flatface {

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <map>
 
 #include "training/checkpoint.hpp"
 #include "evaluation/evaluation.hpp"
@@ -97,8 +99,8 @@ std::vector<RunFiles> complete_runs_in(const std::string& folder,
     const RunRecord r = read_run_record(file);
     const fs::path ckpt =
         fs::path(folder) / "checkpoints" / (fs::path(file).stem().string() + ".ckpt");
-    if (r.status != "complete") {
-      if (left_out) left_out->push_back(file + ": " + r.status + ", not analysed");
+    if (r.status != RunState::complete) {
+      if (left_out) left_out->push_back(file + ": " + to_string(r.status) + ", not analysed");
     } else if (!fs::is_regular_file(ckpt)) {
       if (left_out) left_out->push_back(file + ": no checkpoint " + ckpt.string());
     } else {
@@ -148,17 +150,15 @@ double analysis_rho(const AnalysisSettings& settings, const RunSpec& run) {
   return settings.default_rho;
 }
 
-AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
-                                const AnalysisCallback& progress) {
-  auto report = [&progress](const std::string& stage, std::int64_t done, std::int64_t total) {
-    if (progress) progress({stage, done, total});
-  };
-  flatness::ModelLoss loss(model.backbone, model.head, analysis_batches(model, s),
-                           s.batch_norm == "train");
-  const flatness::LossFunction& f = loss.function();
-  AnalysisRecord rec;
-  auto& a = rec.arrays;
+namespace {
 
+// A measure's progress: its stage, steps done and their total.
+using StageReport = std::function<void(const std::string&, std::int64_t, std::int64_t)>;
+using Arrays = std::map<std::string, AnalysisArray>;
+
+// The Hessian's top eigenvalues and its Hutchinson trace, each when asked for.
+void measure_hessian(const flatness::LossFunction& f, const AnalysisSettings& s,
+                     const StageReport& report, Arrays& a) {
   if (s.top_k > 0) {
     flatness::EigenOptions o;
     o.top_k = s.top_k;
@@ -182,8 +182,11 @@ AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
     a["trace/standard_error"] = scalar(r.standard_error);
     a["trace/samples"] = scalar(static_cast<double>(r.samples));
   }
+}
 
-  const double rho = analysis_rho(s, model.run);
+// Sharpness in the rho-ball: the worst case (and its adaptive form), then the average case.
+void measure_sharpness(const flatness::LossFunction& f, const AnalysisSettings& s, double rho,
+                       const StageReport& report, Arrays& a) {
   a["sharpness/rho"] = scalar(rho);
   for (bool adaptive : {false, true}) {
     if (adaptive && !s.adaptive) continue;
@@ -211,7 +214,11 @@ AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
     a["sharpness/average_case"] = scalar(r.sharpness);
     a["sharpness/average_case_standard_error"] = scalar(r.standard_error);
   }
+}
 
+// The loss along one and across two filter-normalised directions, each when asked for.
+void measure_landscapes(const flatness::LossFunction& f, const AnalysisSettings& s,
+                        const StageReport& report, Arrays& a) {
   if (s.landscape_points > 0) {
     at::Generator g = flatness::make_generator(stream(s.seed, 5));
     const ParamVector d = flatness::filter_normalized_direction(f.parameters, g);
@@ -234,13 +241,30 @@ AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
         {ab.size(), ab.size()},
         flatness::landscape_2d(f, d1, d2, ab, ab, [&] { report("landscape 2-D", ++done, total); })};
   }
+}
+
+}  // namespace
+
+AnalysisRecord measure_flatness(AnalysisModel& model, const AnalysisSettings& s,
+                                const AnalysisCallback& progress) {
+  const StageReport report = [&progress](const std::string& stage, std::int64_t done,
+                                         std::int64_t total) {
+    if (progress) progress({stage, done, total});
+  };
+  flatness::ModelLoss loss(model.backbone, model.head, analysis_batches(model, s),
+                           s.batch_norm == "train");
+  const flatness::LossFunction& f = loss.function();
+  AnalysisRecord rec;
+  measure_hessian(f, s, report, rec.arrays);
+  measure_sharpness(f, s, analysis_rho(s, model.run), report, rec.arrays);
+  measure_landscapes(f, s, report, rec.arrays);
   return rec;
 }
 
 bool analyze_run(const Registry& registry, const RunFiles& files, const AnalyzeOptions& options) {
   RunRecord record = read_run_record(files.result);
-  if (record.status != "complete")
-    throw ConfigError(files.result + ": run is " + record.status +
+  if (record.status != RunState::complete)
+    throw ConfigError(files.result + ": run is " + to_string(record.status) +
                       "; only complete runs are analysed");
   const std::string toml = attribute(record, "config_toml");
   const Experiment recorded =
@@ -302,8 +326,8 @@ void analyze_line(const Registry& registry, const RunFiles& a_files, const RunFi
   std::vector<std::pair<std::string, std::shared_ptr<VerificationSet>>> sets;
   if (options.accuracy)
     for (const auto& ev : a.experiment.eval)
-      sets.emplace_back(ev.name, make_verification_set(registry, ev.data,
-                                                       a.backbone->input_size(), 0));
+      sets.emplace_back(ev.name,
+                        make_verification_set(registry, ev.data, a.backbone->input_size(), 0));
 
   const auto ts = flatness::grid(options.from, options.to, options.points);
   std::vector<double> losses;
@@ -320,8 +344,8 @@ void analyze_line(const Registry& registry, const RunFiles& a_files, const RunFi
         accuracy[name].push_back(evaluate(*a.backbone, *set, batch, a.device).accuracy);
       }
       if (options.progress)
-        options.progress({"line", static_cast<std::int64_t>(i + 1),
-                          static_cast<std::int64_t>(ts.size())});
+        options.progress(
+            {"line", static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(ts.size())});
     }
     flatness::assign(f.parameters, wa);  // A's own weights again; the buffers by ModelLoss
   }

@@ -1,3 +1,9 @@
+// flatness/: how flat a trained run's minimum is. Hessian-vector products and the spectrum
+// (hessian.hpp), worst- and average-case sharpness (sharpness.hpp), loss landscapes
+// (landscape.hpp), all over one LossFunction (loss_function.hpp); this file runs them on a run's
+// checkpoint and writes the results into its result file. Uses training/ to rebuild the run's
+// model, data/ for its batches, experiment/ for the [analysis] settings, results/ to write.
+//
 // `flatface analyze`: the flatness of trained runs, measured on their training loss L_margin over
 // backbone and class weights, and written under /analysis in each run's result file (rewritten
 // whole and renamed into place, as every result file is).
@@ -23,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 #include "experiment/experiment.hpp"
 #include "flatface/backbone.hpp"
 #include "flatface/dataset.hpp"

@@ -1,3 +1,8 @@
+// formats/: files read and written without Python and without executing anything: torch.save
+// state dicts (this file, torch_file.hpp, ordered_dict_pickle.hpp, pickle.hpp), and the
+// implementations of the SDK's formats (runtime/include/flatface/formats/: RecordIO, .bin pairs,
+// image folders, LFW pairs, image codecs). A leaf of the runtime: it includes no other folder.
+//
 // Module weights as a flat name -> tensor dictionary, and files of such dictionaries that Python
 // reads with torch.load and writes with torch.save.
 #pragma once

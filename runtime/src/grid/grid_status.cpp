@@ -39,22 +39,6 @@ double mean(const std::vector<double>& v) {
 
 }  // namespace
 
-const char* to_string(RunState s) {
-  switch (s) {
-    case RunState::pending:
-      return "pending";
-    case RunState::running:
-      return "running";
-    case RunState::stale:
-      return "stale";
-    case RunState::complete:
-      return "complete";
-    case RunState::failed:
-      return "failed";
-  }
-  return "?";
-}
-
 std::size_t GridStanding::count(RunState s) const {
   return static_cast<std::size_t>(
       std::count_if(runs.begin(), runs.end(), [s](const RunStanding& r) { return r.state == s; }));
@@ -91,16 +75,12 @@ GridStanding grid_standing(const Experiment& experiment, const std::string& outp
       r.accuracy = latest_accuracy(*record);
       if (!record->epochs.empty() && record->epochs.back().wall_time > 0)
         r.seconds_per_epoch = record->epochs.back().wall_time / static_cast<double>(r.epochs_done);
-      if (record->status == "complete") r.state = RunState::complete;
-      if (record->status == "failed") {
-        r.state = RunState::failed;
-        r.failure_reason = record->failure_reason;
-      }
+      if (record->status != RunState::running) r.state = record->status;  // complete, failed
+      if (record->status == RunState::failed) r.failure_reason = record->failure_reason;
     }
-    auto claim = board.find(spec.id);
-    if (r.state == RunState::pending && claim != board.end() && !claim->second.released) {
-      r.claim = claim->second;
-      r.state = claims.stale(claim->second) ? RunState::stale : RunState::running;
+    if (auto claim = board.find(spec.id); r.state == RunState::pending && claim != board.end()) {
+      r.state = claims.state(claim->second);  // still pending when the claim lets the run go
+      if (r.state != RunState::pending) r.claim = claim->second;
     }
     g.runs.push_back(std::move(r));
   }

@@ -10,17 +10,9 @@
 
 #include "experiment/experiment.hpp"
 #include "grid/run_claim.hpp"
+#include "results/run_state.hpp"
 
 namespace flatface {
-
-enum class RunState {
-  pending,  // no result yet, or interrupted and free (resumes from its checkpoint)
-  running,  // claimed, heartbeat fresh
-  stale,    // claimed, heartbeat older than stale-after (or the holder has gone): free to take
-  complete,
-  failed,
-};
-const char* to_string(RunState s);
 
 struct RunStanding {
   RunSpec spec;

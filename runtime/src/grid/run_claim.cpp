@@ -269,6 +269,11 @@ ClaimFolder::Staleness ClaimFolder::staleness(const ClaimInfo& c) const {
   return gone ? Staleness::exited : Staleness::live;
 }
 
+RunState ClaimFolder::state(const ClaimInfo& c) const {
+  if (c.released) return RunState::pending;
+  return stale(c) ? RunState::stale : RunState::running;
+}
+
 std::unique_ptr<HeldClaim> ClaimFolder::acquire(const std::string& run_id,
                                                 const std::optional<ClaimInfo>& known,
                                                 std::optional<ClaimInfo>* busy) {

@@ -27,6 +27,8 @@
 #include <string>
 #include <thread>
 
+#include "results/run_state.hpp"
+
 namespace flatface {
 
 // Five minutes: NFS clients may see a file's modification time up to a minute late (attribute
@@ -70,6 +72,9 @@ class ClaimFolder {
   enum class Staleness { live, silent, exited };
   Staleness staleness(const ClaimInfo& claim) const;
   bool stale(const ClaimInfo& claim) const { return staleness(claim) != Staleness::live; }
+  // The state a claim gives an unfinished run: pending when it lets the run go (released),
+  // stale when its holder went silent or has exited, else running.
+  RunState state(const ClaimInfo& claim) const;
 
   // Claims `run_id` for this process: when it has no claim, when its claim is released, or by
   // taking over a stale claim. `known` is the run's entry of a recent snapshot (nullopt: none).

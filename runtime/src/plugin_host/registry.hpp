@@ -1,3 +1,8 @@
+// plugin_host/: the host's side of the plugin SDK. The registry (this file) finds plugin libraries
+// and checks their manifests; the factory (factory.hpp) turns an experiment's tables into plugin
+// objects; options.cpp and torch_compat.cpp are the compiled parts of the SDK headers
+// (runtime/include/flatface/). Uses experiment/ and formats/.
+//
 // Finds plugin libraries, checks their manifests and indexes entries by (kind, name).
 #pragma once
 

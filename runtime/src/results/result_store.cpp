@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "flatface/options.hpp"
@@ -186,7 +187,7 @@ void write_file(const std::string& file, const RunRecord& r) {
     double seed = parse_double(it->second);
     if (std::isfinite(seed)) write_int_attribute(f, "seed_value", static_cast<std::int64_t>(seed));
   }
-  write_string_attribute(f, "status", r.status);
+  write_string_attribute(f, "status", to_string(r.status));
   write_string_attribute(f, "failure_reason", r.failure_reason);
   write_int_attribute(f, "failed_step", r.failed_step);
   std::vector<std::string> benchmarks = benchmark_columns(r);
@@ -302,13 +303,13 @@ void read_analysis_group(const std::string& file, H5::Group& g, const std::strin
 RunRecord read_file(const std::string& file) {
   H5::H5File f(file, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, unlocked_access());
   RunRecord r;
-  r.status.clear();
+  std::optional<std::string> status;
   int n_attrs = f.getNumAttrs();
   for (int i = 0; i < n_attrs; ++i) {
     H5::Attribute a = f.openAttribute(static_cast<unsigned>(i));
     std::string name = a.getName();
     if (name == "status") {
-      r.status = read_string_attribute(a);
+      status = read_string_attribute(a);
     } else if (name == "failure_reason") {
       r.failure_reason = read_string_attribute(a);
     } else if (name == "failed_step") {
@@ -319,7 +320,14 @@ RunRecord read_file(const std::string& file) {
       r.attributes[name] = read_string_attribute(a);
     }
   }
-  if (r.status.empty()) throw RuntimeError(file + ": missing root attribute 'status'");
+  if (!status || status->empty())
+    throw RuntimeError(file + ": missing root attribute 'status'");
+  const auto state = parse_run_state(*status);
+  if (!state || (state != RunState::running && state != RunState::complete &&
+                 state != RunState::failed))
+    throw RuntimeError(file + ": root attribute 'status' is '" + *status +
+                       "', expected running, complete or failed");
+  r.status = *state;
   if (!f.nameExists("metrics")) throw RuntimeError(file + ": missing group /metrics");
   H5::Group metrics = f.openGroup("metrics");
   if (!metrics.nameExists("epoch")) throw RuntimeError(file + ": missing dataset /metrics/epoch");

@@ -1,3 +1,7 @@
+// results/: what a run leaves behind for people and for the report: one HDF5 file per run. A leaf
+// of the runtime (it includes no other folder); training/, grid/, flatness/ and reports/ read and
+// write runs through it.
+//
 // One HDF5 file per run: its attributes, status and per-epoch metrics. Written whole and renamed
 // into place, so a crash at any moment leaves the previous complete file readable.
 #pragma once
@@ -7,6 +11,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "results/run_state.hpp"
 
 namespace flatface {
 
@@ -46,7 +52,8 @@ struct RunRecord {
   // experiment, setup, head, perturbation, backbone, dataset, rho, seed, run_id, flatface_version,
   // torch_version, device, start_time, end_time, config_toml
   std::map<std::string, std::string> attributes;
-  std::string status = "running";  // running | complete | failed
+  // A file records running, complete or failed (pending and stale are what claims add).
+  RunState status = RunState::running;
   std::string failure_reason;
   std::int64_t failed_step = -1;
   std::vector<std::string> benchmark_names;  // column order

@@ -16,7 +16,7 @@ DeviceModel::~DeviceModel() = default;
 
 DeviceModel place_on_device(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginHead> head,
                             const TrainSettings& train, const std::string& bn_second_pass,
-                            const c10::Device& device) {
+                            const c10::Device& device, const DataParallel& data_parallel) {
   const bool cuda = device.is_cuda();
   if (cuda) at::globalContext().setBenchmarkCuDNN(true);
   backbone->to(device);
@@ -32,6 +32,7 @@ DeviceModel place_on_device(std::shared_ptr<Backbone> backbone, std::shared_ptr<
   TrainStepOptions options;
   options.bn_second_pass = bn_second_pass;
   options.bf16_autocast = cuda && train.precision == "bf16";
+  options.data_parallel = data_parallel;
   m.step = std::make_unique<TrainStep>(m.backbone, m.head, *m.optimizer, options);
   return m;
 }

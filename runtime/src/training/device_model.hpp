@@ -1,6 +1,7 @@
 // A run's backbone and head made ready to train on a device: moved there (convolution weights
 // channels-last on CUDA, cuDNN autotuning on), SGD over both, and the TrainStep with the setup's
-// BN policy and the experiment's precision. Shared by the trainer and `flatface bench`.
+// BN policy, the experiment's precision and the run's ranks. Shared by the trainer and `flatface
+// bench`.
 #pragma once
 
 #include <c10/core/Device.h>
@@ -29,8 +30,9 @@ struct DeviceModel {
   ~DeviceModel();
 };
 
+// `data_parallel`: how the step joins the run's other ranks (by default, one process).
 DeviceModel place_on_device(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginHead> head,
                             const TrainSettings& train, const std::string& bn_second_pass,
-                            const c10::Device& device);
+                            const c10::Device& device, const DataParallel& data_parallel = {});
 
 }  // namespace flatface

@@ -4,10 +4,10 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_sub.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/optim/optimizer.h>
 
@@ -15,7 +15,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "distributed/communicator.hpp"
 #include "flatface/torch_compat.hpp"
 
 namespace flatface {
@@ -88,7 +87,8 @@ TrainStep::TrainStep(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
     : backbone_(std::move(backbone)),
       head_(std::move(head)),
       optimizer_(optimizer),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      ranks_(*options_.data_parallel.ranks) {
   if (options_.bn_second_pass != "freeze" && options_.bn_second_pass != "update") {
     throw ConfigError("bn_second_pass is '" + options_.bn_second_pass +
                       "'; expected one of: freeze, update");
@@ -120,31 +120,21 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   select_samples(at::Tensor());
   correct_ = at::Tensor();
   StepStats stats = strategy.step(*this);
-  if (options_.ranks) average_stats(stats);
+  average_stats(stats);
   ++step_;
   images_ = selected_images_ = at::Tensor();  // do not keep the batch alive between steps
-  if (correct_.defined()) correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
+  if (correct_.defined())
+    correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
   return stats;
 }
 
 std::int64_t TrainStep::take_correct() {
-  if (options_.ranks) {
-    at::Tensor sum = correct_sum_.defined() ? correct_sum_.to(at::kDouble).reshape({1})
-                                            : at::zeros({1}, at::kDouble);
-    options_.ranks->all_reduce_sum({sum});
-    correct_sum_ = at::Tensor();
-    return static_cast<std::int64_t>(sum.item<double>() + 0.5);
-  }
-  const std::int64_t n = correct_sum_.defined() ? correct_sum_.item<std::int64_t>() : 0;
+  // Summed over the ranks in float64, exact for every count below 2^53.
+  at::Tensor sum = correct_sum_.defined() ? correct_sum_.to(at::kDouble).reshape({1})
+                                          : at::zeros({1}, at::kDouble);
+  ranks_.all_reduce_sum({sum});
   correct_sum_ = at::Tensor();
-  return n;
-}
-
-void TrainStep::set_data_parallel(distributed::Communicator* ranks, double batch_share,
-                                  bool global_epsilon) {
-  options_.ranks = ranks;
-  options_.batch_share = batch_share;
-  options_.global_epsilon = global_epsilon;
+  return static_cast<std::int64_t>(sum.item<double>() + 0.5);
 }
 
 void TrainStep::set_progress(std::int64_t step, std::int64_t total_steps) {
@@ -218,17 +208,21 @@ void TrainStep::zero_grad() {
 }
 
 void TrainStep::optimizer_step() {
-  if (options_.ranks && !gradients_averaged_) average_gradients();
+  if (!gradients_averaged_) average_gradients();
   optimizer_.step();
 }
 
 void TrainStep::share_first_gradient() {
-  if (options_.ranks && options_.global_epsilon) average_gradients();
+  if (options_.data_parallel.global_epsilon) average_gradients();
 }
 
 // The global batch's gradient: each rank's is the mean over its rows, so the ranks' gradients
 // weighted by their shares of the batch sum to the mean over all rows (unequal shares included).
+// One process's gradient is the batch's already; it is left as it is (a parameter the loss did
+// not reach keeps no gradient, and SGD leaves it alone).
 void TrainStep::average_gradients() {
+  gradients_averaged_ = true;
+  if (ranks_.world_size() == 1) return;
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
   grads.reserve(parameters_.size());
@@ -237,24 +231,25 @@ void TrainStep::average_gradients() {
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     grads.push_back(p.grad());
   }
-  if (options_.batch_share != 1.0) at::_foreach_mul_(grads, options_.batch_share);
-  options_.ranks->all_reduce_sum(grads);
-  gradients_averaged_ = true;
+  const double share = options_.data_parallel.batch_share;
+  if (share != 1.0) at::_foreach_mul_(grads, share);
+  ranks_.all_reduce_sum(grads);
 }
 
 // Losses are means over the rows, so they average like the gradient. The norms are those of
 // averaged gradients under epsilon = "global" (equal on every rank, unchanged by the average) and
 // the ranks' mean under "local". A NaN on any rank makes the average NaN on all, so that every
 // rank fails the step together. A statistic the strategy did not compute stays absent (the ranks
-// run the same strategy on the same step; it travels as 0).
+// run the same strategy on the same step; it travels as 0). One process's are the batch's.
 void TrainStep::average_stats(StepStats& stats) {
+  if (ranks_.world_size() == 1) return;
   std::optional<double>* optional[] = {&stats.perturbation_loss, &stats.loss_perturbed,
                                        &stats.grad_norm, &stats.epsilon_norm};
   std::vector<double> v{stats.loss};
   for (auto* o : optional) v.push_back(o->value_or(0.0));
-  at::Tensor t = at::tensor(v, at::kDouble).mul_(options_.batch_share);
+  at::Tensor t = at::tensor(v, at::kDouble).mul_(options_.data_parallel.batch_share);
   if (!parameters_.empty()) t = t.to(parameters_.front().device());
-  options_.ranks->all_reduce_sum({t});
+  ranks_.all_reduce_sum({t});
   t = t.cpu();
   const double* a = t.data_ptr<double>();
   stats.loss = a[0];

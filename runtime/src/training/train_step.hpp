@@ -10,13 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "distributed/communicator.hpp"
 #include "flatface/backbone.hpp"
 #include "flatface/head.hpp"
 #include "flatface/perturbation.hpp"
 
-namespace flatface::distributed {
-class Communicator;
-}
 namespace torch::optim {
 class Optimizer;
 }
@@ -26,15 +24,20 @@ struct BatchNormOptions;
 
 namespace flatface {
 
+// How this rank's step joins the other ranks' in a data-parallel run: the run's ranks (one
+// process: rank 0 of 1), this rank's share of the global batch (its rows / the global batch size:
+// the weight of its gradient and statistics in their averages over the ranks), and whether ε
+// follows the global batch's gradient.
+struct DataParallel {
+  distributed::Communicator* ranks = &distributed::single_process();
+  double batch_share = 1.0;
+  bool global_epsilon = true;
+};
+
 struct TrainStepOptions {
   std::string bn_second_pass = "freeze";  // freeze: the second pass leaves BN running stats alone
   bool bf16_autocast = false;  // CUDA only: the backbone forward runs under bf16 autocast
-  // Data-parallel training: the run's ranks (nullptr: one process), this rank's share of the
-  // global batch (its rows / the global batch size: the weight of its gradient and statistics in
-  // their averages over the ranks), and whether ε follows the global batch's gradient.
-  distributed::Communicator* ranks = nullptr;
-  double batch_share = 1.0;
-  bool global_epsilon = true;
+  DataParallel data_parallel = {};
 };
 
 class TrainStep final : public StepContext {
@@ -45,8 +48,6 @@ class TrainStep final : public StepContext {
   // One optimisation step of `strategy` on a batch (images and int64 labels on the model's device).
   // The step index advances by one after each step.
   StepStats run(Perturbation& strategy, const at::Tensor& images, const at::Tensor& labels);
-  // Data-parallel training (see TrainStepOptions): set once, before the first step.
-  void set_data_parallel(distributed::Communicator* ranks, double batch_share, bool global_epsilon);
   // Where the next step stands in its run (a resumed run starts past 0); total 0: not known.
   void set_progress(std::int64_t step, std::int64_t total_steps);
   // Samples whose first-pass cosine argmax equals the label, summed over every step since the
@@ -63,16 +64,18 @@ class TrainStep final : public StepContext {
   void share_first_gradient() override;
   std::vector<at::Tensor>& saved_weights() override;
   StepProgress progress() const override;
+  Collectives& collectives() override { return ranks_; }
 
  private:
-  at::Tensor embed();  // backbone forward, under autocast when asked
-  void average_gradients();      // over the ranks, weighted by their shares of the batch
+  at::Tensor embed();                    // backbone forward, under autocast when asked
+  void average_gradients();              // over the ranks, weighted by their shares of the batch
   void average_stats(StepStats& stats);  // the global batch's statistics, on every rank
 
   std::shared_ptr<Backbone> backbone_;
   std::shared_ptr<MarginHead> head_;
   torch::optim::Optimizer& optimizer_;
   TrainStepOptions options_;
+  distributed::Communicator& ranks_;    // options_.data_parallel.ranks
   std::vector<at::Tensor> parameters_;  // backbone then head, those that require grad
   std::vector<at::Tensor> saved_weights_;
   // Every BatchNorm that tracks running statistics: its options (for momentum) and counter.

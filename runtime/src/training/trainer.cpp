@@ -1,9 +1,8 @@
 #include "training/trainer.hpp"
 
+#include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 #include <torch/optim/sgd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cmath>
@@ -14,19 +13,18 @@
 #include <optional>
 #include <sstream>
 
-#include "training/checkpoint.hpp"
-#include "training/device_model.hpp"
-#include "distributed/communicator.hpp"
+#include "data/loader.hpp"
 #include "distributed/model_sync.hpp"
-#include "distributed/run_ranks.hpp"
 #include "evaluation/evaluation.hpp"
-#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
-#include "data/loader.hpp"
+#include "formats/state_dict.hpp"
+#include "plugin_host/factory.hpp"
+#include "training/checkpoint.hpp"
+#include "training/device_model.hpp"
+#include "training/epoch_sums.hpp"
 #include "training/optimizer.hpp"
 #include "training/schedule.hpp"
-#include "formats/state_dict.hpp"
 #include "training/train_step.hpp"
 
 namespace flatface {
@@ -40,77 +38,8 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string plugin_label(const PluginRef& ref) { return ref.plugin + ref.options.canonical(); }
-
-// Partial sums of one epoch, kept in the checkpoint so an interrupted epoch resumes exactly. The
-// statistics of the perturbed pass are summed over the steps that made one, the gradient norm over
-// the steps that computed it.
-struct EpochSums {
-  double loss = 0, perturbation_loss = 0, loss_perturbed = 0, grad_norm = 0, epsilon_norm = 0;
-  double correct = 0, seen = 0, step_seconds = 0, steps = 0, last_lr = 0;
-  double second_pass_steps = 0, grad_norm_steps = 0;
-
-  std::vector<double> pack() const {
-    return {loss, perturbation_loss, loss_perturbed, grad_norm, epsilon_norm,      correct,
-            seen, step_seconds,      steps,          last_lr,   second_pass_steps, grad_norm_steps};
-  }
-  static EpochSums unpack(const std::vector<double>& v) {
-    EpochSums s;
-    if (v.size() != 10 && v.size() != 12) return s;
-    s.loss = v[0], s.perturbation_loss = v[1], s.loss_perturbed = v[2], s.grad_norm = v[3];
-    s.epsilon_norm = v[4], s.correct = v[5], s.seen = v[6], s.step_seconds = v[7], s.steps = v[8];
-    s.last_lr = v[9];
-    if (v.size() == 12) {
-      s.second_pass_steps = v[10], s.grad_norm_steps = v[11];
-    } else {  // a checkpoint of before the counts: every strategy then took 1 or 2 passes always
-      s.second_pass_steps = std::isnan(s.loss_perturbed) ? 0 : s.steps;
-      s.grad_norm_steps = std::isnan(s.grad_norm) ? 0 : s.steps;
-      if (s.second_pass_steps == 0) s.perturbation_loss = s.loss_perturbed = s.epsilon_norm = 0;
-      if (s.grad_norm_steps == 0) s.grad_norm = 0;
-    }
-    return s;
-  }
-  // `st` has passed step_problem: a second pass reported its three statistics.
-  void add(const StepStats& st, double lr, std::int64_t batch, double dt) {
-    loss += st.loss;
-    if (st.second_pass) {
-      perturbation_loss += *st.perturbation_loss;
-      loss_perturbed += *st.loss_perturbed;
-      epsilon_norm += *st.epsilon_norm;
-      second_pass_steps += 1;
-    }
-    if (st.grad_norm) {
-      grad_norm += *st.grad_norm;
-      grad_norm_steps += 1;
-    }
-    seen += static_cast<double>(batch);
-    step_seconds += dt;
-    steps += 1;
-    last_lr = lr;
-  }
-};
-
-// What is wrong with a step's report, naming the statistic, or "" when nothing is. A statistic
-// the step did not compute is fine (AACE does not take grad L_margin(w)); one it computed must be
-// finite, and a step that made a second pass must report that pass's three statistics.
-std::string step_problem(const StepStats& s) {
-  struct Reported {
-    const char* name;
-    std::optional<double> value;
-    bool of_second_pass;
-  };
-  const Reported reported[] = {{"loss", s.loss, false},
-                               {"perturbation_loss", s.perturbation_loss, true},
-                               {"loss_perturbed", s.loss_perturbed, true},
-                               {"grad_norm", s.grad_norm, false},
-                               {"epsilon_norm", s.epsilon_norm, true}};
-  for (const Reported& r : reported) {
-    if (r.value && !std::isfinite(*r.value))
-      return "non-finite " + std::string(r.name) + " (" + std::to_string(*r.value) + ")";
-    if (s.second_pass && r.of_second_pass && !r.value)
-      return "a second pass that reported no " + std::string(r.name);
-  }
-  return "";
+std::string plugin_label(const PluginRef& ref) {
+  return ref.plugin + ref.options.canonical();
 }
 
 }  // namespace
@@ -172,8 +101,8 @@ class RunTraining {
         label_(describe_run(e_, run)),
         tag_("[" + std::to_string(options.run_index + 1) + "/" + std::to_string(options.run_count) +
              "]"),
-        run_ranks_(options.ranks),
-        gate_(options.ranks, "run/" + run.id + "/" + std::to_string(sessions_++)) {
+        ranks_(*options.ranks),
+        gate_scope_("run/" + run.id + "/" + std::to_string(sessions_++)) {
     outcome_.result_path = result_path(e_, run);
   }
 
@@ -183,9 +112,9 @@ class RunTraining {
     set_up();
     if (previous_ && fs::exists(ckpt_)) resume();
     // Every rank starts from rank 0's weights (and BN, head statistics).
-    distributed::broadcast_modules(options_.ranks, {backbone_.get(), head_.get()});
+    distributed::broadcast_modules(ranks_, {backbone_.get(), head_.get()});
     if (!holds_run()) return taken_over();
-    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
+    if (leader()) write_run_record(outcome_.result_path, record_);
     session_start_ = Clock::now();
 
     if (steps_per_epoch_ == 0) {
@@ -194,10 +123,8 @@ class RunTraining {
     }
     if (options_.stop_after_steps == 0 && state_.global_step < total_steps_) {
       // Zero steps: the run's starting point (e.g. the [model] init weights) as a checkpoint.
-      if (!holds_run()) return taken_over();
       state_.elapsed_seconds = elapsed();
-      if (gate_.leader()) save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
-      return finish(RunStatus::interrupted);
+      return checkpoint_now() ? finish(RunStatus::interrupted) : taken_over();
     }
     try {
       for (std::int64_t epoch = state_.epoch; epoch < e_.train.epochs; ++epoch) {
@@ -220,13 +147,14 @@ class RunTraining {
   // is, with --retry-failed); a running one resumes.
   std::optional<RunOutcome> settled_by_file() {
     if (fs::exists(outcome_.result_path)) previous_ = read_run_record(outcome_.result_path);
-    if (previous_ && previous_->status == "failed" && options_.retry_failed) {
-      previous_->status = "running";
+    if (previous_ && previous_->status == RunState::failed && options_.retry_failed) {
+      previous_->status = RunState::running;
       previous_->failure_reason.clear();
       previous_->failed_step = -1;
     }
-    if (!previous_ || previous_->status == "running") return std::nullopt;
-    outcome_.status = previous_->status == "complete" ? RunStatus::skipped : RunStatus::failed;
+    if (!previous_ || previous_->status == RunState::running) return std::nullopt;
+    outcome_.status =
+        previous_->status == RunState::complete ? RunStatus::skipped : RunStatus::failed;
     outcome_.reason = previous_->failure_reason;
     outcome_.record = *previous_;
     return outcome_;
@@ -247,7 +175,8 @@ class RunTraining {
       train_set = make_train_set(reg, e_.train_data, backbone_->input_size(),
                                  static_cast<std::uint64_t>(run_.seed));
     train_set_ = train_set;
-    head_ = make_head(reg, setup_.head, backbone_->embedding_dim(), train_set_->num_classes());
+    head_ =
+        make_head(reg, setup_.head, backbone_->embedding_dim(), train_set_->num_classes(), ranks_);
     strategy_ = make_perturbation(reg, setup_.perturbation.plugin, perturbation_options(e_, run_),
                                   static_cast<std::uint64_t>(run_.seed));
     for (const auto& ev : e_.eval) {
@@ -257,22 +186,21 @@ class RunTraining {
           make_verification_set(reg, ev.data, backbone_->input_size(), 0);
       outcome_.eval_seconds += seconds_since(t);
     }
-    model_ = place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device);
-    const int rank = options_.ranks ? options_.ranks->rank() : 0;
-    const int world = options_.ranks ? options_.ranks->world_size() : 1;
     // train.batch_size is the global batch; this rank trains on its rows of each.
-    const auto [share_begin, share_end] = batch_share(e_.train.batch_size, rank, world);
-    if (options_.ranks)
-      model_.step->set_data_parallel(options_.ranks,
-                                     static_cast<double>(share_end - share_begin) /
-                                         static_cast<double>(e_.train.batch_size),
-                                     setup_.epsilon == "global");
+    const auto [share_begin, share_end] =
+        batch_share(e_.train.batch_size, ranks_.rank(), ranks_.world_size());
+    const DataParallel data_parallel{
+        &ranks_,
+        static_cast<double>(share_end - share_begin) / static_cast<double>(e_.train.batch_size),
+        setup_.epsilon == "global"};
+    model_ =
+        place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device, data_parallel);
 
     LoaderOptions lo;
     lo.batch_size = e_.train.batch_size;
     lo.input_size = backbone_->input_size();
-    lo.threads = static_cast<int>(e_.train.loader_threads > 0 ? e_.train.loader_threads
-                                                               : options_.threads);
+    lo.threads =
+        static_cast<int>(e_.train.loader_threads > 0 ? e_.train.loader_threads : options_.threads);
     lo.seed = static_cast<std::uint64_t>(run_.seed);
     lo.flip = e_.train.flip;
     lo.pin_memory = device.is_cuda();
@@ -301,7 +229,8 @@ class RunTraining {
         {"start_time", utc_timestamp()},
         {"end_time", ""},
     };
-    if (world > 1) record_.attributes["data_parallel_ranks"] = std::to_string(world);
+    if (ranks_.world_size() > 1)
+      record_.attributes["data_parallel_ranks"] = std::to_string(ranks_.world_size());
     // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
     for (const auto& v : run_.swept) record_.attributes["sweep." + v.key] = format_value(v.value);
     for (const auto& ev : e_.eval) record_.benchmark_names.push_back(ev.name);
@@ -340,10 +269,10 @@ class RunTraining {
       if (device.is_cuda()) images = images.contiguous(at::MemoryFormat::ChannelsLast);
       auto labels = batch->labels.to(device, /*non_blocking=*/true);
       const auto t = Clock::now();
-      const double allreduce_before = options_.ranks ? options_.ranks->all_reduce_seconds() : 0;
+      const double allreduce_before = ranks_.all_reduce_seconds();
       StepStats stats = step.run(*strategy_, images, labels);
       const double dt = seconds_since(t);
-      if (options_.ranks) step_allreduce_seconds_ += options_.ranks->all_reduce_seconds() - allreduce_before;
+      step_allreduce_seconds_ += ranks_.all_reduce_seconds() - allreduce_before;
       outcome_.train_seconds += dt;
       if (const std::string problem = step_problem(stats); !problem.empty()) {
         std::ostringstream why;
@@ -351,7 +280,7 @@ class RunTraining {
         return fail(why.str());
       }
       // Statistics and counts are the global batch's (TrainStep reduces them over the ranks).
-      sums.add(stats, lr, options_.ranks ? e_.train.batch_size : labels.size(0), dt);
+      sums.add(stats, lr, e_.train.batch_size, dt);
       outcome_.steps += 1;
       if (stats.second_pass) outcome_.second_pass_steps += 1;
       ++state_.step_in_epoch;
@@ -359,17 +288,13 @@ class RunTraining {
       report_step(epoch, sums, stats.loss, lr);
 
       if (agreed_stop() && state_.step_in_epoch < steps_per_epoch_) {
-        if (!holds_run()) return taken_over();
+        // Mid-epoch: the epoch's partial sums go into the checkpoint.
         sums.correct += static_cast<double>(step.take_correct());
         state_.accumulators = sums.pack();
         state_.perturbation_state = strategy_->state();
         state_.epoch = epoch;
         state_.elapsed_seconds = elapsed();
-        if (gate_.leader()) {
-          save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
-          write_run_record(outcome_.result_path, record_);
-        }
-        return finish(RunStatus::interrupted);
+        return checkpoint_now() ? finish(RunStatus::interrupted) : taken_over();
       }
     }
     sums.correct += static_cast<double>(step.take_correct());
@@ -382,8 +307,8 @@ class RunTraining {
         !e_.eval.empty()) {
       std::map<std::string, BenchmarkMetrics> mid;
       evaluate_all(mid);
-      gate_.pass("evaluated");
-      if (options_.progress && gate_.leader()) options_.progress->on_evaluation(done, mid);
+      after_rank0("evaluated");
+      if (options_.progress && leader()) options_.progress->on_evaluation(done, mid);
     }
     if (!options_.progress) return;
     RunProgress p;
@@ -406,42 +331,21 @@ class RunTraining {
       loader_->start_epoch(epoch + 1);
       loading_epoch_ = epoch + 1;
     }
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    m.lr = sums.last_lr;
-    m.loss = sums.loss / sums.steps;
-    m.perturbation_loss = sums.perturbation_loss / sums.second_pass_steps;  // NaN when none
-    m.loss_perturbed = sums.loss_perturbed / sums.second_pass_steps;
-    m.grad_norm = sums.grad_norm / sums.grad_norm_steps;
-    m.epsilon_norm = sums.epsilon_norm / sums.second_pass_steps;
-    m.second_pass_fraction = sums.second_pass_steps / sums.steps;
-    m.train_accuracy = sums.correct / sums.seen;
-    m.images_per_second = sums.seen / sums.step_seconds;
+    EpochMetrics m = sums.metrics(epoch + 1);
     evaluate_all(m.benchmarks);
     m.wall_time = elapsed();
     record_.epochs.push_back(m);
 
-    // The result file first, then the checkpoint: a crash in between resumes from the older
-    // checkpoint and redoes (identically, on the CPU) the epoch the file already holds.
     state_.epoch = epoch + 1;
     state_.step_in_epoch = 0;
     state_.accumulators.clear();
     state_.perturbation_state = strategy_->state();
     state_.elapsed_seconds = m.wall_time;
     if (state_.epoch == e_.train.epochs) {
-      record_.status = "complete";
+      record_.status = RunState::complete;
       record_.attributes["end_time"] = utc_timestamp();
     }
-    if (!holds_run()) return taken_over();
-    const auto save_start = Clock::now();
-    if (gate_.leader()) {
-      write_run_record(outcome_.result_path, record_);
-      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
-    }
-    // The other ranks go on once rank 0 has evaluated and saved (which may take longer than a
-    // collective's timeout).
-    gate_.pass("saved");
-    outcome_.save_seconds += seconds_since(save_start);
+    if (!checkpoint_now()) return taken_over();
     if (options_.progress) options_.progress->on_epoch(m, e_.train.epochs, strategy_->two_pass());
 
     // Interrupted at an epoch's end: its checkpoint is already saved.
@@ -449,9 +353,34 @@ class RunTraining {
     return std::nullopt;
   }
 
-  // Rank 0 alone evaluates (with its BN statistics, the ones it saves).
+  // The result file first, then the checkpoint, of state_ and record_ as they stand; rank 0 alone
+  // writes, and the other ranks go on once it has (which, with its evaluation, may take longer
+  // than a collective's timeout). A crash between the two writes resumes from the older
+  // checkpoint and redoes (identically, on the CPU) the steps the file already holds. False,
+  // writing nothing, when this process no longer holds the run.
+  bool checkpoint_now() {
+    if (!holds_run()) return false;
+    const auto start = Clock::now();
+    if (leader()) {
+      write_run_record(outcome_.result_path, record_);
+      save_checkpoint(ckpt_, state_, *backbone_, *head_, *model_.optimizer);
+    }
+    after_rank0("saved");
+    outcome_.save_seconds += seconds_since(start);
+    return true;
+  }
+
+  // Rank 0 alone evaluates and writes (with its BN statistics, the ones it saves).
+  bool leader() const { return ranks_.rank() == 0; }
+  // Rank 0 has done `what`; the other ranks wait for it. Keys are numbered in call order, the
+  // same on every rank.
+  void after_rank0(const std::string& what) {
+    distributed::rank0_finished(ranks_,
+                                gate_scope_ + "/" + std::to_string(gate_calls_++) + "/" + what);
+  }
+
   void evaluate_all(std::map<std::string, BenchmarkMetrics>& into) {
-    if (!gate_.leader()) return;
+    if (!leader()) return;
     const auto t = Clock::now();
     for (const auto& ev : e_.eval) {
       auto r = evaluate(*backbone_, *shared_.verification[ev.name], e_.train.batch_size,
@@ -466,7 +395,7 @@ class RunTraining {
            (options_.stop_after_steps >= 0 && outcome_.steps >= options_.stop_after_steps);
   }
   // The ranks stop together, at the first step where any of them was asked to.
-  bool agreed_stop() const { return distributed::agree_to_stop(options_.ranks, stop_requested()); }
+  bool agreed_stop() { return ranks_.any(stop_requested()); }
 
   // Another process may have taken the run over while this one was paused (a claim's heartbeat
   // went stale): then it writes nothing more.
@@ -476,7 +405,7 @@ class RunTraining {
 
   RunOutcome finish(RunStatus status) {
     if (status != RunStatus::complete && options_.progress) options_.progress->on_stop();
-    if (options_.ranks && outcome_.train_seconds > 0) {
+    if (ranks_.world_size() > 1 && outcome_.train_seconds > 0) {
       spdlog::info("{} {}: {:.2f} s of {:.2f} s of training steps in all-reduce ({:.1f}%)", tag_,
                    label_, step_allreduce_seconds_, outcome_.train_seconds,
                    100 * step_allreduce_seconds_ / outcome_.train_seconds);
@@ -490,11 +419,11 @@ class RunTraining {
 
   RunOutcome fail(const std::string& why) {
     if (!holds_run()) return taken_over();
-    record_.status = "failed";
+    record_.status = RunState::failed;
     record_.failure_reason = why;
     record_.failed_step = state_.global_step;
     record_.attributes["end_time"] = utc_timestamp();
-    if (gate_.leader()) write_run_record(outcome_.result_path, record_);
+    if (leader()) write_run_record(outcome_.result_path, record_);
     outcome_.reason = why;
     RunOutcome out = finish(RunStatus::failed);
     spdlog::error("{} {} failed at step {}: {}", tag_, label_, state_.global_step, why);
@@ -524,11 +453,11 @@ class RunTraining {
   TrainingState state_;
   double elapsed_before_ = 0;
   Clock::time_point session_start_ = Clock::now();
-  // Data-parallel: the SDK's collectives see this run's ranks; rank 0 leads.
-  distributed::RunRanks run_ranks_;
-  distributed::LeaderGate gate_;
+  distributed::Communicator& ranks_;  // rank 0 of 1 in one process
+  const std::string gate_scope_;      // of after_rank0()'s keys: this session of this run
+  long gate_calls_ = 0;
   double step_allreduce_seconds_ = 0;  // inside training steps, waiting for other ranks included
-  static inline long sessions_ = 0;  // numbers the gates' keys (the same on every rank)
+  static inline long sessions_ = 0;    // numbers the sessions (the same on every rank)
 };
 
 }  // namespace

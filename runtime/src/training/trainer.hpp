@@ -1,3 +1,9 @@
+// training/: one run, start to end. The trainer (this file: resume, set-up, epochs, evaluation,
+// checkpoints, the result file), the host's side of a step (train_step.hpp: the StepContext a
+// perturbation plugin drives), the model made ready on a device (device_model.hpp), SGD, the
+// learning-rate schedule, checkpoints and progress callbacks. Uses experiment/, plugin_host/,
+// data/, evaluation/, results/, formats/ and distributed/; knows nothing of grids or claims.
+//
 // Trains one run of a grid: builds its objects, runs the epochs, evaluates, checkpoints, and
 // records every metric in the run's HDF5 file.
 #pragma once
@@ -8,31 +14,25 @@
 #include <memory>
 #include <string>
 
+#include "distributed/communicator.hpp"
 #include "experiment/experiment.hpp"
 #include "flatface/dataset.hpp"
 #include "plugin_host/registry.hpp"
 #include "results/result_store.hpp"
+#include "results/run_state.hpp"  // RunStatus: how a session ended
 #include "training/train_progress.hpp"
 
 namespace flatface {
 
-namespace distributed {
-class Communicator;
-}
-
-// taken_over: another process took this run's claim over (this one was paused for longer than
-// the claim's stale-after); nothing was written after that.
-enum class RunStatus { complete, skipped, failed, interrupted, taken_over };
-
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
-  std::string reason;       // why it failed
-  std::string result_path;  // the run's .h5 file
-  RunRecord record;         // what was written last
-  double train_seconds = 0; // time inside training steps
-  double eval_seconds = 0;  // time inside evaluation, opening the verification sets included
-  double save_seconds = 0;  // writing the result file and the checkpoint after each epoch
-  std::int64_t steps = 0;   // training steps taken in this session
+  std::string reason;        // why it failed
+  std::string result_path;   // the run's .h5 file
+  RunRecord record;          // what was written last
+  double train_seconds = 0;  // time inside training steps
+  double eval_seconds = 0;   // time inside evaluation, opening the verification sets included
+  double save_seconds = 0;   // writing the result file and the checkpoint after each epoch
+  std::int64_t steps = 0;    // training steps taken in this session
   std::int64_t second_pass_steps = 0;  // of which made a second pass
   double total_seconds = 0;
 };
@@ -41,7 +41,7 @@ struct RunOutcome {
 struct GridResources {
   const Registry* registry = nullptr;
   std::map<std::string, std::shared_ptr<VerificationSet>> verification;  // by benchmark name
-  std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;           // by seed
+  std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;          // by seed
 };
 
 struct TrainerOptions {
@@ -60,9 +60,9 @@ struct TrainerOptions {
   // Asked before every write to the run's files: false when this process no longer holds the run
   // (its claim was taken over); the run then stops without writing. Empty: always held.
   std::function<bool()> holds_run;
-  // Data-parallel training: the ranks that train this run together (nullptr: one process). Rank 0
-  // alone evaluates and writes the run's files; the others wait for it.
-  distributed::Communicator* ranks = nullptr;
+  // The ranks that train this run together (data-parallel training), never null: one process is
+  // rank 0 of 1. Rank 0 alone evaluates and writes the run's files; the others wait for it.
+  distributed::Communicator* ranks = &distributed::single_process();
 };
 
 // Now, in UTC, as ISO 8601 ("2026-11-28T01:02:03Z"): the times written into result files.

@@ -1,4 +1,4 @@
-#include "flatness/analysis_settings.hpp"
+#include "experiment/analysis_settings.hpp"
 
 #include <cstdio>
 
