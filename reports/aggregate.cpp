@@ -10,8 +10,8 @@
 #include <tuple>
 
 #include "experiment/experiment.hpp"
-#include "flatface/options.hpp"
 #include "experiment/number_text.hpp"
+#include "flatface/options.hpp"
 #include "welch.hpp"
 
 namespace flatface::reports {
@@ -294,19 +294,12 @@ RunResult summarize_run(const std::string& file, const RunRecord& record, Select
   return r;
 }
 
-Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& records,
-                         Selection selection) {
-  Aggregate agg;
-  agg.selection = selection;
-  std::vector<std::string> setup_order;
-  for (const auto& [file, rec] : records) {
-    collect_setup_order(attribute(rec, "config_toml"), setup_order);
-    for (const auto& b : rec.benchmark_names)
-      if (std::find(agg.benchmarks.begin(), agg.benchmarks.end(), b) == agg.benchmarks.end())
-        agg.benchmarks.push_back(b);
-  }
+namespace {
 
-  // Group by (setup, rho, swept values); numbers compare by value so that "0.1" and "0.10" meet.
+// The runs' groups by (setup, rho, swept values); numbers compare by value so that "0.1" and
+// "0.10" meet. Runs that cannot be averaged go to agg.not_averaged.
+std::vector<Group> group_runs(const std::vector<std::pair<std::string, RunRecord>>& records,
+                              Selection selection, Aggregate& agg) {
   std::map<std::tuple<std::string, std::string, std::string>, Group> by_key;
   for (const auto& [file, rec] : records) {
     RunResult run = summarize_run(file, rec, selection);
@@ -331,53 +324,60 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
     }
     g.runs.push_back(run);
   }
+  std::vector<Group> groups;
+  for (auto& [key, g] : by_key) groups.push_back(std::move(g));
+  return groups;
+}
 
-  for (auto& [key, g] : by_key) {
-    std::sort(g.runs.begin(), g.runs.end(), [](const RunResult& a, const RunResult& b) {
-      return std::make_tuple(parse_number(a.seed), a.seed, a.run_id) <
-             std::make_tuple(parse_number(b.seed), b.seed, b.run_id);
-    });
-    for (const auto& b : agg.benchmarks) {
-      std::vector<double> v;
-      for (const auto& r : g.runs) v.push_back(r.accuracy.count(b) ? r.accuracy.at(b) : NAN);
-      g.accuracy[b] = mean_std(v);
-    }
-    std::vector<double> train, gap;
-    for (const auto& r : g.runs) {
-      train.push_back(r.train_accuracy);
-      gap.push_back(r.gap);
-    }
-    g.average = mean_std(g.averages());
-    g.train_accuracy = mean_std(train);
-    g.gap = mean_std(gap);
-    for (const auto& m : kFlatnessMeasures) {
-      auto values = g.flatness_values(m.key);
-      if (!values.empty()) g.flatness[m.key] = mean_std(values);
-    }
-    std::vector<double> rhos;
-    for (const auto& r : g.runs) rhos.push_back(r.sharpness_rho);
-    g.sharpness_rho = mean_std(rhos);
-    agg.groups.push_back(std::move(g));
+// A group's runs in seed order, and its means ± std.
+void summarize_group(Group& g, const std::vector<std::string>& benchmarks) {
+  std::sort(g.runs.begin(), g.runs.end(), [](const RunResult& a, const RunResult& b) {
+    return std::make_tuple(parse_number(a.seed), a.seed, a.run_id) <
+           std::make_tuple(parse_number(b.seed), b.seed, b.run_id);
+  });
+  for (const auto& b : benchmarks) {
+    std::vector<double> v;
+    for (const auto& r : g.runs) v.push_back(r.accuracy.count(b) ? r.accuracy.at(b) : NAN);
+    g.accuracy[b] = mean_std(v);
   }
+  std::vector<double> train, gap, rhos;
+  for (const auto& r : g.runs) {
+    train.push_back(r.train_accuracy);
+    gap.push_back(r.gap);
+    rhos.push_back(r.sharpness_rho);
+  }
+  g.average = mean_std(g.averages());
+  g.train_accuracy = mean_std(train);
+  g.gap = mean_std(gap);
+  for (const auto& m : kFlatnessMeasures) {
+    auto values = g.flatness_values(m.key);
+    if (!values.empty()) g.flatness[m.key] = mean_std(values);
+  }
+  g.sharpness_rho = mean_std(rhos);
+}
 
+// Experiment order; setups it does not name: baselines first, then by name. Then by the swept
+// values and rho.
+void order_groups(std::vector<Group>& groups, const std::vector<std::string>& setup_order) {
   auto order_of = [&](const Group& g) {
     auto it = std::find(setup_order.begin(), setup_order.end(), g.setup);
     return it == setup_order.end() ? setup_order.size()
                                    : static_cast<std::size_t>(it - setup_order.begin());
   };
-  std::sort(agg.groups.begin(), agg.groups.end(), [&](const Group& a, const Group& b) {
-    // Experiment order; setups it does not name: baselines first, then by name. Then by the
-    // swept values and rho.
-    auto ka = std::make_tuple(order_of(a), !is_baseline(a.perturbation), a.setup, sort_key(a.swept),
-                              std::isnan(a.rho_value) ? -1.0 : a.rho_value, a.rho);
-    auto kb = std::make_tuple(order_of(b), !is_baseline(b.perturbation), b.setup, sort_key(b.swept),
-                              std::isnan(b.rho_value) ? -1.0 : b.rho_value, b.rho);
-    return ka < kb;
-  });
+  auto key = [&](const Group& g) {
+    return std::make_tuple(order_of(g), !is_baseline(g.perturbation), g.setup, sort_key(g.swept),
+                           std::isnan(g.rho_value) ? -1.0 : g.rho_value, g.rho);
+  };
+  std::sort(groups.begin(), groups.end(),
+            [&](const Group& a, const Group& b) { return key(a) < key(b); });
+}
 
-  for (auto& g : agg.groups) {
+// Each perturbed group beside its baseline (the same setup but the perturbation): Welch's p of
+// the averages and of every flatness measure.
+void compare_with_baselines(std::vector<Group>& groups) {
+  for (auto& g : groups) {
     if (is_baseline(g.perturbation)) continue;
-    for (const auto& base : agg.groups) {
+    for (const auto& base : groups) {
       if (!is_baseline(base.perturbation) || !same_but_perturbation(base, g)) continue;
       g.baseline = base.setup;
       g.p_vs_baseline = welch_t_test(g.averages(), base.averages()).p;
@@ -388,6 +388,25 @@ Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& r
       break;
     }
   }
+}
+
+}  // namespace
+
+Aggregate aggregate_runs(const std::vector<std::pair<std::string, RunRecord>>& records,
+                         Selection selection) {
+  Aggregate agg;
+  agg.selection = selection;
+  std::vector<std::string> setup_order;
+  for (const auto& [file, rec] : records) {
+    collect_setup_order(attribute(rec, "config_toml"), setup_order);
+    for (const auto& b : rec.benchmark_names)
+      if (std::find(agg.benchmarks.begin(), agg.benchmarks.end(), b) == agg.benchmarks.end())
+        agg.benchmarks.push_back(b);
+  }
+  agg.groups = group_runs(records, selection, agg);
+  for (auto& g : agg.groups) summarize_group(g, agg.benchmarks);
+  order_groups(agg.groups, setup_order);
+  compare_with_baselines(agg.groups);
   std::sort(agg.not_averaged.begin(), agg.not_averaged.end(),
             [](const RunResult& a, const RunResult& b) {
               return std::tie(a.setup, a.rho, a.seed, a.run_id) <

@@ -2,14 +2,14 @@
 # Fails naming every quoted #include under plugins/ that is neither an installed SDK header
 # (runtime/include/flatface/...) nor a file in the including file's own folder or below it: a
 # plugin that reaches into runtime/src or a sibling's folder could not be copied out of the tree.
+include(${CMAKE_CURRENT_LIST_DIR}/quoted_includes.cmake)
 file(GLOB_RECURSE sources ${SOURCE_DIR}/plugins/*.cpp ${SOURCE_DIR}/plugins/*.hpp
   ${SOURCE_DIR}/plugins/*.h)
 set(offending "")
 foreach(src IN LISTS sources)
   get_filename_component(dir ${src} DIRECTORY)
-  file(STRINGS ${src} lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"")
-  foreach(line IN LISTS lines)
-    string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*\"([^\"]*)\".*$" "\\1" header "${line}")
+  quoted_includes(${src} headers)
+  foreach(header IN LISTS headers)
     if(header MATCHES "^flatface/" AND EXISTS ${SOURCE_DIR}/runtime/include/${header})
       continue()
     endif()

@@ -4,6 +4,7 @@
 # row does not list (arrows point down: the CLI uses the runtime, the runtime never reaches back),
 # and every folder that has no row. The SDK (flatface/...) and a folder's own files are always
 # allowed; the build's generated headers (build_paths.hpp) too.
+include(${CMAKE_CURRENT_LIST_DIR}/quoted_includes.cmake)
 cmake_policy(SET CMP0057 NEW)
 set(layers
   "formats:"
@@ -37,9 +38,8 @@ foreach(child IN LISTS children)
   endif()
   file(GLOB_RECURSE sources ${SOURCE_DIR}/runtime/src/${child}/*.cpp ${SOURCE_DIR}/runtime/src/${child}/*.hpp)
   foreach(src IN LISTS sources)
-    file(STRINGS ${src} lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"")
-    foreach(line IN LISTS lines)
-      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*\"([^\"]*)\".*$" "\\1" header "${line}")
+    quoted_includes(${src} headers)
+    foreach(header IN LISTS headers)
       if(header MATCHES "^flatface/" OR header STREQUAL "build_paths.hpp")
         continue()
       endif()

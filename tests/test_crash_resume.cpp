@@ -17,6 +17,7 @@
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
 #include "results/result_store.hpp"
+#include "run_records.hpp"
 #include "tiny_grid.hpp"
 
 using namespace flatface;
@@ -32,15 +33,6 @@ std::string grid(const fs::path& output) {
   g.epochs = 3;
   g.train_keys = {"milestones = [2]", "log_every_steps = 1"};
   return tiny_grid(g);
-}
-
-// Every result file of the folder, read back (a file that does not read is a test failure).
-std::map<std::string, RunRecord> records(const fs::path& folder) {
-  std::map<std::string, RunRecord> out;
-  if (!fs::exists(folder)) return out;
-  for (const auto& file : list_run_files(folder.string()))
-    out[fs::path(file).filename().string()] = read_run_record(file);
-  return out;
 }
 
 std::size_t epochs_recorded(const fs::path& folder) {
@@ -61,10 +53,6 @@ pid_t start_run(const std::string& toml, const fs::path& log) {
     ::_exit(127);
   }
   return pid;
-}
-
-bool same(double a, double b) {
-  return a == b || (std::isnan(a) && std::isnan(b));
 }
 
 }  // namespace
@@ -117,25 +105,6 @@ CATCH_TEST_CASE("a grid killed with SIGKILL again and again resumes to the unint
   if (!finished) CATCH_REQUIRE(run_cli("run '" + toml + "' --no-report").code == 0);
 
   auto expected = records(reference);
-  auto got = records(crashed);
   CATCH_REQUIRE(expected.size() == 2);
-  CATCH_REQUIRE(got.size() == expected.size());
-  for (const auto& [name, want] : expected) {
-    CATCH_CAPTURE(name);
-    const RunRecord& have = got.at(name);
-    CATCH_CHECK(have.status == RunState::complete);
-    CATCH_REQUIRE(have.epochs.size() == want.epochs.size());
-    for (std::size_t k = 0; k < want.epochs.size(); ++k) {
-      CATCH_CAPTURE(k);
-      const auto &a = have.epochs[k], &b = want.epochs[k];
-      CATCH_CHECK(same(a.loss, b.loss));
-      CATCH_CHECK(same(a.loss_perturbed, b.loss_perturbed));
-      CATCH_CHECK(same(a.grad_norm, b.grad_norm));
-      CATCH_CHECK(same(a.epsilon_norm, b.epsilon_norm));
-      CATCH_CHECK(same(a.train_accuracy, b.train_accuracy));
-      CATCH_CHECK(same(a.lr, b.lr));
-      CATCH_CHECK(same(a.benchmarks.at("S").accuracy, b.benchmarks.at("S").accuracy));
-      CATCH_CHECK(same(a.benchmarks.at("S").threshold, b.benchmarks.at("S").threshold));
-    }
-  }
+  check_same_runs(records(crashed), expected, "S");
 }

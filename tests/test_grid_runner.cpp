@@ -158,24 +158,6 @@ void write_failure(const Experiment& e, const RunSpec& run, const std::string& r
   write_run_record(result_path(e, run), r);
 }
 
-// A claim of `run` by a process of another machine, its heartbeat `age` seconds old.
-void foreign_claim(const Experiment& e, const std::string& run, int pid, double age) {
-  const fs::path folder = fs::path(e.output) / "claims";
-  fs::create_directories(folder);
-  const auto path = folder / (run + ".1.claim");
-  std::ofstream(path) << "run = " << run << "\nstate = held\nhost = elsewhere\npid = " << pid
-                      << "\nheartbeat = 30\n";
-  const auto then = std::chrono::system_clock::now() -
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                        std::chrono::duration<double>(age));
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(then.time_since_epoch()).count();
-  timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(ns / 1000000000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(ns % 1000000000);
-  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
-}
-
 bool no_claim_files(const Experiment& e) {
   const fs::path folder = fs::path(e.output) / "claims";
   if (!fs::exists(folder)) return true;
@@ -334,7 +316,8 @@ CATCH_TEST_CASE("a run held by a live process is waited for, and trained once it
   TempDir tmp("runner-wait");
   const Experiment e = grid_of_seeds(tmp.path / "out");
   const auto runs = expand_grid(e);
-  foreign_claim(e, runs[0].id, 4242, 0);  // a fresh heartbeat, from another machine
+  write_foreign_claim(e.output, runs[0].id,
+                      {4242, 1, 30, 0});  // a fresh heartbeat, from another machine
   GridOptions o = options();
   o.stale_after = 60;  // the claim stays live throughout; passes come every 2 s
   Recorder seen;
@@ -365,7 +348,8 @@ CATCH_TEST_CASE("a stale claim is taken over and its run trained") {
   TempDir tmp("runner-stale");
   const Experiment e = grid_of_seeds(tmp.path / "out", "[0]");
   const RunSpec run = expand_grid(e).at(0);
-  foreign_claim(e, run.id, 4243, 600);  // silent for longer than stale_after (300 s)
+  write_foreign_claim(e.output, run.id,
+                      {4243, 1, 30, 600});  // silent for longer than stale_after (300 s)
   Recorder seen;
   CATCH_CHECK(run_grid(e, seen) == 0);
   CATCH_CHECK(record_of(e, run)->status == RunState::complete);

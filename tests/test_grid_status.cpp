@@ -77,23 +77,6 @@ const PlannedRun& find_run(const std::vector<PlannedRun>& runs, const std::strin
   return *it;
 }
 
-// A claim as a process on another machine writes it, its last heartbeat `age` seconds ago.
-void foreign_claim(const fs::path& output, const std::string& run, int pid, double age) {
-  fs::create_directories(output / "claims");
-  const auto path = output / "claims" / (run + ".1.claim");
-  std::ofstream(path) << "run = " << run << "\nstate = held\nhost = elsewhere\npid = " << pid
-                      << "\nheartbeat = 30\n";
-  const auto then = std::chrono::system_clock::now() -
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                        std::chrono::duration<double>(age));
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(then.time_since_epoch()).count();
-  timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(ns / 1000000000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(ns % 1000000000);
-  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
-}
-
 // The status line of one run: the row that starts with its id.
 std::string row_of(const std::string& status, const std::string& id) {
   auto at = status.find("\n" + id + " ");
@@ -118,8 +101,8 @@ CATCH_TEST_CASE(
   const auto& running = find_run(runs, "plain", 1);
   const auto& stale = find_run(runs, "plain", 2);
   const auto& failed = find_run(runs, "sam", 2, "0.3");
-  foreign_claim(out, running.id, 4242, 3);
-  foreign_claim(out, stale.id, 4243, 600);
+  write_foreign_claim(out, running.id, {4242, 1, 30, 3});
+  write_foreign_claim(out, stale.id, {4243, 1, 30, 600});
   flatface::RunRecord record;
   record.status = flatface::RunState::failed;
   record.failure_reason = "loss exploded";

@@ -18,8 +18,9 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "results/result_store.hpp"
 #include "grid/run_claim.hpp"
+#include "results/result_store.hpp"
+#include "run_records.hpp"
 #include "tiny_grid.hpp"
 
 using namespace flatface;
@@ -40,14 +41,6 @@ std::string grid(const fs::path& output) {
 }
 constexpr std::size_t kRuns = 6, kEpochs = 2;
 
-std::map<std::string, RunRecord> records(const fs::path& folder) {
-  std::map<std::string, RunRecord> out;
-  if (!fs::exists(folder)) return out;
-  for (const auto& file : list_run_files(folder.string()))
-    out[fs::path(file).filename().string()] = read_run_record(file);
-  return out;
-}
-
 // The grid trained by one process alone, once for all the tests of this file.
 const fs::path& serial_folder() {
   static TempDir tmp("grid-reference");
@@ -65,34 +58,11 @@ const std::map<std::string, RunRecord>& serial_reference() {
   return reference;
 }
 
-bool same(double a, double b) {
-  return a == b || (std::isnan(a) && std::isnan(b));
-}
-
 // Every run complete, with every number of every epoch equal to the serial run's.
 void check_equals_serial(const fs::path& folder) {
   const auto& want = serial_reference();
-  const auto have = records(folder);
   CATCH_REQUIRE(want.size() == kRuns);
-  CATCH_REQUIRE(have.size() == want.size());
-  for (const auto& [name, expected] : want) {
-    CATCH_CAPTURE(name);
-    const RunRecord& got = have.at(name);
-    CATCH_CHECK(got.status == RunState::complete);
-    CATCH_REQUIRE(got.epochs.size() == expected.epochs.size());
-    for (std::size_t k = 0; k < expected.epochs.size(); ++k) {
-      CATCH_CAPTURE(k);
-      const auto &a = got.epochs[k], &b = expected.epochs[k];
-      CATCH_CHECK(same(a.loss, b.loss));
-      CATCH_CHECK(same(a.loss_perturbed, b.loss_perturbed));
-      CATCH_CHECK(same(a.grad_norm, b.grad_norm));
-      CATCH_CHECK(same(a.epsilon_norm, b.epsilon_norm));
-      CATCH_CHECK(same(a.train_accuracy, b.train_accuracy));
-      CATCH_CHECK(same(a.lr, b.lr));
-      CATCH_CHECK(same(a.benchmarks.at("S").accuracy, b.benchmarks.at("S").accuracy));
-      CATCH_CHECK(same(a.benchmarks.at("S").threshold, b.benchmarks.at("S").threshold));
-    }
-  }
+  check_same_runs(records(folder), want, "S");
 }
 
 std::size_t count_of(const std::string& text, const std::regex& pattern) {

@@ -34,24 +34,6 @@ std::vector<std::string> claim_files(const fs::path& output) {
   return names;
 }
 
-// A claim file as another machine's process would write it, its heartbeat `age` seconds old.
-void write_foreign_claim(const fs::path& output, const std::string& run, int generation,
-                         double age) {
-  fs::create_directories(output / "claims");
-  const auto path = output / "claims" / (run + "." + std::to_string(generation) + ".claim");
-  std::ofstream(path) << "run = " << run << "\nstate = held\nhost = elsewhere\npid = 4242\n"
-                      << "heartbeat = 1\n";
-  const auto then = std::chrono::system_clock::now() -
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                        std::chrono::duration<double>(age));
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(then.time_since_epoch()).count();
-  timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(ns / 1000000000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(ns % 1000000000);
-  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
-}
-
 // `n` processes try to claim `run` at the same moment; returns how many won. Each winner holds
 // its claim until every child has tried.
 int race(const fs::path& output, const std::string& run, int n, double stale_after) {
@@ -107,7 +89,7 @@ CATCH_TEST_CASE("of many processes that claim a free run at once, exactly one wi
 
 CATCH_TEST_CASE("of many processes that take over a stale claim at once, exactly one wins") {
   TempDir tmp("claim");
-  write_foreign_claim(tmp.path, "run0", 1, 600);  // ten minutes without a heartbeat
+  write_foreign_claim(tmp.path, "run0", {4242, 1, 1, 600});  // ten minutes without a heartbeat
   CATCH_CHECK(race(tmp.path, "run0", 8, 300) == 1);
   CATCH_CHECK(fs::exists(tmp.path / "claims" / "run0.2.claim"));
   CATCH_CHECK_FALSE(fs::exists(tmp.path / "claims" / "run0.3.claim"));
@@ -115,7 +97,7 @@ CATCH_TEST_CASE("of many processes that take over a stale claim at once, exactly
 
 CATCH_TEST_CASE("a fresh claim of another machine is left alone, and its holder is named") {
   TempDir tmp("claim");
-  write_foreign_claim(tmp.path, "run0", 1, 2);
+  write_foreign_claim(tmp.path, "run0", {4242, 1, 1, 2});
   ClaimFolder claims(tmp.str(), 300);
   auto board = claims.snapshot();
   CATCH_REQUIRE(board.count("run0") == 1);
@@ -144,10 +126,10 @@ CATCH_TEST_CASE("a holder that refreshes its heartbeat stays fresh past stale-af
 
 CATCH_TEST_CASE("a holder's heartbeat interval counts, whatever stale-after the reader uses") {
   TempDir tmp("claim");
-  write_foreign_claim(tmp.path, "run0", 1, 2);  // heartbeat every 1 s, last one 2 s ago
+  write_foreign_claim(tmp.path, "run0", {4242, 1, 1, 2});  // heartbeat every 1 s, last one 2 s ago
   CATCH_CHECK_FALSE(
       ClaimFolder(tmp.str(), 0.5).stale(ClaimFolder(tmp.str(), 0.5).snapshot().at("run0")));
-  write_foreign_claim(tmp.path, "run1", 1, 4);  // more than three intervals: stale
+  write_foreign_claim(tmp.path, "run1", {4242, 1, 1, 4});  // more than three intervals: stale
   CATCH_CHECK(ClaimFolder(tmp.str(), 0.5).stale(ClaimFolder(tmp.str(), 0.5).snapshot().at("run1")));
 }
 

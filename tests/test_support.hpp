@@ -1,13 +1,17 @@
 // What any test may share: text checks (`contains`, `with`), scratch folders (`TempDir`, removed
 // when it goes; `fresh_dir`, kept for the test to inspect), a file's text (`text_of`), and the
-// message of the typed error a callable throws (`config_error`, `runtime_error_of`). The tiny grid
+// message of the typed error a callable throws (`config_error`, `runtime_error_of`), and a claim
+// written as another machine's process would (`write_foreign_claim`). The tiny grid
 // that the end-to-end tests train is in tiny_grid.hpp; running the `flatface` executable is in
 // cli_test_support.hpp.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -92,6 +96,33 @@ std::string config_error(F f) {
 template <typename F>
 std::string runtime_error_of(F f) {
   return error_of<flatface::RuntimeError>(f);
+}
+
+// A run's claim as a process on another machine ("elsewhere") writes it: generation `generation`,
+// process `pid`, a heartbeat every `heartbeat` seconds, the last one `age` seconds ago (the file's
+// modification time).
+struct ForeignClaim {
+  int pid = 4242;
+  int generation = 1;
+  int heartbeat = 30;
+  double age = 0;
+};
+
+inline void write_foreign_claim(const fs::path& output, const std::string& run,
+                                const ForeignClaim& c) {
+  fs::create_directories(output / "claims");
+  const fs::path path = output / "claims" / (run + "." + std::to_string(c.generation) + ".claim");
+  std::ofstream(path) << "run = " << run << "\nstate = held\nhost = elsewhere\npid = " << c.pid
+                      << "\nheartbeat = " << c.heartbeat << "\n";
+  const auto then = std::chrono::system_clock::now() -
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                        std::chrono::duration<double>(c.age));
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(then.time_since_epoch()).count();
+  timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(ns / 1000000000);
+  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(ns % 1000000000);
+  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
 }
 
 }  // namespace flatface::testing
