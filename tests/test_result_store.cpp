@@ -14,12 +14,14 @@
 #include "catch_compat.hpp"
 #include "flatface/options.hpp"
 #include "results/result_store.hpp"
+#include "run_records.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using flatface::RunRecord;
 using flatface::RunState;
 using flatface::testing::fresh_dir;
+using flatface::testing::same;
 
 namespace {
 
@@ -52,10 +54,6 @@ RunRecord sample_record(int epochs) {
     r.epochs.push_back(m);
   }
   return r;
-}
-
-bool same(double a, double b) {
-  return (std::isnan(a) && std::isnan(b)) || a == b;
 }
 
 std::string run_command(const std::string& cmd) {
