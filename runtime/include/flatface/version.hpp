@@ -10,5 +10,8 @@
 // 6: the collectives reach plugins through the objects they are given (HeadArgs::collectives,
 //    StepContext::collectives()), no longer through the free functions run_world_size() and
 //    all_reduce_sum().
-#define FLATFACE_ABI_VERSION 6
+// 7: heads get a per-step hook (MarginHead::begin_step(HeadStep)), their own loss term
+//    (MarginHead::regularizer, StepContext::regularizer, margin_loss(ctx, logits)) and the run's
+//    seed (HeadArgs::seed).
+#define FLATFACE_ABI_VERSION 7
 #define FLATFACE_VERSION_STRING "0.1.0"
