@@ -57,7 +57,8 @@ Matrix matrix(const at::Tensor& t) {
 at::Tensor tensor(const Matrix& m) {
   std::vector<double> flat;
   for (const auto& row : m) flat.insert(flat.end(), row.begin(), row.end());
-  return doubles(flat, {static_cast<std::int64_t>(m.size()), static_cast<std::int64_t>(m[0].size())});
+  return doubles(flat,
+                 {static_cast<std::int64_t>(m.size()), static_cast<std::int64_t>(m[0].size())});
 }
 
 // ---- The naive side: a batch, its logits and extra per-sample terms, the loss, the gradient.
@@ -202,7 +203,9 @@ NaiveHead naive_elastic(bool arc, double s, std::vector<double> margins) {
       for (std::size_t j = 0; j < p.w.size(); ++j) {
         const double c = cosine(p.x[i], p.w[j]);
         const bool target = static_cast<std::int64_t>(j) == p.y[i];
-        row.push_back(s * (!target ? c : arc ? std::cos(std::acos(c) + margins[i]) : c - margins[i]));
+        row.push_back(s * (!target ? c
+                           : arc   ? std::cos(std::acos(c) + margins[i])
+                                   : c - margins[i]));
       }
       out.logits.push_back(row);
       out.extra.push_back(0);
@@ -266,7 +269,8 @@ CATCH_TEST_CASE("MagFace equals the authors' MagLinear and MagLoss: logits, loss
     const bool easy = c["easy_margin"].boolean;
     CATCH_CAPTURE(easy);
     // The authors' settings are the defaults (easy margin included): no options for that case.
-    auto head = head_plugin("magface", 5, 4, easy ? Values{} : Values{{"easy_margin", flag(false)}});
+    auto head =
+        head_plugin("magface", 5, 4, easy ? Values{} : Values{{"easy_margin", flag(false)}});
     check_against_reference(*head, ref, c);
   }
 }
@@ -290,8 +294,13 @@ CATCH_TEST_CASE(
   // Other settings: a narrower magnitude range, no regulariser weight, another scale.
   MagParams q{30, 20, 80, 0.3, 0.6, 10, false};
   auto head = head_plugin("magface", 5, 4,
-                          {{"s", num(30)}, {"l_a", num(20)}, {"u_a", num(80)}, {"l_m", num(0.3)},
-                           {"u_m", num(0.6)}, {"lambda_g", num(10)}, {"easy_margin", flag(false)}});
+                          {{"s", num(30)},
+                           {"l_a", num(20)},
+                           {"u_a", num(80)},
+                           {"l_m", num(0.3)},
+                           {"u_m", num(0.6)},
+                           {"lambda_g", num(10)},
+                           {"easy_margin", flag(false)}});
   check_against_naive(*head, naive_magface(q), p);
 }
 
@@ -325,16 +334,16 @@ CATCH_TEST_CASE("MagFace rejects bounds out of order") {
 
 // ------------------------------------------------------------------------------ ElasticFace
 
-CATCH_TEST_CASE("ElasticFace equals the authors' ElasticArcFace and ElasticCosFace, plain and plus") {
+CATCH_TEST_CASE(
+    "ElasticFace equals the authors' ElasticArcFace and ElasticCosFace, plain and plus") {
   auto ref = reference("elasticface.json");
   const auto seed = static_cast<std::uint64_t>(ref["seed"].num());
   const auto step = static_cast<std::int64_t>(ref["step"].num());
   for (const auto& c : ref["cases"].array) {
     const std::string variant = c["variant"].string;
     CATCH_CAPTURE(variant, c["plus"].boolean);
-    auto head = head_with_seed("elasticface", 5, 4,
-                               {{"variant", text(variant)}, {"plus", flag(c["plus"].boolean)}},
-                               seed);
+    auto head = head_with_seed(
+        "elasticface", 5, 4, {{"variant", text(variant)}, {"plus", flag(c["plus"].boolean)}}, seed);
     head->begin_step(at_step(step));
     check_against_reference(*head, ref, c, static_cast<std::int64_t>(c["rows"].num()));
   }
@@ -347,18 +356,19 @@ CATCH_TEST_CASE("ElasticFace follows its equations with the margins drawn for (s
     const double m = arc ? 0.5 : 0.35, sigma = 0.1;
     for (std::int64_t step : {0, 1, 17}) {
       CATCH_CAPTURE(arc, step);
-      auto head = head_with_seed("elasticface", 5, 4,
-                                 {{"variant", text(arc ? "arc" : "cos")}, {"sigma", num(sigma)}},
-                                 42);
+      auto head = head_with_seed(
+          "elasticface", 5, 4, {{"variant", text(arc ? "arc" : "cos")}, {"sigma", num(sigma)}}, 42);
       head->begin_step(at_step(step));
       std::vector<double> margins;
-      for (std::int64_t i = 0; i < 5; ++i) margins.push_back(m + sigma * elastic_normal(42, step, i));
+      for (std::int64_t i = 0; i < 5; ++i)
+        margins.push_back(m + sigma * elastic_normal(42, step, i));
       check_against_naive(*head, naive_elastic(arc, 64, margins), p);
     }
   }
 }
 
-CATCH_TEST_CASE("ElasticFace repeats for one (seed, step) and draws afresh for another step or seed") {
+CATCH_TEST_CASE(
+    "ElasticFace repeats for one (seed, step) and draws afresh for another step or seed") {
   auto ref = reference("elasticface.json");
   at::Tensor x = matrix_of(ref["x"]), w = matrix_of(ref["weight"]), y = labels_of(ref["labels"]);
   auto logits = [&](std::uint64_t seed, std::int64_t step) {
@@ -383,8 +393,8 @@ CATCH_TEST_CASE("ElasticFace repeats for one (seed, step) and draws afresh for a
 
 CATCH_TEST_CASE("ElasticFace's margins are N(m, sigma) over many rows") {
   const std::int64_t n = 20000;
-  auto head = head_with_seed("elasticface", 2, 2, {{"variant", text("cos")}, {"m", num(0.35)},
-                                                   {"sigma", num(0.05)}}, 9);
+  auto head = head_with_seed("elasticface", 2, 2,
+                             {{"variant", text("cos")}, {"m", num(0.35)}, {"sigma", num(0.05)}}, 9);
   head->begin_step(at_step(12));
   set_parameter(*head, "weight", doubles({1, 0, 0, 1}, {2, 2}));
   at::Tensor x = at::ones({n, 2}, at::kDouble);
@@ -397,9 +407,9 @@ CATCH_TEST_CASE("ElasticFace's margins are N(m, sigma) over many rows") {
 CATCH_TEST_CASE("ElasticFace+ gives the largest target cosine the smallest margin") {
   // Target cosines 0.1, 0.9, 0.5, -0.2: the order by cosine (1, 2, 0, 3) is not its own inverse.
   const std::vector<double> c{0.1, 0.9, 0.5, -0.2};
-  auto head = head_with_seed("elasticface", 4, 5,
-                             {{"variant", text("cos")}, {"plus", flag(true)}, {"sigma", num(0.1)}},
-                             5);
+  auto head =
+      head_with_seed("elasticface", 4, 5,
+                     {{"variant", text("cos")}, {"plus", flag(true)}, {"sigma", num(0.1)}}, 5);
   head->begin_step(at_step(2));
   at::Tensor w = at::zeros({4, 5}, at::kDouble), x = at::zeros({4, 5}, at::kDouble);
   for (int i = 0; i < 4; ++i) {  // x_i = c_i e0 + sqrt(1 − c_i²) e_{i+1}, w_i = e0
@@ -453,13 +463,15 @@ CATCH_TEST_CASE("ElasticFace draws on a rank what one process draws for the same
     s.first_row = 2;
     s.global_rows = 5;
     rank1->begin_step(s);
-    CATCH_CHECK(max_abs_diff(rank1->logits(x.narrow(0, 2, 3), y.narrow(0, 2, 3)), expected) < 1e-12);
+    CATCH_CHECK(max_abs_diff(rank1->logits(x.narrow(0, 2, 3), y.narrow(0, 2, 3)), expected) <
+                1e-12);
   }
 }
 
 // ------------------------------------------------------------------------------- SphereFace
 
-CATCH_TEST_CASE("SphereFace equals sphereface_pytorch's AngleLinear and AngleLoss at each iteration") {
+CATCH_TEST_CASE(
+    "SphereFace equals sphereface_pytorch's AngleLinear and AngleLoss at each iteration") {
   auto ref = reference("sphereface.json");
   for (const auto& c : ref["cases"].array) {
     const auto it = static_cast<std::int64_t>(c["iteration"].num());
@@ -492,7 +504,8 @@ CATCH_TEST_CASE("SphereFace follows psi(theta) on every branch k, with lambda an
   }
 }
 
-CATCH_TEST_CASE("SphereFace's psi by hand: 1 - 2k at the branch edges, -1.5 at 60 deg, -4.5 at 120") {
+CATCH_TEST_CASE(
+    "SphereFace's psi by hand: 1 - 2k at the branch edges, -1.5 at 60 deg, -4.5 at 120") {
   // λ ≈ 0 (base 1e-12, λ_min 0): the target logit is ‖x‖ ψ(θ).
   auto head = head_plugin("sphereface", 1, 2, {{"base", num(1e-12)}, {"lambda_min", num(0)}});
   set_parameter(*head, "weight", doubles({1, 0}, {1, 2}));
@@ -509,7 +522,8 @@ CATCH_TEST_CASE("SphereFace's psi by hand: 1 - 2k at the branch edges, -1.5 at 6
 
 CATCH_TEST_CASE("SphereFace rejects a margin that is not a small positive integer") {
   auto make = [](const Values& v) {
-    return flatface::make_head(step_plugins(), PluginRef{"sphereface", options_of("head", v)}, 4, 3);
+    return flatface::make_head(step_plugins(), PluginRef{"sphereface", options_of("head", v)}, 4,
+                               3);
   };
   CATCH_CHECK_THROWS_AS(make({{"m", integer(0)}}), ConfigError);
   CATCH_CHECK_THROWS_AS(make({{"m", num(1.5)}}), ConfigError);
@@ -530,10 +544,10 @@ TrainSettings sgd_settings() {
 }
 
 at::Tensor batch_x(std::int64_t step) {
-  at::Tensor base = doubles({0.3, -1.2, 0.5, 0.9, -0.1, 1.1, 0.4, -0.7, 0.2, 0.6, -0.5, 0.8, 1.3,
-                             -0.9, 0.05, 0.7, 0.1, -0.3, -1.0, 0.45, -0.8, 0.25, 0.9, 0.35, -0.6,
-                             0.15, -0.4, 0.65, 1.2, -0.2},
-                            {6, 5});
+  at::Tensor base = doubles(
+      {0.3, -1.2, 0.5,  0.9,  -0.1, 1.1,  0.4,  -0.7, 0.2,  0.6,  -0.5, 0.8,  1.3,  -0.9, 0.05,
+       0.7, 0.1,  -0.3, -1.0, 0.45, -0.8, 0.25, 0.9,  0.35, -0.6, 0.15, -0.4, 0.65, 1.2,  -0.2},
+      {6, 5});
   return base * (1.0 + 0.1 * static_cast<double>(step)) +
          0.05 * static_cast<double>(step % 3) * at::ones({6, 5}, at::kDouble);
 }
@@ -566,13 +580,14 @@ struct Rig {
 
 }  // namespace
 
-CATCH_TEST_CASE("each new head trains with none, sam and aace, and the step's loss includes its term") {
+CATCH_TEST_CASE(
+    "each new head trains with none, sam and aace, and the step's loss includes its term") {
   for (const char* name : {"magface", "elasticface", "sphereface"}) {
     for (const char* plugin : {"none", "sam", "aace"}) {
       CATCH_CAPTURE(name, plugin);
       Rig rig(name, 1);
-      auto steps = plugin == std::string("none") ? strategy(plugin)
-                                                 : strategy(plugin, {{"rho", num(0.05)}});
+      auto steps =
+          plugin == std::string("none") ? strategy(plugin) : strategy(plugin, {{"rho", num(0.05)}});
       rig.step->set_progress(3, 10);
       std::vector<at::Tensor> before = rig.weights();
       for (std::int64_t k = 0; k < 3; ++k) {
@@ -648,7 +663,8 @@ CATCH_TEST_CASE("ESAM ranks samples by the whole per-sample loss, MagFace's term
   Rig copy("magface", 1);
   copy_state(*copy.backbone, *rig.backbone);
   copy_state(*copy.head, *rig.head);
-  const double expected = margin_loss_of(*copy.backbone, *copy.head, batch_x(0), batch_y()).item<double>();
+  const double expected =
+      margin_loss_of(*copy.backbone, *copy.head, batch_x(0), batch_y()).item<double>();
   StepStats stats = rig.step->run(*esam, batch_x(0), batch_y());
   CATCH_CHECK(stats.loss == Approx(expected).epsilon(1e-12));
   CATCH_CHECK(std::isfinite(*stats.loss_perturbed));

@@ -1,11 +1,11 @@
 // ElasticFace (Boutros et al., "ElasticFace: Elastic Margin Loss for Deep Face Recognition",
-// CVPRW 2022, eqs. 5-6; github.com/fdbtrs/ElasticFace utils/losses.py, config/config.py):
+// CVPRW 2022, Sec. 3; github.com/fdbtrs/ElasticFace utils/losses.py, config/config.py):
 //   arc: target logit s cos(θ_y + m_i),  cos: target logit s (cos θ_y − m_i),  m_i ~ N(m, σ),
 // a fresh margin per sample and step. As in the authors' code, cos(θ + m) has no fallback where
 // θ + m > π. plus (ElasticFace+): the step's draws sorted and paired with the samples by their
 // target cosines, the largest cosine taking the smallest margin. (The authors' code indexes the
 // sorted margins by the cosines' argsort, margin[argsort(cos)], which pairs them so only when that
-// permutation is its own inverse; we pair by rank, as the paper describes.)
+// permutation is its own inverse; we pair by rank, as sorting both lists intends.)
 // The draws are a pure function of (run seed, step, row of the global batch): SplitMix64 and
 // Box-Muller, so runs repeat, resume exactly, and --nproc 2 draws what one process draws; both
 // passes of a two-pass step see the same margins.
@@ -72,9 +72,9 @@ class ElasticFace final : public CosineHead {
     at::Tensor target;
     if (arc_) {
       at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();
-      target = c * m.cos() - sin * m.sin();  // cos(θ + m_i), eq. 5
+      target = c * m.cos() - sin * m.sin();  // cos(θ + m_i): ElasticFace-Arc
     } else {
-      target = c - m;  // eq. 6
+      target = c - m;  // ElasticFace-Cos
     }
     return s_ * with_target(cos, labels, target);
   }

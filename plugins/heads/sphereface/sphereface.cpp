@@ -1,5 +1,5 @@
 // SphereFace (Liu et al., "SphereFace: Deep Hypersphere Embedding for Face Recognition", CVPR 2017,
-// eqs. 6-7; github.com/wy1iu/sphereface margin_inner_product_layer.cpp and the training prototxt,
+// Sec. 3; github.com/wy1iu/sphereface margin_inner_product_layer.cpp and the training prototxt,
 // github.com/clcarwin/sphereface_pytorch net_sphere.py): A-Softmax, a multiplicative angular margin
 //   ψ(θ) = (−1)^k cos(mθ) − 2k  for θ ∈ [kπ/m, (k+1)π/m],  k = ⌊mθ/π⌋ (a constant for autograd),
 //   target logit ‖x‖ (λ cos θ + ψ(θ)) / (1 + λ),  other logits ‖x‖ cos θ,
@@ -56,9 +56,9 @@ class SphereFace final : public CosineHead {
       at::NoGradGuard no_grad;
       k = (static_cast<double>(m_) * c.acos() / M_PI).floor();
     }
-    at::Tensor sign = 1.0 - 2.0 * k.remainder(2.0);        // (−1)^k
-    at::Tensor psi = sign * chebyshev(c) - 2.0 * k;        // eq. 6
-    at::Tensor target = (lambda * c + psi) / (1.0 + lambda);  // eq. 7 with the λ blend
+    at::Tensor sign = 1.0 - 2.0 * k.remainder(2.0);           // (−1)^k
+    at::Tensor psi = sign * chebyshev(c) - 2.0 * k;           // ψ(θ)
+    at::Tensor target = (lambda * c + psi) / (1.0 + lambda);  // blended with cos θ by λ
     return norm * with_target(cos, labels, target);
   }
 
@@ -93,5 +93,6 @@ std::shared_ptr<MarginHead> make_sphereface(const HeadArgs& args) {
 }  // namespace flatface::heads
 
 FLATFACE_PLUGIN(flatface::head_entry(
-    "sphereface", "A-Softmax: multiplicative angular margin psi(m theta), lambda annealed (SphereFace)",
+    "sphereface",
+    "A-Softmax: multiplicative angular margin psi(m theta), lambda annealed (SphereFace)",
     &flatface::heads::make_sphereface))

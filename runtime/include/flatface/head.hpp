@@ -15,8 +15,10 @@ namespace flatface {
 // Where a training step stands, for heads whose margin follows the step: SphereFace's λ schedule,
 // ElasticFace's margins drawn per (seed, step, row).
 struct HeadStep {
-  std::int64_t step = 0;         // this step's index in the run, from 0 (a resumed run continues it)
-  std::int64_t total_steps = 0;  // steps in the whole run; 0 where the host does not know
+  // This step's index in the run, from 0 (a resumed run continues the count), and the steps of
+  // the whole run (0 where the host does not know).
+  std::int64_t step = 0;
+  std::int64_t total_steps = 0;
   // Data-parallel runs: this rank's first row in the global batch, and the global batch's rows
   // (in one process 0 and the batch's rows), so that a row draws what it draws in one process.
   std::int64_t first_row = 0;

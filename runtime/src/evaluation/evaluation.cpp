@@ -95,7 +95,7 @@ at::Tensor embed_pairs(Backbone& backbone, const VerificationSet& set, std::int6
 }
 
 PairEmbeddings embed_pairs_with_magnitudes(Backbone& backbone, const VerificationSet& set,
-                                          std::int64_t batch_size, const c10::Device& device) {
+                                           std::int64_t batch_size, const c10::Device& device) {
   PairEmbeddings out;
   out.embeddings =
       l2_normalise(flip_summed_embeddings(backbone, set, batch_size, device, &out.magnitudes))

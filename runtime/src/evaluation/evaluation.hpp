@@ -30,7 +30,7 @@ struct PairEmbeddings {
   at::Tensor magnitudes;  // [2N] float32
 };
 PairEmbeddings embed_pairs_with_magnitudes(Backbone& backbone, const VerificationSet& set,
-                                          std::int64_t batch_size, const c10::Device& device);
+                                           std::int64_t batch_size, const c10::Device& device);
 
 // embed_pairs (kept in float64 until the distances, as insightface does) + evaluate_pairs.
 VerificationResult evaluate(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,

@@ -123,8 +123,8 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   where.step = step_;
   where.total_steps = total_steps_;
   where.first_row = options_.data_parallel.first_row;
-  where.global_rows = options_.data_parallel.global_rows > 0 ? options_.data_parallel.global_rows
-                                                             : labels.size(0);
+  where.global_rows =
+      options_.data_parallel.global_rows > 0 ? options_.data_parallel.global_rows : labels.size(0);
   head_->begin_step(where);
   StepStats stats = strategy.step(*this);
   average_stats(stats);
