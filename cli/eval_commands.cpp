@@ -176,11 +176,12 @@ int run_embed(const Globals& g, const EvalArgs& args) {
   auto& backbone = *l.backbone;
   NamedSet s = open_set(*l.registry, l.experiment ? &*l.experiment : nullptr, args.sets.at(0),
                         args.dataset, backbone.input_size());
-  at::Tensor embeddings = embed_pairs(backbone, *s.set, args.batch_size, l.device);
+  PairEmbeddings e = embed_pairs_with_magnitudes(backbone, *s.set, args.batch_size, l.device);
+  const at::Tensor& embeddings = e.embeddings;
   auto attributes = l.attributes;
   attributes["set"] = s.name;
   attributes["source"] = s.set->describe();
-  write_embedding_file(args.out, embeddings, s.set->issame(), attributes);
+  write_embedding_file(args.out, embeddings, s.set->issame(), attributes, e.magnitudes);
   std::cout << args.out << ": " << embeddings.size(0) << " x " << embeddings.size(1)
             << " embeddings of " << s.name << "\n";
   return 0;

@@ -175,10 +175,14 @@ class LinearHead final : public MarginHead {
   at::Tensor bias_;
 };
 
-// L_margin of a model on a batch, as the tests compute it themselves.
+// L_margin of a model on a batch, as the tests compute it themselves: the cross-entropy plus the
+// mean of the head's own term (MagFace's), if it has one.
 inline at::Tensor margin_loss_of(Backbone& backbone, MarginHead& head, const at::Tensor& x,
                                  const at::Tensor& y) {
-  return at::cross_entropy_loss(head.logits(backbone.forward(x), y), y);
+  at::Tensor e = backbone.forward(x);
+  at::Tensor loss = at::cross_entropy_loss(head.logits(e, y), y);
+  at::Tensor r = head.regularizer(e, y);
+  return r.defined() ? loss + r.mean() : loss;
 }
 
 inline std::vector<at::Tensor> grad_of(const at::Tensor& loss,
@@ -225,6 +229,7 @@ class EpsilonRecorder final : public Perturbation {
     std::vector<at::Tensor>& saved_weights() override { return inner_.saved_weights(); }
     StepProgress progress() const override { return inner_.progress(); }
     Collectives& collectives() override { return inner_.collectives(); }
+    at::Tensor regularizer() const override { return inner_.regularizer(); }
 
    private:
     StepContext& inner_;

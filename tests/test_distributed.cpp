@@ -103,6 +103,22 @@ CATCH_TEST_CASE("AdaFace's norm statistics are those of the global batch on ever
   CATCH_CHECK(max_diff(two[1].weights, one[0].weights) < 1e-6);
 }
 
+CATCH_TEST_CASE("MagFace, ElasticFace (+) and SphereFace on two ranks take the single-process step") {
+  // MagFace's regulariser is a mean over the global batch; ElasticFace draws per row of the global
+  // batch (ElasticFace+ sorts against the global batch's target cosines); SphereFace's λ follows
+  // the step. With SAM, 3 steps.
+  for (const std::string head : {"magface", "elasticface", "elasticface+", "sphereface"}) {
+    CATCH_DYNAMIC_SECTION(head) {
+      auto one = train(1, "sam", "global", "linear", head, 6, 3);
+      auto two = train(2, "sam", "global", "linear", head, 6, 3);
+      CATCH_CHECK(max_diff(two[0].weights, one[0].weights) < 1e-6);
+      CATCH_CHECK(max_diff(two[0].losses, one[0].losses) < 1e-6);
+      CATCH_CHECK(max_diff(two[1].weights, two[0].weights) == 0);
+      CATCH_CHECK(one[0].losses.front() != one[0].losses.back());
+    }
+  }
+}
+
 CATCH_TEST_CASE("SAM with local epsilon differs from global epsilon") {
   // Each rank's epsilon from its own rows (m-sharpness) is another step: the option does something.
   auto global = train(2, "sam", "global", "linear", "arcface", 6, 3);

@@ -107,7 +107,8 @@ CATCH_TEST_CASE(
   CATCH_CHECK(!contains(r.out, "benchmark"));  // nothing evaluated before the error
 }
 
-CATCH_TEST_CASE("flatface embed writes [2N,D] float32 embeddings and uint8 issame") {
+CATCH_TEST_CASE(
+    "flatface embed writes [2N,D] float32 embeddings, uint8 issame and the [2N] magnitudes") {
   const auto& run = trained();
   const auto out = (run.dir / "toy-embeddings.h5").string();
   Result r =
@@ -116,10 +117,14 @@ CATCH_TEST_CASE("flatface embed writes [2N,D] float32 embeddings and uint8 issam
   Result py =
       shell(std::string(FLATFACE_PYTHON) + " -c \"import h5py, numpy as np; f = h5py.File('" + out +
             "', 'r'); e = f['embeddings'][:]; s = f['issame'][:]; "
+            "m = f['magnitude'][:]; "
             "print(e.shape, e.dtype, s.dtype, ''.join(map(str, s)), "
-            "bool(np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-6)), f.attrs['set'])\"");
-  // toy pairs alternate same / different; D = the toy backbone's embedding = 4
-  CATCH_CHECK(py.out == "(40, 4) float32 uint8 10101010101010101010 True toy\n");
+            "bool(np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-6)), f.attrs['set'], "
+            "m.shape, m.dtype, bool((m > 0).all()))\"");
+  // toy pairs alternate same / different; D = the toy backbone's embedding = 4; the magnitude
+  // ‖f(x)‖ of each image before normalisation (MagFace's quality score)
+  CATCH_CHECK(py.out ==
+              "(40, 4) float32 uint8 10101010101010101010 True toy (40,) float32 True\n");
 }
 
 namespace {

@@ -45,6 +45,20 @@ Options options_of(const std::string& what, const std::map<std::string, double>&
   return o;
 }
 
+// The head `name` with small-model settings; "elasticface+" is ElasticFace+ (plus = true).
+PluginRef head_ref(const std::string& name) {
+  if (name == "sphereface") return {name, options_of("head", {{"base", 100.0}})};
+  if (name == "magface")
+    return {name, options_of("head", {{"s", 16.0}, {"l_a", 0.05}, {"u_a", 50.0}})};
+  if (name == "elasticface+") {
+    Options o = options_of("head", {{"s", 16.0}, {"sigma", 0.1}});
+    o.set("plus", Options::Value{true, SourcePos{"step_worker", 1, 1}});
+    return {"elasticface", o};
+  }
+  if (name == "elasticface") return {name, options_of("head", {{"s", 16.0}, {"sigma", 0.1}})};
+  return {name, options_of("head", {{"s", 16.0}})};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -72,8 +86,8 @@ int main(int argc, char** argv) try {
     backbone = std::make_shared<LinearBackbone>();
   else
     backbone = make_backbone(*registry, PluginRef{backbone_name, options_of("backbone", {})});
-  auto head = make_head(*registry, PluginRef{head_name, options_of("head", {{"s", 16.0}})},
-                        backbone->embedding_dim(), classes, ranks);
+  auto head = make_head(*registry, head_ref(head_name), backbone->embedding_dim(), classes, ranks,
+                        /*seed=*/3);
   // float64, so that the comparison sees the distributed step, not float32 rounding.
   backbone->to(at::kDouble);
   head->to(at::kDouble);
@@ -87,7 +101,7 @@ int main(int argc, char** argv) try {
   const auto [begin, end] = batch_share(batch, rank, world);
   TrainStepOptions so;
   so.data_parallel = {&ranks, static_cast<double>(end - begin) / static_cast<double>(batch),
-                      epsilon == "global"};
+                      epsilon == "global", begin, batch};
   TrainStep step(backbone, head, sgd, so);
   std::map<std::string, double> rho;
   if (strategy_name != "none") rho["rho"] = 0.5;

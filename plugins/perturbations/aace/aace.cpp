@@ -25,7 +25,7 @@ class Aace final : public Perturbation {
       loss_aace = aace.value;
       {
         at::NoGradGuard no_grad;
-        loss = margin_loss(z, ctx.labels());  // logged only; ε does not use ∇L_margin(w)
+        loss = margin_loss(ctx, z);  // logged only; ε does not use ∇L_margin(w)
       }
       // Σ z ⊙ ∂L_AACE/∂z has the gradient of L_AACE with respect to the weights. Unlike
       // z.backward(grad), it lets the logits go before the backward pass (the graph keeps only

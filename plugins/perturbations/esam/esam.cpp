@@ -9,7 +9,8 @@
 //     on the whole batch without gradients, and the second pass (forward and backward at w + ε)
 //     takes only the ⌊γN⌋ samples (at least one) where it is largest: w ← SGD(w, ∇L_B+(w + ε)).
 //     γ = 1 uses the whole batch and skips the measurement.
-#include <ATen/ops/cross_entropy_loss.h>
+//   A head's own loss term (MagFace's regulariser) is part of ℓ_i: ℓ_i = CE_i + r_i, so the
+//     samples are ranked by the rise of the loss that is descended.
 #include <ATen/ops/sort.h>
 #include <ATen/ops/topk.h>
 #include <ATen/ops/zeros.h>
@@ -93,7 +94,7 @@ class Esam final : public Perturbation {
 
     at::Tensor loss_perturbed;
     if (gamma_ < 1) loss_perturbed = select_sharpest(ctx, first.per_sample);
-    at::Tensor loss_selected = margin_loss(ctx.forward(Pass::second), ctx.labels());
+    at::Tensor loss_selected = margin_loss(ctx, ctx.forward(Pass::second));
     loss_selected.backward();
     if (!loss_perturbed.defined()) loss_perturbed = loss_selected.detach();
     ctx.select_samples(at::Tensor());
@@ -131,10 +132,10 @@ class Esam final : public Perturbation {
     at::Tensor z = ctx.forward(Pass::first);
     if (gamma_ < 1) {
       at::NoGradGuard no_grad;
-      f.per_sample = per_sample_loss(z, ctx.labels());
+      f.per_sample = per_sample_margin_loss(ctx, z);
     }
     if (any_kept && direction_ == Direction::sam) {
-      f.loss = margin_loss(z, ctx.labels());
+      f.loss = margin_loss(ctx, z);
       z = at::Tensor();
       f.loss.backward();
       f.loss = f.loss.detach();
@@ -149,7 +150,7 @@ class Esam final : public Perturbation {
     }
     {
       at::NoGradGuard no_grad;
-      f.loss = margin_loss(z, ctx.labels());
+      f.loss = margin_loss(ctx, z);
     }
     f.perturbation_loss = f.loss;
     if (any_kept) {  // AACE's direction: −(ρ/β) m ⊙ ∇L_AACE
@@ -165,7 +166,7 @@ class Esam final : public Perturbation {
     at::Tensor rise, loss;
     {
       at::NoGradGuard no_grad;
-      at::Tensor after = per_sample_loss(ctx.forward(Pass::second), ctx.labels());
+      at::Tensor after = per_sample_margin_loss(ctx, ctx.forward(Pass::second));
       loss = after.mean();
       rise = after - before;
     }
@@ -180,9 +181,6 @@ class Esam final : public Perturbation {
     std::vector<bool> kept(n);
     for (std::size_t i = 0; i < n; ++i) kept[i] = beta_ >= 1 || uniform(seed_, step, i) < beta_;
     return kept;
-  }
-  static at::Tensor per_sample_loss(const at::Tensor& logits, const at::Tensor& labels) {
-    return at::cross_entropy_loss(logits, labels, {}, at::Reduction::None);
   }
   static std::vector<at::Tensor> defined(const std::vector<at::Tensor>& ts) {
     std::vector<at::Tensor> out;

@@ -56,6 +56,11 @@ class StepContext {
   // The ranks that train the run, for a strategy whose decision must be the same on every rank
   // (AE-SAM's vote on a second pass); one process outside data-parallel training.
   virtual Collectives& collectives() { return one_process(); }
+  // The margin head's own loss term r [N] for the rows of the last forward() (MagFace's
+  // regulariser), with autograd as that pass had it; undefined where the head has none. A
+  // strategy takes L_margin = mean_i (CE_i + r_i) through margin_loss(ctx, logits) (step_ops.hpp)
+  // right after the forward() whose logits it scores.
+  virtual at::Tensor regularizer() const { return {}; }
   // Scratch buffers shaped like `parameters()` (w_saved), allocated once per run and reused every
   // step: the one extra copy of the parameters a two-pass strategy may hold. ε itself is best
   // formed in place in the gradient buffers of the first pass.

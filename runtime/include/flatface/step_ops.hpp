@@ -26,9 +26,26 @@
 
 namespace flatface::perturbations {
 
-// L_margin = CE(f(x, u), y), the batch mean (paper eq. 16).
+// CE(f(x, u), y), the batch mean (paper eq. 16): the cross-entropy alone, without a head's own
+// term. Strategies take margin_loss(ctx, logits) below.
 inline at::Tensor margin_loss(const at::Tensor& logits, const at::Tensor& labels) {
   return at::cross_entropy_loss(logits, labels);
+}
+
+// L_margin per sample, ℓ_i = CE(z_i, y_i) + r_i, for the logits of the last ctx.forward(): r is
+// the head's own term (MagFace's λ_g g(a_i); none for most heads). ESAM ranks samples by it.
+inline at::Tensor per_sample_margin_loss(StepContext& ctx, const at::Tensor& logits) {
+  at::Tensor loss = at::cross_entropy_loss(logits, ctx.labels(), {}, at::Reduction::None);
+  at::Tensor r = ctx.regularizer();
+  return r.defined() ? loss + r : loss;
+}
+
+// L_margin = mean_i ℓ_i, the loss every strategy descends, for the logits of the last
+// ctx.forward() (the head's term belongs to that pass's rows and weights).
+inline at::Tensor margin_loss(StepContext& ctx, const at::Tensor& logits) {
+  at::Tensor loss = margin_loss(logits, ctx.labels());
+  at::Tensor r = ctx.regularizer();
+  return r.defined() ? loss + r.mean() : loss;
 }
 
 // The gradients left by the last backward; a parameter the loss did not reach counts as zero.
@@ -68,10 +85,10 @@ inline MarginGradient margin_gradient(StepContext& ctx, bool keep_logits = false
   MarginGradient m;
   if (keep_logits) {
     m.logits = ctx.forward(Pass::first);
-    m.loss = margin_loss(m.logits, ctx.labels());
+    m.loss = margin_loss(ctx, m.logits);
     m.loss.backward({}, /*retain_graph=*/true);
   } else {
-    m.loss = margin_loss(ctx.forward(Pass::first), ctx.labels());
+    m.loss = margin_loss(ctx, ctx.forward(Pass::first));
     m.loss.backward();
   }
   m.loss = m.loss.detach();  // the logits alone keep the graph, and only when asked
@@ -122,7 +139,7 @@ inline PerturbedPass gradient_at_perturbed(StepContext& ctx, std::vector<at::Ten
   move_to_perturbed(ctx, epsilon);
   epsilon.clear();
   ctx.zero_grad();
-  pass.loss = margin_loss(ctx.forward(Pass::second), ctx.labels());
+  pass.loss = margin_loss(ctx, ctx.forward(Pass::second));
   pass.loss.backward();
   restore_weights(ctx);
   return pass;

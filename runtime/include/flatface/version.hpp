@@ -12,5 +12,8 @@
 //    all_reduce_sum().
 //    Dataset plugins recognise command-line paths (a grid worker claims runs): PathClaim became
 //    PathRecognition, ClaimFunction RecogniseFunction, PluginEntry::claim PluginEntry::recognise.
-#define FLATFACE_ABI_VERSION 6
+// 7: heads get a per-step hook (MarginHead::begin_step(HeadStep)), their own loss term
+//    (MarginHead::regularizer, StepContext::regularizer, margin_loss(ctx, logits)) and the run's
+//    seed (HeadArgs::seed).
+#define FLATFACE_ABI_VERSION 7
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -47,9 +47,11 @@ class EvalModeGuard {
   bool was_;
 };
 
-// Row i = f(x_i) + f(flip(x_i)) in float64 on the CPU, not yet normalised.
+// Row i = f(x_i) + f(flip(x_i)) in float64 on the CPU, not yet normalised; with `magnitudes`,
+// also ‖f(x_i)‖ of each image as given.
 at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set,
-                                  std::int64_t batch_size, const c10::Device& device) {
+                                  std::int64_t batch_size, const c10::Device& device,
+                                  at::Tensor* magnitudes = nullptr) {
   if (batch_size <= 0)
     throw ConfigError("evaluation: batch size must be positive, got " + std::to_string(batch_size));
   const std::size_t n = 2 * set.num_pairs();
@@ -60,7 +62,7 @@ at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set
 
   EvalModeGuard eval_mode(backbone);
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> rows;
+  std::vector<at::Tensor> rows, norms;
   auto pending =
       std::async(std::launch::async, decode_range, std::cref(set), 0, std::min(step, n), threads);
   for (std::size_t begin = 0; begin < n; begin += step) {
@@ -70,10 +72,12 @@ at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set
       pending = std::async(std::launch::async, decode_range, std::cref(set), next,
                            std::min(next + step, n), threads);
     at::Tensor x = images_to_tensor(images, side, {}).to(device);
-    at::Tensor f =
-        backbone.forward(x).to(at::kDouble) + backbone.forward(at::flip(x, {3})).to(at::kDouble);
+    at::Tensor f = backbone.forward(x).to(at::kDouble);
+    if (magnitudes) norms.push_back(f.norm(2, {1}).to(at::kCPU));
+    f = f + backbone.forward(at::flip(x, {3})).to(at::kDouble);
     rows.push_back(f.to(at::kCPU));
   }
+  if (magnitudes) *magnitudes = at::cat(norms, 0);
   return at::cat(rows, 0);
 }
 
@@ -88,6 +92,16 @@ at::Tensor l2_normalise(const at::Tensor& e) {
 at::Tensor embed_pairs(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,
                        const c10::Device& device) {
   return l2_normalise(flip_summed_embeddings(backbone, set, batch_size, device)).to(at::kFloat);
+}
+
+PairEmbeddings embed_pairs_with_magnitudes(Backbone& backbone, const VerificationSet& set,
+                                           std::int64_t batch_size, const c10::Device& device) {
+  PairEmbeddings out;
+  out.embeddings =
+      l2_normalise(flip_summed_embeddings(backbone, set, batch_size, device, &out.magnitudes))
+          .to(at::kFloat);
+  out.magnitudes = out.magnitudes.to(at::kFloat);
+  return out;
 }
 
 VerificationResult evaluate(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,

@@ -23,6 +23,15 @@ namespace flatface {
 at::Tensor embed_pairs(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,
                        const c10::Device& device);
 
+// embed_pairs, and the magnitude ‖f(x_i)‖ [2N] float32 of each image as given (not flipped, not
+// normalised): the quality score of MagFace (Meng et al. 2021), a plain feature norm for any head.
+struct PairEmbeddings {
+  at::Tensor embeddings;  // [2N,D] float32, as embed_pairs
+  at::Tensor magnitudes;  // [2N] float32
+};
+PairEmbeddings embed_pairs_with_magnitudes(Backbone& backbone, const VerificationSet& set,
+                                           std::int64_t batch_size, const c10::Device& device);
+
 // embed_pairs (kept in float64 until the distances, as insightface does) + evaluate_pairs.
 VerificationResult evaluate(Backbone& backbone, const VerificationSet& set, std::int64_t batch_size,
                             const c10::Device& device);

@@ -129,7 +129,8 @@ AnalysisModel load_analysis_model(const Registry& registry, const std::string& c
   const Setup& setup = m.experiment.setups[m.run.setup];
   m.train_set = make_train_set(registry, m.experiment.train_data, m.backbone->input_size(),
                                static_cast<std::uint64_t>(m.run.seed));
-  m.head = make_head(registry, setup.head, m.backbone->embedding_dim(), m.train_set->num_classes());
+  m.head = make_head(registry, setup.head, m.backbone->embedding_dim(), m.train_set->num_classes(),
+                     one_process(), static_cast<std::uint64_t>(m.run.seed));
   load_state_dict(*m.head, load_tensor_dict_from_checkpoint(checkpoint, "head"),
                   checkpoint + " (head)");
   m.device = c10::Device(resolve_device(device.empty() ? m.experiment.device : device));

@@ -37,8 +37,12 @@ ModelLoss::ModelLoss(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
   function_.parts = batches_.size();
   function_.loss = [this](std::size_t b) {
     const LabelledBatch& batch = batches_.at(b);
-    at::Tensor logits = head_->logits(backbone_->forward(batch.images), batch.labels);
-    return at::cross_entropy_loss(logits, batch.labels);  // L_margin (eq. 16)
+    at::Tensor embeddings = backbone_->forward(batch.images);
+    at::Tensor logits = head_->logits(embeddings, batch.labels);
+    // L_margin (eq. 16) as training descends it: with the head's own term (MagFace's), if any.
+    at::Tensor loss = at::cross_entropy_loss(logits, batch.labels);
+    at::Tensor r = head_->regularizer(embeddings, batch.labels);
+    return r.defined() ? loss + r.mean() : loss;
   };
 }
 

@@ -38,10 +38,10 @@ std::shared_ptr<Backbone> make_backbone(const Registry& reg, const PluginRef& re
 
 std::shared_ptr<MarginHead> make_head(const Registry& reg, const PluginRef& ref,
                                       std::int64_t embedding_dim, std::int64_t num_classes,
-                                      Collectives& collectives) {
+                                      Collectives& collectives, std::uint64_t seed) {
   const auto& e = reg.get(PluginKind::head, ref.plugin);
   return construct(ref.options, ref.plugin, "head", [&](const Options& o) {
-    return e.entry.head(HeadArgs{o, embedding_dim, num_classes, &collectives});
+    return e.entry.head(HeadArgs{o, embedding_dim, num_classes, &collectives, seed});
   });
 }
 

@@ -10,10 +10,12 @@
 namespace flatface {
 
 std::shared_ptr<Backbone> make_backbone(const Registry& reg, const PluginRef& ref);
-// `collectives`: the ranks that train the run (a head built outside training: one process).
+// `collectives`: the ranks that train the run (a head built outside training: one process);
+// `seed`: the run's seed, for heads that draw random numbers.
 std::shared_ptr<MarginHead> make_head(const Registry& reg, const PluginRef& ref,
                                       std::int64_t embedding_dim, std::int64_t num_classes,
-                                      Collectives& collectives = one_process());
+                                      Collectives& collectives = one_process(),
+                                      std::uint64_t seed = 0);
 // `seed`: the run's seed, for strategies that draw random numbers.
 std::unique_ptr<Perturbation> make_perturbation(const Registry& reg, const std::string& plugin,
                                                 const Options& options, std::uint64_t seed = 0);

@@ -119,10 +119,18 @@ StepStats TrainStep::run(Perturbation& strategy, const at::Tensor& images,
   labels_ = labels;
   select_samples(at::Tensor());
   correct_ = at::Tensor();
+  HeadStep where;
+  where.step = step_;
+  where.total_steps = total_steps_;
+  where.first_row = options_.data_parallel.first_row;
+  where.global_rows =
+      options_.data_parallel.global_rows > 0 ? options_.data_parallel.global_rows : labels.size(0);
+  head_->begin_step(where);
   StepStats stats = strategy.step(*this);
   average_stats(stats);
   ++step_;
-  images_ = selected_images_ = at::Tensor();  // do not keep the batch alive between steps
+  // Do not keep the batch (or the head's term and its graph) alive between steps.
+  images_ = selected_images_ = regularizer_ = at::Tensor();
   if (correct_.defined())
     correct_sum_ = correct_sum_.defined() ? correct_sum_ + correct_ : correct_;
   return stats;
@@ -183,7 +191,9 @@ at::Tensor TrainStep::forward(Pass pass) {
       at::NoGradGuard no_grad;
       correct_ = head_->cosine(embeddings.detach()).argmax(1).eq(selected_labels_).sum();
     }
-    return head_->logits(embeddings, selected_labels_);
+    at::Tensor logits = head_->logits(embeddings, selected_labels_);
+    regularizer_ = head_->regularizer(embeddings, selected_labels_);
+    return logits;
   }
   // The perturbed pass: gradients only, no statistics.
   head_->set_update_statistics(false);
@@ -195,6 +205,7 @@ at::Tensor TrainStep::forward(Pass pass) {
     embeddings = embed();
   }
   at::Tensor logits = head_->logits(embeddings, selected_labels_);
+  regularizer_ = head_->regularizer(embeddings, selected_labels_);
   head_->set_update_statistics(true);
   return logits;
 }

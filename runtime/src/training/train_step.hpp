@@ -32,6 +32,10 @@ struct DataParallel {
   distributed::Communicator* ranks = &distributed::single_process();
   double batch_share = 1.0;
   bool global_epsilon = true;
+  // This rank's first row in the global batch and the global batch's rows (0: this rank's batch
+  // is the whole of it), for heads that draw per row (HeadStep).
+  std::int64_t first_row = 0;
+  std::int64_t global_rows = 0;
 };
 
 struct TrainStepOptions {
@@ -65,6 +69,7 @@ class TrainStep final : public StepContext {
   std::vector<at::Tensor>& saved_weights() override;
   StepProgress progress() const override;
   Collectives& collectives() override { return ranks_; }
+  at::Tensor regularizer() const override { return regularizer_; }
 
  private:
   at::Tensor embed();                    // backbone forward, under autocast when asked
@@ -89,6 +94,7 @@ class TrainStep final : public StepContext {
   std::int64_t step_ = 0;
   std::int64_t total_steps_ = 0;
   double base_lr_ = 0;      // the optimizer's rate when the run starts: train.lr
+  at::Tensor regularizer_;  // the head's own term r [N] of the last forward(); none: undefined
   at::Tensor correct_;      // 0-dim, of this step's first pass, on the device
   at::Tensor correct_sum_;  // 0-dim, on the device, since the last take_correct()
 };

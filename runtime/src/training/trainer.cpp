@@ -175,8 +175,8 @@ class RunTraining {
       train_set = make_train_set(reg, e_.train_data, backbone_->input_size(),
                                  static_cast<std::uint64_t>(run_.seed));
     train_set_ = train_set;
-    head_ =
-        make_head(reg, setup_.head, backbone_->embedding_dim(), train_set_->num_classes(), ranks_);
+    head_ = make_head(reg, setup_.head, backbone_->embedding_dim(), train_set_->num_classes(),
+                      ranks_, static_cast<std::uint64_t>(run_.seed));
     strategy_ = make_perturbation(reg, setup_.perturbation.plugin, perturbation_options(e_, run_),
                                   static_cast<std::uint64_t>(run_.seed));
     for (const auto& ev : e_.eval) {
@@ -192,7 +192,7 @@ class RunTraining {
     const DataParallel data_parallel{
         &ranks_,
         static_cast<double>(share_end - share_begin) / static_cast<double>(e_.train.batch_size),
-        setup_.epsilon == "global"};
+        setup_.epsilon == "global", share_begin, e_.train.batch_size};
     model_ =
         place_on_device(backbone_, head_, e_.train, setup_.bn_second_pass, device, data_parallel);
 
