@@ -9,9 +9,12 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/full_like.h>
 #include <ATen/ops/median.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
@@ -47,10 +50,12 @@ double global_kth_smallest(const at::Tensor& values, double k, Collectives& rank
   const at::Tensor v = values.to(at::kDouble).reshape({-1, 1});
   std::int64_t lo = 0, hi = bits_of(4.0);  // angles lie in [0, π]
   while (lo < hi) {
-    const std::int64_t n = std::min<std::int64_t>(1024, hi - lo);
-    const std::int64_t step = (hi - lo) / n;
+    // n ≥ 2 thresholds that split [lo, hi] into n parts, the last one ending at hi.
+    const std::int64_t n = std::min<std::int64_t>(1024, hi - lo + 1);
+    const std::int64_t step = (hi - lo + 1) / n;
     std::vector<double> thresholds(n);
-    for (std::int64_t i = 0; i < n; ++i) thresholds[i] = value_of(i + 1 == n ? hi : lo + step * (i + 1));
+    for (std::int64_t i = 0; i < n; ++i)
+      thresholds[i] = value_of(i + 1 == n ? hi : lo + step * (i + 1) - 1);
     at::Tensor t = at::tensor(thresholds, v.options());
     at::Tensor counts = (v <= t.view({1, -1})).sum(0).to(at::kDouble);
     ranks.all_reduce_sum({counts});
@@ -76,22 +81,29 @@ class AdaCos final : public CosineHead {
                         ": head 'adacos' needs at least 3 classes, for its scale sqrt(2) log(C - 1) "
                         "(got " + std::to_string(args.num_classes) + ")");
     }
-    // A buffer, so that checkpoints carry the dynamic scale.
-    scale_ = register_buffer(
-        "scale", at::full({1}, std::sqrt(2.0) * std::log(static_cast<double>(args.num_classes - 1))));
+    fixed_ = std::sqrt(2.0) * std::log(static_cast<double>(args.num_classes - 1));
+    // The dynamic scale, in a buffer so that checkpoints carry it; 0 until the first update, where
+    // the fixed scale stands in (kept as a double: a float32 buffer would round it). A scale that
+    // the update makes exactly 0 (B_avg = 1) is thus read as the fixed one.
+    if (dynamic_) scale_ = register_buffer("scale", at::zeros({1}));
   }
 
   at::Tensor logits(const at::Tensor& embeddings, const at::Tensor& labels) override {
     at::Tensor cos = cosine(embeddings);
-    if (dynamic_ && update_statistics()) update_scale(cos.detach(), labels);
-    return scale_ * cos;
+    if (!dynamic_) return fixed_ * cos;
+    if (update_statistics()) update_scale(cos.detach(), labels);
+    return scale() * cos;
   }
 
  private:
+  at::Tensor scale() const {
+    return at::where(scale_ != 0, scale_, at::full_like(scale_, fixed_));
+  }
+
   void update_scale(const at::Tensor& cos, const at::Tensor& labels) {
     at::NoGradGuard no_grad;
     at::Tensor is_target = at::zeros_like(cos, at::kBool).scatter_(1, labels.view({-1, 1}), true);
-    at::Tensor others = at::exp(scale_ * cos).masked_fill_(is_target, 0.0);
+    at::Tensor others = at::exp(scale() * cos).masked_fill_(is_target, 0.0);
     at::Tensor theta = target_column(cos, labels).clamp(-1.0 + 1e-7, 1.0 - 1e-7).acos();
     // Σ_i Σ_{j≠y} exp(s cos θ_ij) and N over the ranks.
     at::Tensor sums = at::stack({others.to(at::kDouble).sum(),
@@ -108,6 +120,7 @@ class AdaCos final : public CosineHead {
   }
 
   bool dynamic_;
+  double fixed_;
   Collectives& ranks_;  // the run's ranks: B_avg and θ_med are the global batch's
   at::Tensor scale_;
 };
