@@ -78,7 +78,8 @@ struct Expected {
 };
 Expected expected_of(const Matrix& x, const Matrix& w, const Labels& y, const Naive& n) {
   const std::size_t rows = x.size(), classes = w.size(), dim = x[0].size();
-  Expected e{n.z, 0, Matrix(rows, std::vector<double>(dim)), Matrix(classes, std::vector<double>(dim))};
+  Expected e{n.z, 0, Matrix(rows, std::vector<double>(dim)),
+             Matrix(classes, std::vector<double>(dim))};
   const Matrix cos = cosines(x, w);
   for (std::size_t i = 0; i < rows; ++i) {
     const double top = *std::max_element(n.z[i].begin(), n.z[i].end());
@@ -103,10 +104,12 @@ Expected expected_of(const Matrix& x, const Matrix& w, const Labels& y, const Na
 
 // CurricularFace: t ← α mean cos θ_y + (1 − α) t when updating, then the target cos(θ_y + m)
 // (cos θ_y − m sin m where θ_y + m > π) and hard negatives cos θ_j (t + cos θ_j).
-Naive curricularface(const Matrix& cos, const Labels& y, double s, double m, double& t, bool update) {
+Naive curricularface(const Matrix& cos, const Labels& y, double s, double m, double& t,
+                     bool update) {
   if (update) {
     double mean = 0;
-    for (std::size_t i = 0; i < cos.size(); ++i) mean += cos[i][static_cast<std::size_t>(y[i])] / cos.size();
+    for (std::size_t i = 0; i < cos.size(); ++i)
+      mean += cos[i][static_cast<std::size_t>(y[i])] / cos.size();
     t = 0.01 * mean + 0.99 * t;
   }
   Naive n(cos);
@@ -222,7 +225,8 @@ Naive combined(const Matrix& cos, const Labels& y, double s, double m1, double m
 at::Tensor tensor_of(const Matrix& m) {
   std::vector<double> flat;
   for (const auto& row : m) flat.insert(flat.end(), row.begin(), row.end());
-  return doubles(flat, {static_cast<std::int64_t>(m.size()), static_cast<std::int64_t>(m[0].size())});
+  return doubles(flat,
+                 {static_cast<std::int64_t>(m.size()), static_cast<std::int64_t>(m[0].size())});
 }
 
 // The fixed batch of the reference scripts (tests/reference/snapshot.py): C = 5, D = 4, N = 6.
@@ -231,11 +235,13 @@ struct Batch {
   Labels y;
 };
 json_lite::Value reference(const std::string& head) {
-  return json_lite::load(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + head + ".json");
+  return json_lite::load(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + head +
+                         ".json");
 }
 Batch fixed_batch() {
   auto ref = reference("curricularface");
-  return {matrix_from(ref["embeddings"]), matrix_from(ref["weight_CxD"]), labels_from(ref["labels"])};
+  return {matrix_from(ref["embeddings"]), matrix_from(ref["weight_CxD"]),
+          labels_from(ref["labels"])};
 }
 
 struct HeadPass {
@@ -310,11 +316,13 @@ CATCH_TEST_CASE(
   CATCH_CHECK(t != t1);
 }
 
-CATCH_TEST_CASE("CurricularFace equals the authors' head (HuangYG123/CurricularFace) over two steps") {
+CATCH_TEST_CASE(
+    "CurricularFace equals the authors' head (HuangYG123/CurricularFace) over two steps") {
   const Batch b = fixed_batch();
   auto ref = reference("curricularface");
-  auto head = head_plugin("curricularface", 5, 4, {{"s", num(ref["options"]["s"].num())},
-                                                   {"m", num(ref["options"]["m"].num())}});
+  auto head =
+      head_plugin("curricularface", 5, 4,
+                  {{"s", num(ref["options"]["s"].num())}, {"m", num(ref["options"]["m"].num())}});
   for (std::size_t k = 0; k < ref["passes"].size(); ++k) {
     CATCH_CAPTURE(k);
     const auto& r = ref["passes"][k];
@@ -385,7 +393,8 @@ CATCH_TEST_CASE("AdaCos equals FaceX-Zoo's AdaCos over two steps, with and witho
         CATCH_CHECK(buffer(*head, "scale") ==
                     catch_compat::Approx(r["scale_before"].num()).epsilon(1e-12));
       check_reference(pass_of(*head, b.x, b.w, y), r);
-      CATCH_CHECK(buffer(*head, "scale") == catch_compat::Approx(r["scale_after"].num()).epsilon(1e-12));
+      CATCH_CHECK(buffer(*head, "scale") ==
+                  catch_compat::Approx(r["scale_after"].num()).epsilon(1e-12));
     }
   }
 }
@@ -451,8 +460,9 @@ CATCH_TEST_CASE("Circle loss equals FaceX-Zoo's CircleLoss") {
   for (std::size_t c = 0; c < ref["cases"].size(); ++c) {
     const auto& r = ref["cases"][c];
     CATCH_CAPTURE(c);
-    auto head = head_plugin("circle", 5, 4, {{"m", num(r["options"]["m"].num())},
-                                            {"gamma", num(r["options"]["gamma"].num())}});
+    auto head = head_plugin(
+        "circle", 5, 4,
+        {{"m", num(r["options"]["m"].num())}, {"gamma", num(r["options"]["gamma"].num())}});
     check_reference(pass_of(*head, b.x, b.w, b.y), r, 1e-8);
   }
 }
@@ -469,19 +479,19 @@ CATCH_TEST_CASE(
     double m1, m2, m3;
     bool straight_through;
   };
-  for (const Setting& g : {Setting{1, 0.5, 0, false}, Setting{1, 0, 0.35, false},
-                           Setting{1, 0.3, 0.2, false}, Setting{1.2, 0.2, 0.1, false},
-                           Setting{1, 0.5, 0, true}, Setting{1, 0.3, 0.2, true}}) {
+  for (const Setting& g :
+       {Setting{1, 0.5, 0, false}, Setting{1, 0, 0.35, false}, Setting{1, 0.3, 0.2, false},
+        Setting{1.2, 0.2, 0.1, false}, Setting{1, 0.5, 0, true}, Setting{1, 0.3, 0.2, true}}) {
     CATCH_CAPTURE(g.m1, g.m2, g.m3, g.straight_through);
     auto head = head_plugin("combined-margin", 5, 4,
                             {{"m1", num(g.m1)},
                              {"m2", num(g.m2)},
                              {"m3", num(g.m3)},
                              {"straight_through", flag(g.straight_through)}});
-    check_pass(pass_of(*head, b.x, b.w, b.y),
-               expected_of(b.x, b.w, b.y,
-                           combined(cos, b.y, 64, g.m1, g.m2, g.m3, g.straight_through)),
-               1e-9);
+    check_pass(
+        pass_of(*head, b.x, b.w, b.y),
+        expected_of(b.x, b.w, b.y, combined(cos, b.y, 64, g.m1, g.m2, g.m3, g.straight_through)),
+        1e-9);
   }
   // The defaults are insightface's "combined" (1, 0.3, 0.2), s = 64.
   check_pass(pass_of(*head_plugin("combined-margin", 5, 4), b.x, b.w, b.y),
@@ -549,7 +559,9 @@ class ThreadRank final : public Collectives {
  public:
   explicit ThreadRank(ThreadWorld& world) : world_(world) {}
   int world_size() const override { return 2; }
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override { world_.all_reduce_sum(tensors); }
+  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
+    world_.all_reduce_sum(tensors);
+  }
 
  private:
   ThreadWorld& world_;
@@ -564,10 +576,12 @@ std::shared_ptr<MarginHead> ranked_head(const std::string& name, Collectives& ra
 }
 
 Matrix rows(const Matrix& m, std::size_t from, std::size_t to) {
-  return Matrix(m.begin() + static_cast<std::ptrdiff_t>(from), m.begin() + static_cast<std::ptrdiff_t>(to));
+  return Matrix(m.begin() + static_cast<std::ptrdiff_t>(from),
+                m.begin() + static_cast<std::ptrdiff_t>(to));
 }
 Labels rows(const Labels& m, std::size_t from, std::size_t to) {
-  return Labels(m.begin() + static_cast<std::ptrdiff_t>(from), m.begin() + static_cast<std::ptrdiff_t>(to));
+  return Labels(m.begin() + static_cast<std::ptrdiff_t>(from),
+                m.begin() + static_cast<std::ptrdiff_t>(to));
 }
 
 }  // namespace
@@ -589,12 +603,12 @@ CATCH_TEST_CASE(
           CATCH_CAPTURE(step);
           HeadPass whole = pass_of(*one, b.x, b.w, y);
           at::Tensor z0, z1;
-          std::thread other([&] {
-            z1 = pass_of(*h1, rows(b.x, split, 6), b.w, rows(y, split, 6)).logits;
-          });
+          std::thread other(
+              [&] { z1 = pass_of(*h1, rows(b.x, split, 6), b.w, rows(y, split, 6)).logits; });
           z0 = pass_of(*h0, rows(b.x, 0, split), b.w, rows(y, 0, split)).logits;
           other.join();
-          CATCH_CHECK(buffer(*h0, state) == catch_compat::Approx(buffer(*one, state)).epsilon(1e-13));
+          CATCH_CHECK(buffer(*h0, state) ==
+                      catch_compat::Approx(buffer(*one, state)).epsilon(1e-13));
           CATCH_CHECK(buffer(*h1, state) == buffer(*h0, state));
           CATCH_CHECK(max_abs_diff(at::cat({z0, z1}), whole.logits) < 1e-10);
         }
@@ -635,7 +649,8 @@ struct Rig {
   }
 };
 
-const char* const kHeads[] = {"curricularface", "adacos", "mv-softmax", "circle", "combined-margin"};
+const char* const kHeads[] = {"curricularface", "adacos", "mv-softmax", "circle",
+                              "combined-margin"};
 
 }  // namespace
 
@@ -648,10 +663,10 @@ CATCH_TEST_CASE(
     for (const std::string perturbation : {"none", "sam", "aace"}) {
       CATCH_CAPTURE(name, perturbation);
       Rig rig(name);
-      auto strategy_ = strategy(perturbation, perturbation == "none"
-                                                  ? std::map<std::string, Options::Value>{}
-                                                  : std::map<std::string, Options::Value>{
-                                                        {"rho", num(0.05)}});
+      auto strategy_ =
+          strategy(perturbation, perturbation == "none"
+                                     ? std::map<std::string, Options::Value>{}
+                                     : std::map<std::string, Options::Value>{{"rho", num(0.05)}});
       auto w0 = clones(trainable(*rig.backbone, *rig.head));
       for (int k = 0; k < 4; ++k) {
         StepStats s = rig.step->run(*strategy_, train_x(k), train_y());
@@ -694,7 +709,8 @@ CATCH_TEST_CASE("the statistics after one step are those of the first pass, by t
   CATCH_CHECK(buffer(*rig.head, "t") == catch_compat::Approx(t).epsilon(1e-13));
 }
 
-CATCH_TEST_CASE("every new head's state survives a state_dict file, and training goes on the same") {
+CATCH_TEST_CASE(
+    "every new head's state survives a state_dict file, and training goes on the same") {
   TempDir dir("heads-more");
   for (const std::string name : kHeads) {
     CATCH_CAPTURE(name);
@@ -729,13 +745,14 @@ CATCH_TEST_CASE("the new heads reject unknown keys and values out of range, nami
   auto error = [](const std::string& name, const std::map<std::string, Options::Value>& values,
                   std::int64_t classes = 5) {
     return config_error([&] {
-      flatface::make_head(step_plugins(), PluginRef{name, options_of("head '" + name + "'", values)},
-                          4, classes);
+      flatface::make_head(step_plugins(),
+                          PluginRef{name, options_of("head '" + name + "'", values)}, 4, classes);
     });
   };
   using catch_compat::Contains;
   CATCH_CHECK_THAT(error("curricularface", {{"m", num(3.2)}}), Contains("m must be < pi"));
-  CATCH_CHECK_THAT(error("curricularface", {{"t_alpha", num(1.5)}}), Contains("t_alpha must be in [0, 1]"));
+  CATCH_CHECK_THAT(error("curricularface", {{"t_alpha", num(1.5)}}),
+                   Contains("t_alpha must be in [0, 1]"));
   CATCH_CHECK_THAT(error("curricularface", {{"alpha", num(0.1)}}), Contains("unknown key 'alpha'"));
   CATCH_CHECK_THAT(error("adacos", {}, 2), Contains("needs at least 3 classes"));
   CATCH_CHECK_THAT(error("adacos", {{"s", num(30.0)}}), Contains("unknown key 's'"));

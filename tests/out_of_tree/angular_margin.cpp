@@ -2,10 +2,9 @@
 // (flatface/cosine_head.hpp): θ_y = arccos(cos θ_y), target logit s cos(min(θ_y + m, π)), other
 // logits s cos θ_j. Where θ_y + m ≤ π it is the in-tree `arcface` (cos θ cos m − sin θ sin m),
 // computed through the angle; beyond, the target stays at −s rather than rising again.
+#include <cmath>
 #include <flatface/cosine_head.hpp>
 #include <flatface/plugin.hpp>
-
-#include <cmath>
 
 namespace {
 
@@ -37,6 +36,5 @@ std::shared_ptr<flatface::MarginHead> make(const flatface::HeadArgs& args) {
 
 }  // namespace
 
-FLATFACE_PLUGIN(flatface::head_entry("angular-margin",
-                                     "ArcFace's s cos(min(theta + m, pi)) through arccos, out of tree",
-                                     &make))
+FLATFACE_PLUGIN(flatface::head_entry(
+    "angular-margin", "ArcFace's s cos(min(theta + m, pi)) through arccos, out of tree", &make))

@@ -1,5 +1,5 @@
-// AdaCos (Zhang et al., "AdaCos: Adaptively Scaling Cosine Logits for Effectively Learning Deep Face
-// Representations", CVPR 2019; as in FaceX-Zoo head/AdaCos.py, after 4uiiurz1/pytorch-adacos).
+// AdaCos (Zhang et al., "AdaCos: Adaptively Scaling Cosine Logits for Effectively Learning Deep
+// Face Representations", CVPR 2019; as in FaceX-Zoo head/AdaCos.py, after 4uiiurz1/pytorch-adacos).
 // Logits s cos θ_j, no margin. Fixed scale: s = √2 log(C − 1). Dynamic scale,
 // once per step under no-grad, over the global batch:
 //   B_avg = (1/N) Σ_i Σ_{j≠y_i} exp(s cos θ_ij)   (with the s of the previous step)
@@ -77,9 +77,11 @@ class AdaCos final : public CosineHead {
         dynamic_(args.options.get_bool("dynamic", true)),
         ranks_(*args.collectives) {
     if (args.num_classes < 3) {
-      throw ConfigError(args.options.pos().str() +
-                        ": head 'adacos' needs at least 3 classes, for its scale sqrt(2) log(C - 1) "
-                        "(got " + std::to_string(args.num_classes) + ")");
+      throw ConfigError(
+          args.options.pos().str() +
+          ": head 'adacos' needs at least 3 classes, for its scale sqrt(2) log(C - 1) "
+          "(got " +
+          std::to_string(args.num_classes) + ")");
     }
     fixed_ = std::sqrt(2.0) * std::log(static_cast<double>(args.num_classes - 1));
     // The dynamic scale, in a buffer so that checkpoints carry it; 0 until the first update, where
@@ -96,9 +98,7 @@ class AdaCos final : public CosineHead {
   }
 
  private:
-  at::Tensor scale() const {
-    return at::where(scale_ != 0, scale_, at::full_like(scale_, fixed_));
-  }
+  at::Tensor scale() const { return at::where(scale_ != 0, scale_, at::full_like(scale_, fixed_)); }
 
   void update_scale(const at::Tensor& cos, const at::Tensor& labels) {
     at::NoGradGuard no_grad;
@@ -106,9 +106,9 @@ class AdaCos final : public CosineHead {
     at::Tensor others = at::exp(scale() * cos).masked_fill_(is_target, 0.0);
     at::Tensor theta = target_column(cos, labels).clamp(-1.0 + 1e-7, 1.0 - 1e-7).acos();
     // Σ_i Σ_{j≠y} exp(s cos θ_ij) and N over the ranks.
-    at::Tensor sums = at::stack({others.to(at::kDouble).sum(),
-                                 at::full({}, static_cast<double>(cos.size(0)),
-                                          cos.options().dtype(at::kDouble))});
+    at::Tensor sums =
+        at::stack({others.to(at::kDouble).sum(), at::full({}, static_cast<double>(cos.size(0)),
+                                                          cos.options().dtype(at::kDouble))});
     ranks_.all_reduce_sum({sums});
     sums = sums.cpu();
     const double b_avg = sums[0].item<double>() / sums[1].item<double>();
@@ -132,6 +132,6 @@ std::shared_ptr<MarginHead> make_adacos(const HeadArgs& args) {
 }  // namespace
 }  // namespace flatface::heads
 
-FLATFACE_PLUGIN(flatface::head_entry("adacos",
-                                     "adaptive scale s cos(theta), no margin (AdaCos, fixed or dynamic)",
-                                     &flatface::heads::make_adacos))
+FLATFACE_PLUGIN(flatface::head_entry(
+    "adacos", "adaptive scale s cos(theta), no margin (AdaCos, fixed or dynamic)",
+    &flatface::heads::make_adacos))

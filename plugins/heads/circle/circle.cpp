@@ -24,7 +24,7 @@ class Circle final : public CosineHead {
     at::Tensor cos = cosine(embeddings);
     at::Tensor a = cos.detach();
     at::Tensor positive = (1.0 + m_ - a).clamp_min(0.0) * (cos - (1.0 - m_));  // α_p (s_p − Δ_p)
-    at::Tensor negative = (a + m_).clamp_min(0.0) * (cos - m_);                // α_n (s_n − Δ_n)
+    at::Tensor negative = (a + m_).clamp_min(0.0) * (cos - m_);  // α_n (s_n − Δ_n)
     return gamma_ * with_target(negative, labels, target_column(positive, labels));
   }
 

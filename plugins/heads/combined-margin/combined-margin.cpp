@@ -27,8 +27,8 @@ class CombinedMargin final : public CosineHead {
         straight_through_(args.options.get_bool("straight_through", false)) {
     if (!(m2_ < M_PI)) {
       throw ConfigError(args.options.pos_of("m2").str() +
-                        ": m2 must be < pi for head 'combined-margin' (got " +
-                        std::to_string(m2_) + ")");
+                        ": m2 must be < pi for head 'combined-margin' (got " + std::to_string(m2_) +
+                        ")");
     }
   }
 

@@ -1,8 +1,8 @@
 // CurricularFace (Huang et al., "CurricularFace: Adaptive Curriculum Learning Loss for Deep Face
-// Recognition", CVPR 2020; the authors' head: github.com/HuangYG123/CurricularFace head/metrics.py).
-//   target      T(cos θ_y) = cos(θ_y + m)                      (cos θ_y − m sin m where θ_y + m > π)
-//   non-target  N(t, cos θ_j) = cos θ_j                        if cos θ_j ≤ cos(θ_y + m)  (easy)
-//                             = cos θ_j (t + cos θ_j)          otherwise                  (hard)
+// Recognition", CVPR 2020; the authors' head: github.com/HuangYG123/CurricularFace head/metrics.py)
+//   target      T(cos θ_y) = cos(θ_y + m)            (cos θ_y − m sin m where θ_y + m > π)
+//   non-target  N(t, cos θ_j) = cos θ_j              if cos θ_j ≤ cos(θ_y + m)   (easy)
+//                             = cos θ_j (t + cos θ_j) otherwise                  (hard)
 //   curriculum  t ← α mean_i cos θ_{y_i} + (1 − α) t,  t = 0 at the start
 // all times s. As in the authors' code, t is updated before the hard negatives are modulated (the
 // step that updates t uses the new t), and the easy/hard border is cos(θ_y + m) itself, also
@@ -46,7 +46,7 @@ class CurricularFace final : public CosineHead {
   at::Tensor logits(const at::Tensor& embeddings, const at::Tensor& labels) override {
     at::Tensor cos = cosine(embeddings);
     at::Tensor c = target_column(cos, labels);
-    at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();  // the floor keeps d/dc finite
+    at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();          // the floor keeps d/dc finite
     at::Tensor cos_theta_m = c * std::cos(m_) - sin * std::sin(m_);  // cos(θ_y + m)
     at::Tensor target = at::where(c > std::cos(M_PI - m_), cos_theta_m, c - m_ * std::sin(m_));
     if (update_statistics()) update_t(c);
@@ -59,9 +59,9 @@ class CurricularFace final : public CosineHead {
   // t ← α mean(cos θ_y) + (1 − α) t, the mean over the global batch (Σ and count over the ranks).
   void update_t(const at::Tensor& c) {
     at::NoGradGuard no_grad;
-    at::Tensor sums = at::stack({c.to(at::kDouble).sum(),
-                                 at::full({}, static_cast<double>(c.size(0)),
-                                          c.options().dtype(at::kDouble))});
+    at::Tensor sums =
+        at::stack({c.to(at::kDouble).sum(),
+                   at::full({}, static_cast<double>(c.size(0)), c.options().dtype(at::kDouble))});
     ranks_.all_reduce_sum({sums});
     t_.mul_(1.0 - t_alpha_).add_(t_alpha_ * (sums[0] / sums[1]).to(t_.scalar_type()));
   }
