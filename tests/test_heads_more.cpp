@@ -5,7 +5,8 @@
 //   the normalisations), with the edge cases each paper names;
 // - the numbers the authors' own heads printed on the same batch (tests/reference/*_reference.py,
 //   stored in tests/reference/data/);
-// - data parallel: two ranks (threads) reduce the batch statistics to those of one process;
+// - data parallel: two ranks (threads) reduce the batch statistics to those of one process, and
+//   `flatface run --nproc 2` (Gloo) trains as one process does;
 // - training with none / sam / aace, the statistics updated once per step, and the state carried
 //   through a state_dict file.
 #include <ATen/ops/cross_entropy_loss.h>
@@ -17,9 +18,11 @@
 #include <thread>
 
 #include "catch_compat.hpp"
+#include "cli_test_support.hpp"
 #include "formats/state_dict.hpp"
 #include "step_test_support.hpp"
 #include "test_support.hpp"
+#include "tiny_grid.hpp"
 #include "training/optimizer.hpp"
 #include "training/train_step.hpp"
 
@@ -615,6 +618,60 @@ CATCH_TEST_CASE(
         CATCH_CHECK(world.rounds > 0);
       }
     }
+  }
+}
+
+namespace {
+
+// Every epoch's loss, loss at w + ε and training accuracy of each setup in a results folder.
+std::string metrics_of(const std::string& folder) {
+  const std::string script =
+      "import h5py,glob,sys\n"
+      "for p in sorted(glob.glob(sys.argv[1]+'/*.h5')):\n"
+      "  f=h5py.File(p,'r')\n"
+      "  for k in ('loss','loss_perturbed','train_accuracy'):\n"
+      "    print(f.attrs['setup'],k,' '.join('%.6e'%v for v in f['metrics'][k][()]))\n";
+  auto r = shell("'" + std::string(FLATFACE_PYTHON) + "' -c \"" + script + "\" " + folder);
+  CATCH_REQUIRE(r.code == 0);
+  return r.out;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE(
+    "flatface run --nproc 2 trains CurricularFace and AdaCos with SAM as one process does") {
+  TempDir dir("heads-more-nproc");
+  auto grid = [&](const std::string& output) {
+    TinyGrid g = tiny_toy_grid();  // BN-free: two ranks take one process's steps exactly
+    g.name = "heads-dp";
+    g.output = output;
+    g.train = R"({ plugin = "test-toy-data", classes = 4, images = 24 })";
+    g.epochs = 2;
+    g.batch_size = 6;  // rows 3 + 3 on two ranks
+    g.train_keys = {"lr = 0.05"};
+    g.setups = {{"curricularface", R"({ plugin = "curricularface", s = 8.0 })",
+                 R"({ plugin = "sam", rho = 0.1 })"},
+                {"adacos", R"({ plugin = "adacos" })", R"({ plugin = "sam", rho = 0.1 })"}};
+    g.extra_tables =
+        "[plugins]\npaths = [\"" + std::string(FLATFACE_TEST_PLUGIN_DIR) + "/good\"]\n";
+    return tiny_grid(g);
+  };
+  auto a = run_cli("run " + dir.write("one.toml", grid(dir / "one")) + " --threads 1");
+  CATCH_REQUIRE(a.code == 0);
+  auto b = run_cli("run " + dir.write("two.toml", grid(dir / "two")) + " --threads 1 --nproc 2");
+  CATCH_INFO(b.out);
+  CATCH_REQUIRE(b.code == 0);
+  CATCH_CHECK_THAT(b.out, catch_compat::Contains("rank 0 of 2"));
+  // Equal to float32 rounding: the numbers printed to 7 digits agree.
+  const std::string one = metrics_of(dir / "one"), two = metrics_of(dir / "two");
+  CATCH_CHECK(contains(one, "curricularface loss "));
+  CATCH_CHECK(contains(one, "adacos loss_perturbed "));
+  std::istringstream x(one), y(two);
+  std::string word_x, word_y;
+  while (x >> word_x) {
+    CATCH_REQUIRE(y >> word_y);
+    if (word_x == word_y) continue;
+    CATCH_CHECK(std::stod(word_x) == catch_compat::Approx(std::stod(word_y)).epsilon(1e-5));
   }
 }
 
