@@ -9,12 +9,17 @@
 //   `flatface run --nproc 2` (Gloo) trains as one process does;
 // - training with none / sam / aace, the statistics updated once per step, and the state carried
 //   through a state_dict file.
+#include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/equal.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "catch_compat.hpp"

@@ -5,8 +5,6 @@
 //   others   γ α_n (s_n − Δ_n),  α_n = [s_n + m]_+,      Δ_n = m
 // The weights α are detached, as in the authors' code: they scale the gradient, they are not
 // trained.
-#include <ATen/ops/where.h>
-
 #include "flatface/cosine_head.hpp"
 #include "flatface/plugin.hpp"
 
