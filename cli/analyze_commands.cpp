@@ -1,15 +1,16 @@
 // flatface analyze CKPT… | RESULTS_DIR… [--pair A B]: the flatness of trained runs (Hessian
-// spectrum, trace, sharpness, landscapes) into their result files (runtime/src/flatness/analysis.hpp).
+// spectrum, trace, sharpness, landscapes) into their result files
+// (runtime/src/flatness/analysis.hpp).
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <memory>
 #include <iostream>
+#include <memory>
 
-#include "flatness/analysis.hpp"
 #include "common.hpp"
+#include "flatness/analysis.hpp"
 
 namespace flatface::cli {
 namespace {
@@ -24,6 +25,7 @@ struct AnalyzeArgs {
   std::vector<double> range{0.0, 1.0};
   bool accuracy = false;
 };
+AnalyzeArgs analyze_args;
 
 // One updating line on a terminal; elsewhere a log line as each stage starts.
 AnalysisCallback progress_display(const std::string& tag) {
@@ -82,7 +84,8 @@ int analyze(const Globals& g, const AnalyzeArgs& a) {
     o.device = a.device;
     o.settings = settings;
     o.progress = progress_display("line");
-    const RunFiles from = run_files_of_checkpoint(a.pair[0]), to = run_files_of_checkpoint(a.pair[1]);
+    const RunFiles from = run_files_of_checkpoint(a.pair[0]),
+                   to = run_files_of_checkpoint(a.pair[1]);
     analyze_line(*registry, from, to, o);
     end_live_line();
     std::cout << from.result << ": line to " << to.checkpoint << " written\n";
@@ -112,31 +115,33 @@ int analyze(const Globals& g, const AnalyzeArgs& a) {
 
 }  // namespace
 
-void add_analyze_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static AnalyzeArgs args;
-  auto* cmd = app.add_subcommand(
-      "analyze",
-      "Flatness of trained runs: Hessian eigenvalues and trace, sharpness, loss landscapes");
-  cmd->add_option("paths", args.paths,
-                  "Checkpoints (results/x/checkpoints/ID.ckpt) or results folders (every complete "
-                  "run)");
-  cmd->add_option("--settings", args.settings,
-                  "Analysis settings as an inline TOML table, e.g. '{ top_k = 3, batches = 2 }' "
-                  "(default: the experiment's [analysis], else the defaults)");
-  cmd->add_flag("--force", args.force, "Analyse runs already analysed with the same settings");
-  cmd->add_option("--device", args.device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
-  cmd->add_option("--pair", args.pair,
-                  "Two checkpoints A B: the loss on the straight line from A to B, written to A's "
-                  "file")
+void analyze_options(CLI::App& cmd) {
+  cmd.add_option("paths", analyze_args.paths,
+                 "Checkpoints (results/x/checkpoints/ID.ckpt) or results folders (every complete "
+                 "run)");
+  cmd.add_option("--settings", analyze_args.settings,
+                 "Analysis settings as an inline TOML table, e.g. '{ top_k = 3, batches = 2 }' "
+                 "(default: the experiment's [analysis], else the defaults)");
+  cmd.add_flag("--force", analyze_args.force,
+               "Analyse runs already analysed with the same settings");
+  cmd.add_option("--device", analyze_args.device,
+                 "cpu | cuda | cuda:N | auto (default: the experiment's)");
+  cmd.add_option("--pair", analyze_args.pair,
+                 "Two checkpoints A B: the loss on the straight line from A to B, written to A's "
+                 "file")
       ->expected(2);
-  cmd->add_option("--points", args.points, "Points on the line (--pair)")
+  cmd.add_option("--points", analyze_args.points, "Points on the line (--pair)")
       ->check(CLI::Range(std::int64_t{2}, std::int64_t{10000}));
-  cmd->add_option("--range", args.range, "t range of the line, FROM,TO (--pair; default 0,1)")
+  cmd.add_option("--range", analyze_args.range,
+                 "t range of the line, FROM,TO (--pair; default 0,1)")
       ->delimiter(',')
       ->expected(2);
-  cmd->add_flag("--accuracy", args.accuracy,
-                "Also verification accuracy along the line (--pair; A's [data] eval sets)");
-  cmd->callback([&g, &chosen] { chosen = [&g] { return analyze(g, args); }; });
+  cmd.add_flag("--accuracy", analyze_args.accuracy,
+               "Also verification accuracy along the line (--pair; A's [data] eval sets)");
+}
+
+int analyze_command(const Globals& g) {
+  return analyze(g, analyze_args);
 }
 
 }  // namespace flatface::cli

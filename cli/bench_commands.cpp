@@ -4,20 +4,18 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <iostream>
-#include <sstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <variant>
 
 #include "bench/bench.hpp"
 #include "common.hpp"
-#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
-#include "json_text.hpp"
+#include "plugin_host/factory.hpp"
 #include "training/trainer.hpp"
 
 namespace flatface::cli {
@@ -26,7 +24,7 @@ namespace {
 
 struct BenchArgs {
   ExperimentArgs experiment;
-  StepBenchOptions step;  // --setup fills step.setups
+  StepBenchOptions step;            // --setup fills step.setups
   std::vector<int> loader_threads;  // empty: 1 and the compute threads
   std::int64_t loader_batches = 30;
   std::vector<std::string> loader_data;  // extra training sets, inline TOML tables
@@ -34,66 +32,48 @@ struct BenchArgs {
   std::vector<std::string> skip;
   std::string json;
 };
+BenchArgs bench_args;
 
 bool skipped(const BenchArgs& a, const std::string& part) {
   return std::find(a.skip.begin(), a.skip.end(), part) != a.skip.end();
 }
 
-// ---- a small JSON writer -------------------------------------------------------------------
+// ---- the JSON file -------------------------------------------------------------------------
+
+using Json = nlohmann::ordered_json;
 
 // Timings and ratios to 6 significant digits.
-std::string number(double v) {
+Json number(double v) {
   return json_number(v, 6);
 }
 
-std::string scalar_json(const Options::Scalar& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-        if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(x);
-        if constexpr (std::is_same_v<T, double>) return number(x);
-        if constexpr (std::is_same_v<T, std::string>) return json_quoted(x);
-      },
-      v);
+Json number(std::optional<double> v) {
+  return v ? number(*v) : nullptr;
+}
+
+Json scalar_json(const Options::Scalar& v) {
+  if (const auto* x = std::get_if<double>(&v)) return number(*x);
+  return std::visit([](const auto& x) { return Json(x); }, v);
 }
 
 // {"plugin": NAME, key: value, ...} of a plugin reference.
-std::string plugin_json(const std::string& plugin, const Options& options,
-                        const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-  std::string out = "{\"plugin\": " + json_quoted(plugin);
+Json plugin_json(const std::string& plugin, const Options& options) {
+  Json out{{"plugin", plugin}};
   for (const auto& key : options.keys()) {
     if (key == "plugin" || key == "bn_second_pass" || key == "epsilon") continue;
-    const auto* v = options.find(key);
-    out += ", " + json_quoted(key) + ": ";
-    if (const auto* list = std::get_if<std::vector<Options::Scalar>>(&v->data)) {
-      out += "[";
-      for (std::size_t i = 0; i < list->size(); ++i) out += (i ? ", " : "") + scalar_json((*list)[i]);
-      out += "]";
-    } else {
-      std::visit(
-          [&out](const auto& x) {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (!std::is_same_v<T, std::vector<Options::Scalar>>) out += scalar_json(x);
-          },
-          v->data);
-    }
+    std::visit(
+        [&out, &key](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::vector<Options::Scalar>>) {
+            out[key] = Json::array();
+            for (const auto& item : x) out[key].push_back(scalar_json(item));
+          } else {
+            out[key] = scalar_json(x);
+          }
+        },
+        options.find(key)->data);
   }
-  for (const auto& [k, v] : extra) out += ", " + json_quoted(k) + ": " + v;
-  return out + "}";
-}
-
-std::string samples_json(const std::vector<double>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + number(v[i]);
-  return out + "]";
-}
-
-std::string flags_json(const std::vector<bool>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i)
-    out += (i ? ", " : "") + std::string(v[i] ? "true" : "false");
-  return out + "]";
+  return out;
 }
 
 std::string machine_text() {
@@ -111,181 +91,215 @@ std::string machine_text() {
          std::to_string(std::thread::hardware_concurrency()) + " cores";
 }
 
-// ---- the command ---------------------------------------------------------------------------
+// ---- the command: one part after another -------------------------------------------------
 
-int bench(const Globals& g, BenchArgs& args) {
+// A ratio for the tables: 6 significant digits cut to 5 characters ("1.984"), or "-".
+std::string ratio_text(std::optional<double> v) {
+  if (!v) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", *v);
+  return std::string(text).substr(0, 5);
+}
+
+void print_steps(const Experiment& e, const BenchArgs& args, const StepBench& steps, int threads) {
+  std::printf(
+      "# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
+      "%s, %d steps after %d warm-up (interleaved); x plain = median / median of the plain "
+      "step; amortised ms = f median(two-pass steps) + (1 - f) median(one-pass steps), f the "
+      "share of steps that made a second pass, and its ratio to the plain step's\n",
+      e.backbone.plugin.c_str(), steps.device.c_str(), static_cast<long long>(steps.batch_size),
+      static_cast<long long>(steps.input_size), static_cast<long long>(steps.input_size),
+      static_cast<long long>(steps.classes), threads, e.train.precision.c_str(), args.step.steps,
+      args.step.warmup);
+  std::printf("%-26s %-12s %10s %10s %10s %10s %9s %9s %9s %10s %9s\n", "setup", "perturb",
+              "median ms", "p10 ms", "p90 ms", "mean ms", "img/s", "2nd pass", "x plain",
+              "amort. ms", "amortised");
+  for (const auto& s : steps.steps) {
+    std::printf("%-26s %-12s %10.2f %10.2f %10.2f %10.2f %9.1f %8.0f%% %9s %10.2f %9s\n",
+                s.setup.c_str(), s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90, s.ms.mean,
+                s.images_per_second, 100 * s.second_pass_fraction,
+                ratio_text(s.ratio_to_plain).c_str(), s.amortised_ms,
+                ratio_text(s.amortised_ratio).c_str());
+  }
+}
+
+// The settings bench/baseline.py needs to run the same steps.
+Json config_json(const Experiment& e, const BenchArgs& args, const StepBench& steps, int threads) {
+  Json setups = Json::array();
+  for (const auto& step : steps.steps) {  // the setups measured, as measured
+    RunSpec run;
+    run.setup = step.setup_index;
+    run.swept = step.swept;
+    const Experiment measured = run_experiment(e, run);
+    const Setup& s = measured.setups[run.setup];
+    Json perturbation = plugin_json(s.perturbation.plugin, perturbation_options(measured, run));
+    perturbation["bn_second_pass"] = s.bn_second_pass;
+    setups.push_back({{"name", s.name},
+                      {"head", plugin_json(s.head.plugin, s.head.options)},
+                      {"perturbation", perturbation}});
+  }
+  return {{"device", steps.device},
+          {"threads", threads},
+          {"batch_size", steps.batch_size},
+          {"classes", steps.classes},
+          {"precision", e.train.precision},
+          {"steps", args.step.steps},
+          {"warmup", args.step.warmup},
+          {"seed", args.step.seed},
+          {"backbone", plugin_json(e.backbone.plugin, e.backbone.options)},
+          {"input", steps.input_size},
+          {"train",
+           {{"lr", number(e.train.lr)},
+            {"momentum", number(e.train.momentum)},
+            {"weight_decay", number(e.train.weight_decay)},
+            {"decay_bn_and_bias", e.train.decay_bn_and_bias}}},
+          {"setups", setups}};
+}
+
+Json steps_json(const StepBench& steps) {
+  Json out = Json::array();
+  for (const auto& s : steps.steps) {
+    Json samples = Json::array();
+    for (double ms : s.samples_ms) samples.push_back(number(ms));
+    out.push_back({{"setup", s.setup},
+                   {"head", s.head},
+                   {"perturbation", s.perturbation},
+                   {"two_pass", s.two_pass},
+                   {"median_ms", number(s.ms.median)},
+                   {"p10_ms", number(s.ms.p10)},
+                   {"p90_ms", number(s.ms.p90)},
+                   {"min_ms", number(s.ms.min)},
+                   {"images_per_second", number(s.images_per_second)},
+                   {"ratio_to_plain", number(s.ratio_to_plain)},
+                   {"mean_ms", number(s.ms.mean)},
+                   {"amortised_ms", number(s.amortised_ms)},
+                   {"second_pass_fraction", number(s.second_pass_fraction)},
+                   {"amortised_ratio", number(s.amortised_ratio)},
+                   {"loss_first", number(s.loss_first)},
+                   {"loss_last", number(s.loss_last)},
+                   {"samples_ms", samples},
+                   {"samples_second_pass", s.samples_second_pass}});
+  }
+  return out;
+}
+
+// Images per second of the training set (and of each --loader-data set) at each thread count,
+// against the plain step's rate at the compute thread count, which the loader must outpace.
+Json bench_loaders(const Experiment& e, const Registry& reg, const BenchArgs& args,
+                   const StepBench& steps, int threads) {
+  std::vector<int> counts = args.loader_threads;
+  if (counts.empty()) counts = threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1};
+  std::vector<std::pair<std::string, PluginRef>> sets{{e.train_data.plugin, e.train_data}};
+  for (std::size_t i = 0; i < args.loader_data.size(); ++i) {
+    PluginRef ref =
+        parse_plugin_ref(args.loader_data[i], "--loader-data #" + std::to_string(i + 1));
+    sets.emplace_back(ref.plugin, ref);
+  }
+  const std::int64_t input = make_backbone(reg, e.backbone)->input_size();
+  double consumed = 0;
+  for (const auto& s : steps.steps)
+    if (!s.two_pass && consumed == 0) consumed = s.images_per_second;
+  std::printf("\n# loader: batch %lld, resized to %lldx%lld, flip + normalise%s\n",
+              static_cast<long long>(e.train.batch_size), static_cast<long long>(input),
+              static_cast<long long>(input),
+              consumed > 0 ? "; x step = loader img/s / plain step img/s" : "");
+  std::printf("%-48s %8s %10s %10s\n", "dataset", "threads", "img/s", "x step");
+  Json out = Json::array();
+  for (const auto& [name, ref] : sets) {
+    auto data = make_train_set(reg, ref, input, 0);
+    const std::string label = data->describe().substr(0, 48);
+    for (int t : counts) {
+      LoaderTiming l = bench_loader(data, label, e.train.batch_size, input, t, args.loader_batches);
+      std::optional<double> ratio;
+      if (consumed > 0 && t == threads) ratio = l.images_per_second / consumed;
+      std::printf("%-48s %8d %10.0f %10s\n", label.c_str(), t, l.images_per_second,
+                  ratio_text(ratio).c_str());
+      out.push_back({{"dataset", data->describe()},
+                     {"plugin", name},
+                     {"threads", t},
+                     {"images", l.images},
+                     {"seconds", number(l.seconds)},
+                     {"images_per_second", number(l.images_per_second)},
+                     {"ratio_to_plain_step", number(ratio)}});
+    }
+  }
+  return out;
+}
+
+Json bench_evaluation(const Experiment& e, const Registry& reg, const BenchArgs& args) {
+  torch::manual_seed(static_cast<std::uint64_t>(args.step.seed));
+  auto backbone = make_backbone(reg, e.backbone);
+  const std::string device = resolve_device(e.device);
+  backbone->to(c10::Device(device));
+  std::printf("\n# evaluation: flip-sum embeddings + 10-fold protocol, median of %d\n",
+              args.eval_repeats);
+  std::printf("%-24s %8s %10s %10s\n", "benchmark", "pairs", "seconds", "pairs/s");
+  Json out = Json::array();
+  for (const auto& eval : e.eval) {
+    auto set = make_verification_set(reg, eval.data, backbone->input_size(), 0);
+    EvalTiming t =
+        bench_eval(*backbone, *set, eval.name, e.train.batch_size, device, args.eval_repeats);
+    std::printf("%-24s %8zu %10.3f %10.0f\n", t.benchmark.c_str(), t.pairs, t.seconds.median,
+                t.pairs_per_second);
+    out.push_back({{"benchmark", t.benchmark},
+                   {"pairs", t.pairs},
+                   {"median_seconds", number(t.seconds.median)},
+                   {"pairs_per_second", number(t.pairs_per_second)}});
+  }
+  return out;
+}
+
+Json bench_flatness(const Experiment& e, const Registry& reg, const BenchArgs& args) {
+  LambdaMaxTiming l = bench_lambda_max(e, reg, args.step);
+  std::printf(
+      "\n# flatness: one lambda_max estimate (power iteration, tolerance 1e-3, at most 100 "
+      "Hessian-vector products, BN eval, one batch of %lld) of %s, against plain training "
+      "steps of the same model and batch (median of %d)\n",
+      static_cast<long long>(e.train.batch_size), l.setup.c_str(), args.step.steps);
+  std::printf("%-26s %10s %12s %10s %12s %14s\n", "setup", "products", "lambda_max", "seconds",
+              "ms/product", "training steps");
+  std::printf("%-26s %10lld %12.4g %10.2f %12.1f %14.1f\n", l.setup.c_str(),
+              static_cast<long long>(l.iterations), l.eigenvalue, l.seconds, l.product_ms,
+              l.steps_per_estimate);
+  return {{"setup", l.setup},
+          {"products", l.iterations},
+          {"eigenvalue", number(l.eigenvalue)},
+          {"seconds", number(l.seconds)},
+          {"step_median_ms", number(l.step_ms.median)},
+          {"product_ms", number(l.product_ms)},
+          {"training_steps", number(l.steps_per_estimate)}};
+}
+
+int bench(const Globals& g, const BenchArgs& args) {
   Experiment e = args.experiment.load();
   const int threads = apply_threads(g, &e);
   auto reg = open_registry(g, &e);
-  const bool cuda = resolve_device(e.device).rfind("cuda", 0) == 0;
-
-  std::ostringstream json;
-  json << "{\n  \"tool\": \"flatface\",\n  \"version\": " << json_quoted(FLATFACE_VERSION_STRING)
-       << ",\n  \"torch_version\": " << json_quoted(torch_version_string())
-       << ",\n  \"date\": " << json_quoted(utc_timestamp()) << ",\n  \"machine\": " << json_quoted(machine_text())
-       << ",\n  \"experiment\": " << json_quoted(e.file);
-
+  Json doc{{"tool", "flatface"},
+           {"version", FLATFACE_VERSION_STRING},
+           {"torch_version", torch_version_string()},
+           {"date", utc_timestamp()},
+           {"machine", machine_text()},
+           {"experiment", e.file}};
   StepBench steps;
   if (!skipped(args, "step")) {
     steps = bench_steps(e, *reg, args.step);
-    std::printf(
-        "# training step: %s, %s, batch %lld, %lldx%lld, %lld classes, %d threads, "
-        "%s, %d steps after %d warm-up (interleaved); x plain = median / median of the plain "
-        "step; amortised ms = f median(two-pass steps) + (1 - f) median(one-pass steps), f the "
-        "share of steps that made a second pass, and its ratio to the plain step's\n",
-        e.backbone.plugin.c_str(), steps.device.c_str(), static_cast<long long>(steps.batch_size),
-        static_cast<long long>(steps.input_size), static_cast<long long>(steps.input_size),
-        static_cast<long long>(steps.classes), threads, e.train.precision.c_str(), args.step.steps,
-        args.step.warmup);
-    std::printf("%-26s %-12s %10s %10s %10s %10s %9s %9s %9s %10s %9s\n", "setup", "perturb",
-                "median ms", "p10 ms", "p90 ms", "mean ms", "img/s", "2nd pass", "x plain",
-                "amort. ms", "amortised");
-    for (const auto& s : steps.steps) {
-      std::printf("%-26s %-12s %10.2f %10.2f %10.2f %10.2f %9.1f %8.0f%% %9s %10.2f %9s\n",
-                  s.setup.c_str(), s.perturbation.c_str(), s.ms.median, s.ms.p10, s.ms.p90,
-                  s.ms.mean, s.images_per_second, 100 * s.second_pass_fraction,
-                  s.ratio_to_plain ? number(*s.ratio_to_plain).substr(0, 5).c_str() : "-",
-                  s.amortised_ms,
-                  s.amortised_ratio ? number(*s.amortised_ratio).substr(0, 5).c_str() : "-");
-    }
-
-    // The settings bench/baseline.py needs to run the same steps.
-    json << ",\n  \"config\": {\"device\": " << json_quoted(steps.device) << ", \"threads\": " << threads
-         << ", \"batch_size\": " << steps.batch_size << ", \"classes\": " << steps.classes
-         << ", \"precision\": " << json_quoted(e.train.precision) << ", \"steps\": " << args.step.steps
-         << ", \"warmup\": " << args.step.warmup << ", \"seed\": " << args.step.seed
-         << ",\n    \"backbone\": " << plugin_json(e.backbone.plugin, e.backbone.options)
-         << ",\n    \"input\": " << steps.input_size << ", \"train\": {\"lr\": " << number(e.train.lr)
-         << ", \"momentum\": " << number(e.train.momentum)
-         << ", \"weight_decay\": " << number(e.train.weight_decay)
-         << ", \"decay_bn_and_bias\": " << (e.train.decay_bn_and_bias ? "true" : "false")
-         << "},\n    \"setups\": [";
-    for (std::size_t i = 0; i < steps.steps.size(); ++i) {  // the setups measured, as measured
-      RunSpec run;
-      run.setup = steps.steps[i].setup_index;
-      run.swept = steps.steps[i].swept;
-      const Experiment measured = run_experiment(e, run);
-      const Setup& s = measured.setups[run.setup];
-      json << (i ? ",\n" : "\n") << "      {\"name\": " << json_quoted(s.name)
-           << ", \"head\": " << plugin_json(s.head.plugin, s.head.options) << ", \"perturbation\": "
-           << plugin_json(s.perturbation.plugin, perturbation_options(measured, run),
-                          {{"bn_second_pass", json_quoted(s.bn_second_pass)}})
-           << "}";
-    }
-    json << "]},\n  \"parameters\": " << steps.parameters << ",\n  \"steps\": [";
-    for (std::size_t i = 0; i < steps.steps.size(); ++i) {
-      const auto& s = steps.steps[i];
-      json << (i ? ",\n" : "\n") << "    {\"setup\": " << json_quoted(s.setup)
-           << ", \"head\": " << json_quoted(s.head) << ", \"perturbation\": " << json_quoted(s.perturbation)
-           << ", \"two_pass\": " << (s.two_pass ? "true" : "false")
-           << ", \"median_ms\": " << number(s.ms.median) << ", \"p10_ms\": " << number(s.ms.p10)
-           << ", \"p90_ms\": " << number(s.ms.p90) << ", \"min_ms\": " << number(s.ms.min)
-           << ", \"images_per_second\": " << number(s.images_per_second)
-           << ", \"ratio_to_plain\": " << (s.ratio_to_plain ? number(*s.ratio_to_plain) : "null")
-           << ", \"mean_ms\": " << number(s.ms.mean)
-           << ", \"amortised_ms\": " << number(s.amortised_ms)
-           << ", \"second_pass_fraction\": " << number(s.second_pass_fraction)
-           << ", \"amortised_ratio\": " << (s.amortised_ratio ? number(*s.amortised_ratio) : "null")
-           << ", \"loss_first\": " << number(s.loss_first)
-           << ", \"loss_last\": " << number(s.loss_last)
-           << ", \"samples_ms\": " << samples_json(s.samples_ms)
-           << ", \"samples_second_pass\": " << flags_json(s.samples_second_pass) << "}";
-    }
-    json << "\n  ]";
+    print_steps(e, args, steps, threads);
+    doc["config"] = config_json(e, args, steps, threads);
+    doc["parameters"] = steps.parameters;
+    doc["steps"] = steps_json(steps);
   }
-
-  if (!skipped(args, "loader")) {
-    std::vector<int> counts = args.loader_threads;
-    if (counts.empty()) counts = threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1};
-    std::vector<std::pair<std::string, PluginRef>> sets{{e.train_data.plugin, e.train_data}};
-    for (std::size_t i = 0; i < args.loader_data.size(); ++i) {
-      PluginRef ref = parse_plugin_ref(args.loader_data[i],
-                                       "--loader-data #" + std::to_string(i + 1));
-      sets.emplace_back(ref.plugin, ref);
-    }
-    const std::int64_t input = make_backbone(*reg, e.backbone)->input_size();
-    // The plain step's rate at the compute thread count, which the loader must outpace.
-    double consumed = 0;
-    for (const auto& s : steps.steps)
-      if (!s.two_pass && consumed == 0) consumed = s.images_per_second;
-    std::printf("\n# loader: batch %lld, resized to %lldx%lld, flip + normalise%s\n",
-                static_cast<long long>(e.train.batch_size), static_cast<long long>(input),
-                static_cast<long long>(input),
-                consumed > 0 ? "; x step = loader img/s / plain step img/s" : "");
-    std::printf("%-48s %8s %10s %10s\n", "dataset", "threads", "img/s", "x step");
-    json << ",\n  \"loader\": [";
-    bool first = true;
-    for (const auto& [name, ref] : sets) {
-      auto data = make_train_set(*reg, ref, input, 0);
-      const std::string label = data->describe().substr(0, 48);
-      for (int t : counts) {
-        LoaderTiming l = bench_loader(data, label, e.train.batch_size, input, t,
-                                      args.loader_batches);
-        const bool comparable = consumed > 0 && t == threads;
-        std::printf("%-48s %8d %10.0f %10s\n", label.c_str(), t, l.images_per_second,
-                    comparable ? number(l.images_per_second / consumed).substr(0, 5).c_str()
-                               : "-");
-        json << (first ? "\n" : ",\n") << "    {\"dataset\": " << json_quoted(data->describe())
-             << ", \"plugin\": " << json_quoted(name) << ", \"threads\": " << t
-             << ", \"images\": " << l.images << ", \"seconds\": " << number(l.seconds)
-             << ", \"images_per_second\": " << number(l.images_per_second)
-             << ", \"ratio_to_plain_step\": "
-             << (comparable ? number(l.images_per_second / consumed) : "null") << "}";
-        first = false;
-      }
-    }
-    json << "\n  ]";
-  }
-
-  if (!skipped(args, "eval") && !e.eval.empty()) {
-    torch::manual_seed(static_cast<std::uint64_t>(args.step.seed));
-    auto backbone = make_backbone(*reg, e.backbone);
-    const std::string device = resolve_device(e.device);
-    backbone->to(c10::Device(device));
-    std::printf("\n# evaluation: flip-sum embeddings + 10-fold protocol, median of %d\n",
-                args.eval_repeats);
-    std::printf("%-24s %8s %10s %10s\n", "benchmark", "pairs", "seconds", "pairs/s");
-    json << ",\n  \"eval\": [";
-    for (std::size_t i = 0; i < e.eval.size(); ++i) {
-      auto set = make_verification_set(*reg, e.eval[i].data, backbone->input_size(), 0);
-      EvalTiming t = bench_eval(*backbone, *set, e.eval[i].name, e.train.batch_size, device,
-                                args.eval_repeats);
-      std::printf("%-24s %8zu %10.3f %10.0f\n", t.benchmark.c_str(), t.pairs, t.seconds.median,
-                  t.pairs_per_second);
-      json << (i ? ",\n" : "\n") << "    {\"benchmark\": " << json_quoted(t.benchmark)
-           << ", \"pairs\": " << t.pairs << ", \"median_seconds\": " << number(t.seconds.median)
-           << ", \"pairs_per_second\": " << number(t.pairs_per_second) << "}";
-    }
-    json << "\n  ]";
-  }
-
-  if (!skipped(args, "flatness")) {
-    LambdaMaxTiming l = bench_lambda_max(e, *reg, args.step);
-    std::printf(
-        "\n# flatness: one lambda_max estimate (power iteration, tolerance 1e-3, at most 100 "
-        "Hessian-vector products, BN eval, one batch of %lld) of %s, against plain training "
-        "steps of the same model and batch (median of %d)\n",
-        static_cast<long long>(e.train.batch_size), l.setup.c_str(), args.step.steps);
-    std::printf("%-26s %10s %12s %10s %12s %14s\n", "setup", "products", "lambda_max", "seconds",
-                "ms/product", "training steps");
-    std::printf("%-26s %10lld %12.4g %10.2f %12.1f %14.1f\n", l.setup.c_str(),
-                static_cast<long long>(l.iterations), l.eigenvalue, l.seconds, l.product_ms,
-                l.steps_per_estimate);
-    json << ",\n  \"lambda_max\": {\"setup\": " << json_quoted(l.setup)
-         << ", \"products\": " << l.iterations << ", \"eigenvalue\": " << number(l.eigenvalue)
-         << ", \"seconds\": " << number(l.seconds)
-         << ", \"step_median_ms\": " << number(l.step_ms.median)
-         << ", \"product_ms\": " << number(l.product_ms)
-         << ", \"training_steps\": " << number(l.steps_per_estimate) << "}";
-  }
+  if (!skipped(args, "loader")) doc["loader"] = bench_loaders(e, *reg, args, steps, threads);
+  if (!skipped(args, "eval") && !e.eval.empty()) doc["eval"] = bench_evaluation(e, *reg, args);
+  if (!skipped(args, "flatness")) doc["lambda_max"] = bench_flatness(e, *reg, args);
 
   const double rss = peak_rss_mib();
+  const bool cuda = resolve_device(e.device).rfind("cuda", 0) == 0;
   std::printf("\npeak RSS %.1f MiB%s\n", rss,
               cuda ? " (host memory; GPU memory is not included)" : "");
-  json << ",\n  \"peak_rss_mb\": " << number(rss) << "\n}\n";
+  doc["peak_rss_mb"] = number(rss);
   if (!args.json.empty()) {
     std::ofstream out(args.json);
-    out << json.str();
+    out << doc.dump(2) << '\n';
     if (!out) throw RuntimeError("cannot write " + args.json);
     std::printf("wrote %s\n", args.json.c_str());
   }
@@ -294,35 +308,35 @@ int bench(const Globals& g, BenchArgs& args) {
 
 }  // namespace
 
-void add_bench_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static BenchArgs args;
-  auto* cmd = app.add_subcommand(
-      "bench", "Time the training step of each setup, the loader and evaluation");
-  args.experiment.add_to(*cmd);
-  cmd->add_option("--setup", args.step.setups, "Measure only this setup (repeatable)");
-  cmd->add_option("--classes", args.step.classes,
-                  "Identities of the class-weight matrix (default: the training set's)");
-  cmd->add_option("--steps", args.step.steps, "Timed steps per setup")->capture_default_str();
-  cmd->add_option("--warmup", args.step.warmup, "Untimed steps per setup first")
+void bench_options(CLI::App& cmd) {
+  bench_args.experiment.add_to(cmd);
+  cmd.add_option("--setup", bench_args.step.setups, "Measure only this setup (repeatable)");
+  cmd.add_option("--classes", bench_args.step.classes,
+                 "Identities of the class-weight matrix (default: the training set's)");
+  cmd.add_option("--steps", bench_args.step.steps, "Timed steps per setup")->capture_default_str();
+  cmd.add_option("--warmup", bench_args.step.warmup, "Untimed steps per setup first")
       ->capture_default_str();
-  cmd->add_option("--seed", args.step.seed, "Seed of the weights and the batch")
+  cmd.add_option("--seed", bench_args.step.seed, "Seed of the weights and the batch")
       ->capture_default_str();
-  cmd->add_option("--loader-threads", args.loader_threads,
-                  "Loader thread counts to measure (default: 1 and --threads)")
+  cmd.add_option("--loader-threads", bench_args.loader_threads,
+                 "Loader thread counts to measure (default: 1 and --threads)")
       ->delimiter(',');
-  cmd->add_option("--loader-batches", args.loader_batches, "Batches timed per loader measurement")
+  cmd.add_option("--loader-batches", bench_args.loader_batches,
+                 "Batches timed per loader measurement")
       ->capture_default_str();
-  cmd->add_option("--loader-data", args.loader_data,
-                  "Another training set to time the loader on, as an inline TOML table, e.g. "
-                  "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
-  cmd->add_option("--eval-repeats", args.eval_repeats, "Timed evaluations per benchmark")
+  cmd.add_option("--loader-data", bench_args.loader_data,
+                 "Another training set to time the loader on, as an inline TOML table, e.g. "
+                 "'{ plugin = \"image-folder\", path = \"faces\" }' (repeatable)");
+  cmd.add_option("--eval-repeats", bench_args.eval_repeats, "Timed evaluations per benchmark")
       ->capture_default_str();
-  cmd->add_option("--skip", args.skip,
-                  "Leave out a part: step, loader, eval, flatness (repeatable)")
+  cmd.add_option("--skip", bench_args.skip,
+                 "Leave out a part: step, loader, eval, flatness (repeatable)")
       ->check(CLI::IsMember({"step", "loader", "eval", "flatness"}));
-  cmd->add_option("--json", args.json, "Also write the measurements to this JSON file");
-  cmd->callback([&g, &chosen] { chosen = [&g] { return bench(g, args); }; });
+  cmd.add_option("--json", bench_args.json, "Also write the measurements to this JSON file");
 }
 
+int bench_command(const Globals& g) {
+  return bench(g, bench_args);
+}
 
 }  // namespace flatface::cli

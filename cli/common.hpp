@@ -2,10 +2,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <chrono>
-#include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -38,23 +37,44 @@ CLI::Validator positive_seconds();
 // The runs as `plan` lists them (one line each: id, setup, seed, rho, swept values); also
 // `run --dry-run`.
 void print_plan_text(const Experiment& e, const std::vector<RunSpec>& runs);
+// A number of the JSON that plan, status and bench write, to `digits` significant digits (as
+// these files have always been written); NaN and infinities are null.
+nlohmann::ordered_json json_number(double v, int digits);
 
-// Each subcommand registers itself; the callback runs after parsing and returns the exit code.
-using Command = std::function<int()>;
-using AddCommands = void (*)(CLI::App& app, Globals& g, Command& chosen);
+// A subcommand, as a row of the command table (main.cpp) names it: a function that adds its
+// options (bound to the arguments its file keeps) and one that runs it once they are parsed,
+// returning the exit code. Each pair lives in the cli/*_commands.cpp of its command.
+using AddOptions = void (*)(CLI::App& cmd);
+using RunCommand = int (*)(const Globals& g);
 
-// The subcommands of each cli/*_commands.cpp; main.cpp lists them all in one table.
-void add_info_commands(CLI::App& app, Globals& g, Command& chosen);    // plugins, validate
-void add_plan_commands(CLI::App& app, Globals& g, Command& chosen);    // plan
-void add_run_commands(CLI::App& app, Globals& g, Command& chosen);     // run
-void add_status_commands(CLI::App& app, Globals& g, Command& chosen);  // status
-void add_data_commands(CLI::App& app, Globals& g, Command& chosen);    // data info|validate|...
-void add_pairs_command(CLI::App& app, Globals& g, Command& chosen);    // data pairs
-void add_eval_commands(CLI::App& app, Globals& g, Command& chosen);    // eval, embed
-void add_analyze_commands(CLI::App& app, Globals& g, Command& chosen); // analyze
-void add_report_commands(CLI::App& app, Globals& g, Command& chosen);  // report
-void add_bench_commands(CLI::App& app, Globals& g, Command& chosen);   // bench
-void add_export_command(CLI::App& app, Globals& g, Command& chosen);   // export
+void plugins_options(CLI::App& cmd);
+int plugins_command(const Globals& g);
+void validate_options(CLI::App& cmd);
+int validate_command(const Globals& g);
+void plan_options(CLI::App& cmd);
+int plan_command(const Globals& g);
+void run_options(CLI::App& cmd);
+int run_command(const Globals& g);
+void status_options(CLI::App& cmd);
+int status_command(const Globals& g);
+void data_pack_options(CLI::App& cmd);
+int data_pack_command(const Globals& g);
+void data_info_options(CLI::App& cmd);
+int data_info_command(const Globals& g);
+void data_pairs_options(CLI::App& cmd);
+int data_pairs_command(const Globals& g);
+void eval_options(CLI::App& cmd);
+int eval_command(const Globals& g);
+void embed_options(CLI::App& cmd);
+int embed_command(const Globals& g);
+void analyze_options(CLI::App& cmd);
+int analyze_command(const Globals& g);
+void report_options(CLI::App& cmd);
+int report_command(const Globals& g);
+void bench_options(CLI::App& cmd);
+int bench_command(const Globals& g);
+void export_options(CLI::App& cmd);
+int export_command(const Globals& g);
 
 // When main() began (for the wall time a command reports).
 std::chrono::steady_clock::time_point program_start();

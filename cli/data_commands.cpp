@@ -1,7 +1,7 @@
-// flatface data pack | info. `info` reads through the dataset plugin that claims the path, so a
-// format built out of tree is described like the built-in ones; `pack` writes insightface
+// flatface data pack | info. `info` reads through the dataset plugin that recognises the path, so
+// a format built out of tree is described like the built-in ones; `pack` writes insightface
 // RecordIO from an image folder, walking the folder itself since it stores each file's encoded
-// bytes as they are (a plugin hands out decoded pixels). Other files add more `data` subcommands.
+// bytes as they are (a plugin hands out decoded pixels). `data pairs` lives in data_pairs.cpp.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -11,12 +11,12 @@
 #include <sstream>
 
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
-#include "plugin_host/factory.hpp"
+#include "data/dataset_recognition.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/recordio.hpp"
 #include "flatface/image_codec.hpp"
 #include "flatface/image_tally.hpp"
+#include "plugin_host/factory.hpp"
 
 namespace flatface::cli {
 namespace {
@@ -33,6 +33,53 @@ struct PackArgs {
   std::string source, out, reencode;
   int quality = 95;
 };
+PackArgs pack_args;
+
+// One image file as `pack` stores it. Without --reencode, JPEG and PNG are stored byte for byte;
+// PGM/PPM, which insightface's readers do not all take, become lossless PNG. `copied` and
+// `encoded` count what happened, by format.
+struct PackedImage {
+  std::vector<std::uint8_t> payload;
+  int width = 0, height = 0;
+};
+
+PackedImage packed_image(const std::string& file, const PackArgs& a, Tally& copied,
+                         Tally& encoded) {
+  std::vector<std::uint8_t> bytes = read_file_bytes(file);
+  PackedImage out;
+  try {
+    ImageFormat format = sniff_image_format(bytes.data(), bytes.size());
+    std::string target = a.reencode;
+    if (target.empty() && (format == ImageFormat::pgm || format == ImageFormat::ppm)) {
+      target = "png";
+    }
+    if (target.empty()) {
+      ImageInfo info = probe_image(bytes.data(), bytes.size());
+      out.width = info.width;
+      out.height = info.height;
+      out.payload = std::move(bytes);
+      ++copied[to_string(format)];
+    } else {
+      Image image = decode_image(bytes);
+      out.width = image.width;
+      out.height = image.height;
+      out.payload = target == "jpeg" ? encode_jpeg(image, a.quality) : encode_png(image);
+      ++encoded[std::string(to_string(format)) + " -> " + target];
+    }
+  } catch (const RuntimeError& e) {
+    throw RuntimeError(file + ": " + e.what());
+  }
+  return out;
+}
+
+// property: "num_classes,height,width" (of the first image when sizes differ).
+void write_property(const std::string& out, std::size_t classes, std::pair<int, int> size) {
+  const fs::path path = fs::path(out) / "property";
+  std::ofstream property(path);
+  property << classes << ',' << size.second << ',' << size.first;
+  property.close();
+  if (!property) throw RuntimeError("cannot write " + path.string());
+}
 
 int pack(const PackArgs& a) {
   ImageFolderListing listing = list_image_folder(a.source);
@@ -54,39 +101,13 @@ int pack(const PackArgs& a) {
   for (std::size_t label = 0; label < classes; ++label) {
     const std::uint64_t first = key;
     for (const auto& file : listing.images[label]) {
-      std::vector<std::uint8_t> bytes = read_file_bytes(file);
-      std::vector<std::uint8_t> payload;
-      int width = 0, height = 0;
-      try {
-        ImageFormat format = sniff_image_format(bytes.data(), bytes.size());
-        // Without --reencode, JPEG and PNG are stored byte for byte; PGM/PPM, which insightface's
-        // readers do not all take, become lossless PNG.
-        std::string target = a.reencode;
-        if (target.empty() && (format == ImageFormat::pgm || format == ImageFormat::ppm)) {
-          target = "png";
-        }
-        if (target.empty()) {
-          ImageInfo info = probe_image(bytes.data(), bytes.size());
-          width = info.width;
-          height = info.height;
-          payload = std::move(bytes);
-          ++copied[to_string(format)];
-        } else {
-          Image image = decode_image(bytes);
-          width = image.width;
-          height = image.height;
-          payload = target == "jpeg" ? encode_jpeg(image, a.quality) : encode_png(image);
-          ++encoded[std::string(to_string(format)) + " -> " + target];
-        }
-      } catch (const RuntimeError& e) {
-        throw RuntimeError(file + ": " + e.what());
-      }
-      if (!first_size) first_size = {width, height};
-      ++sizes[size_text(width, height)];
+      const PackedImage image = packed_image(file, a, copied, encoded);
+      if (!first_size) first_size = {image.width, image.height};
+      ++sizes[size_text(image.width, image.height)];
       recordio::IRHeader h;
       h.label = static_cast<float>(label);
       h.id = key;
-      writer.write(key, recordio::pack(h, {}, payload.data(), payload.size()));
+      writer.write(key, recordio::pack(h, {}, image.payload.data(), image.payload.size()));
       ++key;
     }
     ranges.emplace_back(first, key);
@@ -100,11 +121,7 @@ int pack(const PackArgs& a) {
     ++key;
   }
   writer.close();
-  // property: "num_classes,height,width" (of the first image when sizes differ).
-  std::ofstream property(fs::path(a.out) / "property");
-  property << classes << ',' << first_size->second << ',' << first_size->first;
-  property.close();
-  if (!property) throw RuntimeError("cannot write " + (fs::path(a.out) / "property").string());
+  write_property(a.out, classes, *first_size);
 
   std::cout << "packed " << images << " images of " << classes << " identities from " << a.source
             << " into " << a.out << " (train.rec, train.idx, property)\n"
@@ -131,6 +148,13 @@ void print_details(const std::string& details) {
   for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
 }
 
+struct InfoArgs {
+  std::string path;
+  std::string plugin;  // --dataset
+  std::size_t limit = 0;
+};
+InfoArgs info_args;
+
 // Every role a dataset plugin reads PATH in (training set, verification set): what the opened set
 // says of itself, its size, and the plugin's details.
 int info(const Globals& g, const std::string& path, const std::string& plugin, std::size_t limit) {
@@ -138,15 +162,15 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
   std::vector<DataRole> roles;
   if (plugin.empty()) {
     bool train = false, verification = false;
-    for (const auto& owner : claims_on(*reg, path)) {
-      train = train || owner.claim.train;
-      verification = verification || owner.claim.verification;
+    for (const auto& reader : recognisers_of(*reg, path)) {
+      train = train || reader.roles.train;
+      verification = verification || reader.roles.verification;
     }
     if (train) roles.push_back(DataRole::train);
     if (verification) roles.push_back(DataRole::verification);
     if (roles.empty()) {
       throw ConfigError("'" + path +
-                        "': no dataset plugin reads it; what each one reads from a path:" +
+                        "': no dataset plugin recognises it; what each one reads from a path:" +
                         what_plugins_read(*reg));
     }
   } else {
@@ -157,7 +181,7 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
   // A data set has no backbone here: procedural data is drawn at the default 112 side.
   const std::int64_t input_size = 112;
   for (DataRole role : roles) {
-    PluginRef ref = claimed_ref(*reg, path, role, plugin);
+    PluginRef ref = recognised_ref(*reg, path, role, plugin);
     std::cout << path << ": dataset plugin '" << ref.plugin << "', " << to_string(role) << "\n";
     if (role == DataRole::train) {
       auto set = make_train_set(*reg, ref, input_size, 0);
@@ -182,40 +206,34 @@ int info(const Globals& g, const std::string& path, const std::string& plugin, s
 
 }  // namespace
 
-void add_data_commands(CLI::App& app, Globals& g, Command& chosen) {
-  auto* data = app.add_subcommand("data", "Inspect and convert face data sets");
-  data->require_subcommand(1);
-
-  static PackArgs pack_args;
-  auto* pk = data->add_subcommand(
-      "pack",
-      "Pack an image folder (root/<identity>/<image>) into insightface train.rec/.idx/property");
-  pk->add_option("source", pack_args.source, "Image folder")
+void data_pack_options(CLI::App& cmd) {
+  cmd.add_option("source", pack_args.source, "Image folder")
       ->required()
       ->check(CLI::ExistingDirectory);
-  pk->add_option("out", pack_args.out, "Output folder")->required();
-  pk->add_option("--reencode", pack_args.reencode,
+  cmd.add_option("out", pack_args.out, "Output folder")->required();
+  cmd.add_option("--reencode", pack_args.reencode,
                  "Re-encode every image as jpeg or png (default: JPEG/PNG stored as is, "
                  "PGM/PPM as PNG)")
       ->check(CLI::IsMember({"jpeg", "png"}));
-  pk->add_option("--quality", pack_args.quality, "JPEG quality for --reencode jpeg")
+  cmd.add_option("--quality", pack_args.quality, "JPEG quality for --reencode jpeg")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
-  pk->callback([&chosen] { chosen = [] { return pack(pack_args); }; });
+}
 
-  static std::string info_path, info_plugin;
-  static std::size_t info_limit = 0;
-  auto* in = data->add_subcommand(
-      "info",
-      "Describe a data set through the dataset plugin that reads it (insightface folder, "
-      "image folder, verification .bin, or any format a loaded plugin claims)");
-  in->add_option("path", info_path, "Folder or file")->required()->check(CLI::ExistingPath);
-  in->add_option("--dataset", info_plugin,
-                 "The dataset plugin to read it with (default: the one that claims it)");
-  in->add_option("--limit", info_limit, "Examine only the first N image records (0: all)")
+int data_pack_command(const Globals&) {
+  return pack(pack_args);
+}
+
+void data_info_options(CLI::App& cmd) {
+  cmd.add_option("path", info_args.path, "Folder or file")->required()->check(CLI::ExistingPath);
+  cmd.add_option("--dataset", info_args.plugin,
+                 "The dataset plugin to read it with (default: the one that recognises it)");
+  cmd.add_option("--limit", info_args.limit, "Examine only the first N image records (0: all)")
       ->capture_default_str();
-  in->callback(
-      [&g, &chosen] { chosen = [&g] { return info(g, info_path, info_plugin, info_limit); }; });
+}
+
+int data_info_command(const Globals& g) {
+  return info(g, info_args.path, info_args.plugin, info_args.limit);
 }
 
 }  // namespace flatface::cli

@@ -4,7 +4,7 @@
 //
 // --folder and --lfw-pairs read the files themselves: they store each JPEG/PNG byte for byte,
 // which a plugin cannot offer (it hands out decoded pixels). --from goes through the plugin that
-// claims the path, so a format built out of tree converts too; its images are stored as PNG
+// recognises the path, so a format built out of tree converts too; its images are stored as PNG
 // (lossless, so the .bin holds exactly the pixels the plugin decoded).
 #include <algorithm>
 #include <iostream>
@@ -13,13 +13,13 @@
 #include <utility>
 
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
-#include "plugin_host/factory.hpp"
+#include "data/dataset_recognition.hpp"
 #include "flatface/formats/image_folder.hpp"
 #include "flatface/formats/lfw_pairs.hpp"
 #include "flatface/formats/verification_bin.hpp"
 #include "flatface/image_codec.hpp"
 #include "flatface/sample_order.hpp"
+#include "plugin_host/factory.hpp"
 
 namespace flatface::cli {
 namespace {
@@ -29,6 +29,7 @@ struct PairsArgs {
   std::int64_t count = 600;
   std::uint64_t seed = 0;
 };
+PairsArgs pairs_args;
 
 // SplitMix64 (sample_order.hpp): the same draws for the same seed on every platform.
 using Rng = SplitMix64;
@@ -141,7 +142,7 @@ std::vector<std::uint8_t> stored_bytes(const std::string& file, int* reencoded) 
 // The pairs of a verification set a dataset plugin reads, every image stored as PNG.
 int convert_pairs(const Globals& g, const PairsArgs& a) {
   auto reg = open_registry(g);
-  PluginRef ref = claimed_ref(*reg, a.from, DataRole::verification, a.dataset);
+  PluginRef ref = recognised_ref(*reg, a.from, DataRole::verification, a.dataset);
   // No backbone here: procedural data is drawn at the default 112 side.
   auto set = make_verification_set(*reg, ref, 112, 0);
   VerificationBin bin;
@@ -194,35 +195,28 @@ int make_pairs(const PairsArgs& a) {
 
 }  // namespace
 
-void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
-  static PairsArgs args;
-  CLI::App* data = nullptr;
-  try {
-    data = app.get_subcommand("data");
-  } catch (const CLI::OptionNotFound&) {
-    data = app.add_subcommand("data", "Face data: pack, inspect, make verification pairs");
-  }
-  auto* cmd = data->add_subcommand(
-      "pairs",
-      "Write an insightface verification .bin from a folder, an LFW pairs list or any "
-      "verification set a dataset plugin reads");
-  auto* folder = cmd->add_option("--folder", args.folder, "Image folder root/<identity>/<image>")
-                     ->check(CLI::ExistingDirectory);
-  auto* count = cmd->add_option("--count", args.count, "Pairs to draw from --folder (half same)")
-                    ->capture_default_str();
-  auto* seed = cmd->add_option("--seed", args.seed, "Seed of the pair draw")->capture_default_str();
-  auto* lfw =
-      cmd->add_option("--lfw-pairs", args.lfw_pairs, "LFW pairs.txt (or 'path1 path2 0|1' lines)")
-          ->check(CLI::ExistingFile);
-  auto* root = cmd->add_option("--root", args.root, "Image root for --lfw-pairs")
+void data_pairs_options(CLI::App& cmd) {
+  auto* folder =
+      cmd.add_option("--folder", pairs_args.folder, "Image folder root/<identity>/<image>")
+          ->check(CLI::ExistingDirectory);
+  auto* count =
+      cmd.add_option("--count", pairs_args.count, "Pairs to draw from --folder (half same)")
+          ->capture_default_str();
+  auto* seed =
+      cmd.add_option("--seed", pairs_args.seed, "Seed of the pair draw")->capture_default_str();
+  auto* lfw = cmd.add_option("--lfw-pairs", pairs_args.lfw_pairs,
+                             "LFW pairs.txt (or 'path1 path2 0|1' lines)")
+                  ->check(CLI::ExistingFile);
+  auto* root = cmd.add_option("--root", pairs_args.root, "Image root for --lfw-pairs")
                    ->check(CLI::ExistingDirectory);
-  auto* from = cmd->add_option("--from", args.from,
-                               "Any verification set a dataset plugin reads (a file or folder); "
-                               "images stored as PNG")
+  auto* from = cmd.add_option("--from", pairs_args.from,
+                              "Any verification set a dataset plugin reads (a file or folder); "
+                              "images stored as PNG")
                    ->check(CLI::ExistingPath);
-  auto* dataset = cmd->add_option(
-      "--dataset", args.dataset, "The dataset plugin for --from (default: the one that claims it)");
-  cmd->add_option("out", args.out, "Output .bin file")->required();
+  auto* dataset =
+      cmd.add_option("--dataset", pairs_args.dataset,
+                     "The dataset plugin for --from (default: the one that recognises it)");
+  cmd.add_option("out", pairs_args.out, "Output .bin file")->required();
   count->needs(folder);
   seed->needs(folder);
   lfw->needs(root);
@@ -231,16 +225,15 @@ void add_pairs_command(CLI::App& app, Globals& g, Command& chosen) {
   folder->excludes(lfw);
   from->excludes(folder);
   from->excludes(lfw);
-  cmd->callback([folder, lfw, from, &g, &chosen] {
+  cmd.callback([folder, lfw, from] {
     if (folder->count() == 0 && lfw->count() == 0 && from->count() == 0)
       throw CLI::ValidationError("data pairs",
                                  "give --folder DIR, --lfw-pairs FILE --root DIR, or --from PATH");
-    if (from->count() > 0) {
-      chosen = [&g] { return convert_pairs(g, args); };
-    } else {
-      chosen = [] { return make_pairs(args); };
-    }
   });
+}
+
+int data_pairs_command(const Globals& g) {
+  return pairs_args.from.empty() ? make_pairs(pairs_args) : convert_pairs(g, pairs_args);
 }
 
 }  // namespace flatface::cli

@@ -8,13 +8,13 @@
 #include <map>
 #include <optional>
 
-#include "training/checkpoint.hpp"
 #include "common.hpp"
-#include "data/dataset_claims.hpp"
+#include "data/dataset_recognition.hpp"
 #include "evaluation/embedding_file.hpp"
 #include "evaluation/evaluation.hpp"
-#include "plugin_host/factory.hpp"
 #include "formats/state_dict.hpp"
+#include "plugin_host/factory.hpp"
+#include "training/checkpoint.hpp"
 #include "training/trainer.hpp"
 
 namespace flatface::cli {
@@ -28,7 +28,7 @@ struct NamedSet {
 
 // SET is the name of one of the [data] eval sets of the checkpoint's experiment (`e`; null with
 // --weights, which has none), or a file or folder that a dataset plugin reads as a verification
-// set (`plugin`, from --dataset, names it; otherwise the plugins' claims decide).
+// set (`plugin`, from --dataset, names it; otherwise the plugin that recognises it).
 NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& arg,
                   const std::string& plugin, std::int64_t input_size) {
   if (e != nullptr) {
@@ -36,7 +36,7 @@ NamedSet open_set(const Registry& reg, const Experiment* e, const std::string& a
       if (ev.name == arg) return {ev.name, make_verification_set(reg, ev.data, input_size, 0)};
   }
   if (std::filesystem::exists(arg)) {
-    PluginRef ref = claimed_ref(reg, arg, DataRole::verification, plugin);
+    PluginRef ref = recognised_ref(reg, arg, DataRole::verification, plugin);
     return {std::filesystem::path(arg).stem().string(),
             make_verification_set(reg, ref, input_size, 0)};
   }
@@ -61,7 +61,7 @@ struct EvalArgs {
   std::string out;
   std::int64_t batch_size = 256;
   std::string device;   // empty: the experiment's
-  std::string dataset;  // the plugin reading SET paths; empty: the one that claims them
+  std::string dataset;  // the plugin reading SET paths; empty: the one that recognises them
 
   void add_common(CLI::App& cmd) {
     auto* ckpt = cmd.add_option("--checkpoint", checkpoint, "Checkpoint file of a run")
@@ -79,10 +79,12 @@ struct EvalArgs {
     cmd.add_option("--batch-size", batch_size, "Images per forward pass")
         ->check(CLI::PositiveNumber);
     cmd.add_option("--device", device, "cpu | cuda | cuda:N | auto (default: the experiment's)");
-    cmd.add_option("--dataset", dataset,
-                   "The dataset plugin that reads SET paths (default: the one that claims them)");
+    cmd.add_option(
+        "--dataset", dataset,
+        "The dataset plugin that reads SET paths (default: the one that recognises them)");
   }
 };
+EvalArgs eval_args, embed_args;
 
 // The backbone to evaluate, from a checkpoint or from --weights and --backbone.
 struct Loaded {
@@ -186,27 +188,31 @@ int run_embed(const Globals& g, const EvalArgs& args) {
 
 }  // namespace
 
-void add_eval_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static EvalArgs eval_args, embed_args;
-  auto* ev =
-      app.add_subcommand("eval", "Verification accuracy (10-fold) of a checkpoint or weights");
-  eval_args.add_common(*ev);
-  ev->add_option("sets", eval_args.sets,
+void eval_options(CLI::App& cmd) {
+  eval_args.add_common(cmd);
+  cmd.add_option("sets", eval_args.sets,
                  "Verification sets: files or folders a dataset plugin reads (e.g. .bin), or names "
                  "from the checkpoint experiment's [data] eval")
       ->required();
-  ev->callback([&g, &chosen] { chosen = [&g] { return run_eval(g, eval_args); }; });
+}
 
-  auto* em = app.add_subcommand("embed", "Write a verification set's embeddings to HDF5");
-  embed_args.add_common(*em);
-  em->add_option("set", embed_args.sets,
+int eval_command(const Globals& g) {
+  return run_eval(g, eval_args);
+}
+
+void embed_options(CLI::App& cmd) {
+  embed_args.add_common(cmd);
+  cmd.add_option("set", embed_args.sets,
                  "A file or folder a dataset plugin reads (e.g. .bin), or a name from the "
                  "checkpoint experiment's [data] eval")
       ->required()
       ->expected(1);
-  em->add_option("--out", embed_args.out, "Output .h5 file (datasets embeddings, issame)")
+  cmd.add_option("--out", embed_args.out, "Output .h5 file (datasets embeddings, issame)")
       ->required();
-  em->callback([&g, &chosen] { chosen = [&g] { return run_embed(g, embed_args); }; });
+}
+
+int embed_command(const Globals& g) {
+  return run_embed(g, embed_args);
 }
 
 }  // namespace flatface::cli

@@ -2,9 +2,9 @@
 // the same parameter names as insightface's arcface_torch.
 #include <iostream>
 
-#include "training/checkpoint.hpp"
 #include "common.hpp"
 #include "formats/state_dict.hpp"
+#include "training/checkpoint.hpp"
 
 namespace flatface::cli {
 
@@ -14,6 +14,7 @@ struct ExportArgs {
   std::string checkpoint;
   std::string out;
 };
+ExportArgs export_args;
 
 int export_backbone(const Globals& g, const ExportArgs& args) {
   auto registry = open_registry(g);
@@ -29,15 +30,15 @@ int export_backbone(const Globals& g, const ExportArgs& args) {
 
 }  // namespace
 
-void add_export_command(CLI::App& app, Globals& g, Command& chosen) {
-  static ExportArgs args;
-  auto* cmd = app.add_subcommand("export", "Write a checkpoint's backbone as a PyTorch state dict");
-  cmd->add_option("checkpoint", args.checkpoint, "Checkpoint (.ckpt) of a run")
+void export_options(CLI::App& cmd) {
+  cmd.add_option("checkpoint", export_args.checkpoint, "Checkpoint (.ckpt) of a run")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--out", args.out, "Output file, e.g. backbone.pt")->required();
-  cmd->callback([&g, &chosen] { chosen = [&g] { return export_backbone(g, args); }; });
+  cmd.add_option("--out", export_args.out, "Output file, e.g. backbone.pt")->required();
 }
 
+int export_command(const Globals& g) {
+  return export_backbone(g, export_args);
+}
 
 }  // namespace flatface::cli

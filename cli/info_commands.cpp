@@ -5,18 +5,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 #include <tuple>
 
 #include "common.hpp"
-#include "plugin_host/factory.hpp"
 #include "flatface/torch_compat.hpp"
 #include "flatface/version.hpp"
 #include "formats/state_dict.hpp"
+#include "plugin_host/factory.hpp"
 
 namespace flatface::cli {
 
@@ -57,6 +61,17 @@ int apply_threads(const Globals& g, const Experiment* e) {
   return n;
 }
 
+nlohmann::ordered_json json_number(double v, int digits) {
+  if (!std::isfinite(v)) return nullptr;
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*g", digits, v);
+  const double rounded = std::strtod(text, nullptr);
+  // A whole number prints as one (64, not 64.0), as %g did before: scripts compare the text too.
+  if (rounded == std::floor(rounded) && std::fabs(rounded) < 9007199254740992.0)
+    return static_cast<std::int64_t>(rounded);
+  return rounded;
+}
+
 std::string version_text() {
   std::string cuda = torch::cuda::is_available()
                          ? "available (" + std::to_string(torch::cuda::device_count()) + " devices)"
@@ -67,6 +82,9 @@ std::string version_text() {
 }
 
 namespace {
+
+std::string plugins_kind;  // plugins --kind
+ExperimentArgs validate_args;
 
 void print_plugins(const Registry& reg, const std::string& kind) {
   std::vector<const LoadedEntry*> rows;
@@ -122,24 +140,23 @@ int validate(const Globals& g, const ExperimentArgs& args) {
 
 }  // namespace
 
-void add_info_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static std::string kind;
-  auto* plugins = app.add_subcommand("plugins", "List the plugins found, as a table");
-  plugins->add_option("--kind", kind, "Only this kind")
+void plugins_options(CLI::App& cmd) {
+  cmd.add_option("--kind", plugins_kind, "Only this kind")
       ->check(CLI::IsMember({"backbone", "head", "perturbation", "dataset"}));
-  plugins->callback([&g, &chosen] {
-    chosen = [&g] {
-      auto reg = open_registry(g);
-      print_plugins(*reg, kind);
-      return 0;
-    };
-  });
-
-  static ExperimentArgs validate_args;
-  auto* val = app.add_subcommand("validate", "Load plugins and construct every run's objects");
-  validate_args.add_to(*val);
-  val->callback([&g, &chosen] { chosen = [&g] { return validate(g, validate_args); }; });
 }
 
+int plugins_command(const Globals& g) {
+  auto reg = open_registry(g);
+  print_plugins(*reg, plugins_kind);
+  return 0;
+}
+
+void validate_options(CLI::App& cmd) {
+  validate_args.add_to(cmd);
+}
+
+int validate_command(const Globals& g) {
+  return validate(g, validate_args);
+}
 
 }  // namespace flatface::cli

@@ -3,6 +3,9 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -10,6 +13,8 @@
 #include "common.hpp"
 
 namespace {
+
+namespace cli = flatface::cli;
 
 // Every training step frees and re-allocates the same large CPU tensors. With glibc's defaults
 // that memory goes back to the kernel and is faulted in again on each step: measured here, page
@@ -25,28 +30,72 @@ void keep_freed_memory_for_reuse() {
 
 std::chrono::steady_clock::time_point g_program_start;
 
-// Every subcommand, in the order `flatface --help` lists them.
-struct CommandGroup {
+// One subcommand: its name ("data pack" for a subcommand of the group `data`), its help, the
+// function that adds its options and the one that runs it. A group's row has neither function:
+// its rows follow it and one of them must be chosen.
+struct Command {
   const char* name;
-  flatface::cli::AddCommands add;
+  const char* help;
+  cli::AddOptions add_options;
+  cli::RunCommand run;
 };
-const CommandGroup kCommands[] = {
-    {"plugins, validate", flatface::cli::add_info_commands},
-    {"plan", flatface::cli::add_plan_commands},
-    {"run", flatface::cli::add_run_commands},
-    {"status", flatface::cli::add_status_commands},
-    {"data", flatface::cli::add_data_commands},
-    {"data pairs", flatface::cli::add_pairs_command},
-    {"eval, embed", flatface::cli::add_eval_commands},
-    {"analyze", flatface::cli::add_analyze_commands},
-    {"report", flatface::cli::add_report_commands},
-    {"bench", flatface::cli::add_bench_commands},
-    {"export", flatface::cli::add_export_command},
+
+// Every subcommand, in the order `flatface --help` lists them.
+const Command kCommands[] = {
+    {"plugins", "List the plugins found, as a table", cli::plugins_options, cli::plugins_command},
+    {"validate", "Load plugins and construct every run's objects", cli::validate_options,
+     cli::validate_command},
+    {"plan", "List the runs of an experiment grid (or a Slurm script)", cli::plan_options,
+     cli::plan_command},
+    {"run", "Train every run of an experiment grid (resumes by default)", cli::run_options,
+     cli::run_command},
+    {"status", "Where each run of a grid stands: pending, running (where), stale, complete, failed",
+     cli::status_options, cli::status_command},
+    {"data", "Inspect and convert face data sets", nullptr, nullptr},
+    {"data pack",
+     "Pack an image folder (root/<identity>/<image>) into insightface train.rec/.idx/property",
+     cli::data_pack_options, cli::data_pack_command},
+    {"data info",
+     "Describe a data set through the dataset plugin that reads it (insightface folder, image "
+     "folder, verification .bin, or any format a loaded plugin recognises)",
+     cli::data_info_options, cli::data_info_command},
+    {"data pairs",
+     "Write an insightface verification .bin from a folder, an LFW pairs list or any "
+     "verification set a dataset plugin reads",
+     cli::data_pairs_options, cli::data_pairs_command},
+    {"eval", "Verification accuracy (10-fold) of a checkpoint or weights", cli::eval_options,
+     cli::eval_command},
+    {"embed", "Write a verification set's embeddings to HDF5", cli::embed_options,
+     cli::embed_command},
+    {"analyze",
+     "Flatness of trained runs: Hessian eigenvalues and trace, sharpness, loss landscapes",
+     cli::analyze_options, cli::analyze_command},
+    {"report", "Tables (mean ± std over seeds) and figures from the HDF5 results of runs",
+     cli::report_options, cli::report_command},
+    {"bench", "Time the training step of each setup, the loader and evaluation", cli::bench_options,
+     cli::bench_command},
+    {"export", "Write a checkpoint's backbone as a PyTorch state dict", cli::export_options,
+     cli::export_command},
 };
+
+// The subcommand of `row`, under its group's when its name has one.
+CLI::App* add_subcommand(CLI::App& app, const Command& row) {
+  const std::string name = row.name;
+  const auto space = name.find(' ');
+  CLI::App* parent = space == std::string::npos ? &app : app.get_subcommand(name.substr(0, space));
+  CLI::App* cmd = parent->add_subcommand(name.substr(space + 1), row.help);
+  if (row.add_options)
+    row.add_options(*cmd);
+  else
+    cmd->require_subcommand(1);
+  return cmd;
+}
 
 }  // namespace
 
-std::chrono::steady_clock::time_point flatface::cli::program_start() { return g_program_start; }
+std::chrono::steady_clock::time_point flatface::cli::program_start() {
+  return g_program_start;
+}
 
 int main(int argc, char** argv) {
   g_program_start = std::chrono::steady_clock::now();
@@ -60,13 +109,14 @@ int main(int argc, char** argv) {
   app.add_option("--plugin-path", globals.plugin_paths, "Extra plugin folder (repeatable)");
   app.add_option("--log-level", globals.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  app.add_option("--threads", globals.threads, "Compute threads (default: the experiment's, else all cores)")
+  app.add_option("--threads", globals.threads,
+                 "Compute threads (default: the experiment's, else all cores)")
       ->check(CLI::NonNegativeNumber);
   bool version = false;
   app.add_flag("--version", version, "Print flatface, libtorch and CUDA versions");
 
-  cli::Command chosen;
-  for (const auto& c : kCommands) c.add(app, globals, chosen);
+  std::vector<CLI::App*> subcommands;
+  for (const auto& row : kCommands) subcommands.push_back(add_subcommand(app, row));
 
   try {
     app.parse(argc, argv);
@@ -81,11 +131,10 @@ int main(int argc, char** argv) {
       std::cout << cli::version_text() << '\n';
       return 0;
     }
-    if (!chosen) {
-      std::cout << app.help() << '\n';
-      return 2;
-    }
-    return chosen();
+    for (std::size_t i = 0; i < std::size(kCommands); ++i)
+      if (kCommands[i].run && subcommands[i]->parsed()) return kCommands[i].run(globals);
+    std::cout << app.help() << '\n';
+    return 2;
   } catch (const ConfigError& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 2;

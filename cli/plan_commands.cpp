@@ -4,11 +4,12 @@
 
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <variant>
 
 #include "common.hpp"
-#include "json_text.hpp"
 #include "training/trainer.hpp"
 
 namespace flatface::cli {
@@ -25,6 +26,7 @@ struct PlanArgs {
   std::string time;
   int max_parallel = 0;
 };
+PlanArgs plan_args;
 
 // Single-quoted for bash unless every character is plainly safe.
 std::string shell_quote(const std::string& s) {
@@ -36,7 +38,7 @@ std::string shell_quote(const std::string& s) {
 }
 
 // flatface run FILE --set ... --only id=ID: what one run's job executes.
-std::vector<std::string> run_command(const PlanArgs& a, const RunSpec& r) {
+std::vector<std::string> run_argv(const PlanArgs& a, const RunSpec& r) {
   std::vector<std::string> argv{"flatface", "run", a.experiment.file};
   for (const auto& o : a.experiment.overrides) argv.insert(argv.end(), {"--set", o});
   argv.insert(argv.end(), {"--only", "id=" + r.id});
@@ -53,18 +55,11 @@ std::string swept_text(const RunSpec& r) {
   return label.empty() ? "" : "  " + label;
 }
 
-// {"head.m": 0.3, "perturbation.rho": 0.05}
-std::string swept_json(const RunSpec& r) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < r.swept.size(); ++i) {
-    const auto& v = r.swept[i];
-    out += (i ? ", " : "") + json_quoted(v.key) + ": ";
-    if (auto s = std::get_if<std::string>(&v.value))
-      out += json_quoted(*s);
-    else
-      out += format_value(v.value);  // numbers and true/false read as JSON
-  }
-  return out + "}";
+// {"head.m": 0.3, "perturbation.rho": 0.05}: numbers and true/false as such, text as strings.
+nlohmann::ordered_json swept_json(const RunSpec& r) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& v : r.swept) std::visit([&](const auto& x) { out[v.key] = x; }, v.value);
+  return out;
 }
 
 }  // namespace
@@ -79,26 +74,24 @@ void print_plan_text(const Experiment& e, const std::vector<RunSpec>& runs) {
 namespace {
 
 void print_json(const PlanArgs& a, const Experiment& e, const std::vector<RunSpec>& runs) {
-  std::ostringstream out;
-  out << "{\n  \"experiment\": " << json_quoted(e.name) << ",\n  \"file\": " << json_quoted(e.file)
-      << ",\n  \"output\": " << json_quoted(e.output)
-      << ",\n  \"device\": " << json_quoted(e.device) << ",\n  \"overrides\": [";
-  for (std::size_t i = 0; i < a.experiment.overrides.size(); ++i)
-    out << (i ? ", " : "") << json_quoted(a.experiment.overrides[i]);
-  out << "],\n  \"runs\": [";
+  nlohmann::ordered_json out{{"experiment", e.name},
+                             {"file", e.file},
+                             {"output", e.output},
+                             {"device", e.device},
+                             {"overrides", a.experiment.overrides},
+                             {"runs", nlohmann::ordered_json::array()}};
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
-    out << (i ? ",\n" : "\n") << "    {\"index\": " << i << ", \"id\": " << json_quoted(r.id)
-        << ", \"setup\": " << json_quoted(e.setups[r.setup].name) << ", \"seed\": " << r.seed
-        << ", \"rho\": " << (r.rho ? json_number(*r.rho) : "null")
-        << ", \"sweep\": " << swept_json(r) << ", \"result\": " << json_quoted(result_path(e, r))
-        << ", \"command\": [";
-    const auto argv = run_command(a, r);
-    for (std::size_t k = 0; k < argv.size(); ++k) out << (k ? ", " : "") << json_quoted(argv[k]);
-    out << "]}";
+    out["runs"].push_back({{"index", i},
+                           {"id", r.id},
+                           {"setup", e.setups[r.setup].name},
+                           {"seed", r.seed},
+                           {"rho", r.rho ? json_number(*r.rho, 10) : nullptr},
+                           {"sweep", swept_json(r)},
+                           {"result", result_path(e, r)},
+                           {"command", run_argv(a, r)}});
   }
-  out << "\n  ]\n}\n";
-  std::cout << out.str();
+  std::cout << out.dump(2) << '\n';
 }
 
 // HH:MM:SS, or D-HH:MM:SS, as sbatch takes it.
@@ -166,27 +159,27 @@ int plan(const PlanArgs& a) {
 
 }  // namespace
 
-void add_plan_commands(CLI::App& app, Globals&, Command& chosen) {
-  static PlanArgs args;
-  auto* cmd = app.add_subcommand("plan", "List the runs of an experiment grid (or a Slurm script)");
-  args.experiment.add_to(*cmd);
-  cmd->add_option("--format", args.format,
-                  "text | json (id, setup, seed, rho, swept values, command per run)")
+void plan_options(CLI::App& cmd) {
+  plan_args.experiment.add_to(cmd);
+  cmd.add_option("--format", plan_args.format,
+                 "text | json (id, setup, seed, rho, swept values, command per run)")
       ->check(CLI::IsMember({"text", "json"}));
-  auto* sbatch = cmd->add_flag("--sbatch", args.sbatch,
-                               "Print a Slurm job-array script: one array task per run");
-  cmd->add_option("--gpus-per-task", args.gpus_per_task,
-                  "With --sbatch: GPUs per task (default 1, 0 for a CPU experiment)")
+  auto* sbatch = cmd.add_flag("--sbatch", plan_args.sbatch,
+                              "Print a Slurm job-array script: one array task per run");
+  cmd.add_option("--gpus-per-task", plan_args.gpus_per_task,
+                 "With --sbatch: GPUs per task (default 1, 0 for a CPU experiment)")
       ->check(CLI::Range(0, 1024))
       ->needs(sbatch);
-  cmd->add_option("--time", args.time, "With --sbatch: time limit per task, HH:MM:SS")
+  cmd.add_option("--time", plan_args.time, "With --sbatch: time limit per task, HH:MM:SS")
       ->needs(sbatch);
-  cmd->add_option("--max-parallel", args.max_parallel,
-                  "With --sbatch: at most K tasks at once (the array's %K)")
+  cmd.add_option("--max-parallel", plan_args.max_parallel,
+                 "With --sbatch: at most K tasks at once (the array's %K)")
       ->check(CLI::Range(1, 1000000))
       ->needs(sbatch);
-  cmd->callback([&chosen] { chosen = [] { return plan(args); }; });
 }
 
+int plan_command(const Globals&) {
+  return plan(plan_args);
+}
 
 }  // namespace flatface::cli

@@ -18,6 +18,7 @@ struct ReportArgs {
   std::string figures;
   std::string select = "final";
 };
+ReportArgs report_args;
 
 int report(const ReportArgs& a) {
   using namespace flatface::reports;
@@ -50,24 +51,25 @@ int report(const ReportArgs& a) {
 
 }  // namespace
 
-void add_report_commands(CLI::App& app, Globals&, Command& chosen) {
-  static ReportArgs args;
-  auto* cmd = app.add_subcommand(
-      "report", "Tables (mean ± std over seeds) and figures from the HDF5 results of runs");
-  cmd->add_option("results", args.results, "Result folders (their *.h5 files) or result files")
+void report_options(CLI::App& cmd) {
+  cmd.add_option("results", report_args.results,
+                 "Result folders (their *.h5 files) or result files")
       ->required()
       ->check(CLI::ExistingPath);
-  cmd->add_option("--format", args.format, "md | latex | csv (CSV numbers are in percent)")
+  cmd.add_option("--format", report_args.format, "md | latex | csv (CSV numbers are in percent)")
       ->check(CLI::IsMember({"md", "markdown", "latex", "tex", "csv"}));
-  cmd->add_option("--out", args.out, "Write the report to FILE instead of stdout");
-  cmd->add_option("--figures", args.figures,
-                  "Folder for gap, rho_sweep, sweep_KEY and, for analysed runs, sharpness_gap, "
-                  "landscape_1d and landscape_2d_<setup> figures (.png/.svg, drawn with gnuplot)");
-  cmd->add_option("--select", args.select,
-                  "Epoch per run: final, or best (the best average benchmark accuracy: selects on "
-                  "the test sets)")
+  cmd.add_option("--out", report_args.out, "Write the report to FILE instead of stdout");
+  cmd.add_option("--figures", report_args.figures,
+                 "Folder for gap, rho_sweep, sweep_KEY and, for analysed runs, sharpness_gap, "
+                 "landscape_1d and landscape_2d_<setup> figures (.png/.svg, drawn with gnuplot)");
+  cmd.add_option("--select", report_args.select,
+                 "Epoch per run: final, or best (the best average benchmark accuracy: selects on "
+                 "the test sets)")
       ->check(CLI::IsMember({"final", "best"}));
-  cmd->callback([&chosen] { chosen = [] { return report(args); }; });
+}
+
+int report_command(const Globals&) {
+  return report(report_args);
 }
 
 }  // namespace flatface::cli

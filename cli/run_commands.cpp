@@ -107,47 +107,49 @@ int run(const Globals& g, const RunArgs& args) {
 
 }  // namespace
 
-void add_run_commands(CLI::App& app, Globals& g, Command& chosen) {
-  static RunArgs args;
-  args.stale_after = kDefaultStaleAfterSeconds;
-  auto* cmd =
-      app.add_subcommand("run", "Train every run of an experiment grid (resumes by default)");
-  args.experiment.add_to(*cmd);
-  cmd->add_option("--only", args.only,
-                  "Select runs: setup=NAME, seed=N, rho=X, id=ID, or an option such as head.m=0.3 "
-                  "(repeatable; all must match)");
-  cmd->add_flag("--dry-run", args.dry_run, "List the selected runs, like `plan`");
-  cmd->add_flag("--retry-failed", args.retry_failed,
-                "Train failed runs again instead of skipping them");
-  cmd->add_option(
-      "--stop-after-steps", args.stop_after_steps,
-      "Save and stop after N training steps, as Ctrl-C would (resume by running again)");
-  cmd->add_flag("--no-report", args.no_report, "Do not print the results table at the end");
-  cmd->add_option("--workers", args.workers,
-                  "Train with N worker processes on this machine, each with its share of the "
-                  "threads (--threads: per worker)")
+namespace {
+RunArgs run_args;
+}  // namespace
+
+void run_options(CLI::App& cmd) {
+  run_args.stale_after = kDefaultStaleAfterSeconds;
+  run_args.experiment.add_to(cmd);
+  cmd.add_option("--only", run_args.only,
+                 "Select runs: setup=NAME, seed=N, rho=X, id=ID, or an option such as head.m=0.3 "
+                 "(repeatable; all must match)");
+  cmd.add_flag("--dry-run", run_args.dry_run, "List the selected runs, like `plan`");
+  cmd.add_flag("--retry-failed", run_args.retry_failed,
+               "Train failed runs again instead of skipping them");
+  cmd.add_option("--stop-after-steps", run_args.stop_after_steps,
+                 "Save and stop after N training steps, as Ctrl-C would (resume by running again)");
+  cmd.add_flag("--no-report", run_args.no_report, "Do not print the results table at the end");
+  cmd.add_option("--workers", run_args.workers,
+                 "Train with N worker processes on this machine, each with its share of the "
+                 "threads (--threads: per worker)")
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--devices", args.devices,
-                  "Devices of the workers, comma-separated (cpu, cuda:0, cuda:1, ...), given out "
-                  "in turn; alone, one worker per device")
+  cmd.add_option("--devices", run_args.devices,
+                 "Devices of the workers, comma-separated (cpu, cuda:0, cuda:1, ...), given out "
+                 "in turn; alone, one worker per device")
       ->delimiter(',');
-  cmd->add_option("--device", args.device, "This process's device instead of the experiment's");
-  cmd->add_option("--nproc", args.nproc,
-                  "Train each run data-parallel on N ranks started on this machine (as torchrun "
-                  "--nproc-per-node N would; train.batch_size stays the global batch); with "
-                  "--workers, each worker trains on N ranks of its own devices")
+  cmd.add_option("--device", run_args.device, "This process's device instead of the experiment's");
+  cmd.add_option("--nproc", run_args.nproc,
+                 "Train each run data-parallel on N ranks started on this machine (as torchrun "
+                 "--nproc-per-node N would; train.batch_size stays the global batch); with "
+                 "--workers, each worker trains on N ranks of its own devices")
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--dist-timeout", args.dist_timeout,
-                  "Data-parallel runs: seconds a collective waits for the other ranks before the "
-                  "run stops naming the lost rank (default 120)")
+  cmd.add_option("--dist-timeout", run_args.dist_timeout,
+                 "Data-parallel runs: seconds a collective waits for the other ranks before the "
+                 "run stops naming the lost rank (default 120)")
       ->check(positive_seconds());
-  cmd->add_option("--stale-after", args.stale_after,
-                  "Seconds without a heartbeat after which another process takes a run's claim "
-                  "over (default 300; keep it above a minute on NFS)")
+  cmd.add_option("--stale-after", run_args.stale_after,
+                 "Seconds without a heartbeat after which another process takes a run's claim "
+                 "over (default 300; keep it above a minute on NFS)")
       ->check(positive_seconds());
-  cmd->add_option("--progress-fd", args.progress_fd, "Worker events to this file descriptor")
+  cmd.add_option("--progress-fd", run_args.progress_fd, "Worker events to this file descriptor")
       ->group("");
-  cmd->callback([&g, &chosen] { chosen = [&g] { return run(g, args); }; });
 }
 
+int run_command(const Globals& g) {
+  return run(g, run_args);
+}
 }  // namespace flatface::cli

@@ -9,12 +9,13 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "common.hpp"
 #include "grid/grid_status.hpp"
-#include "json_text.hpp"
 #include "training/trainer.hpp"
 
 namespace flatface::cli {
@@ -31,6 +32,7 @@ struct StatusArgs {
   double interval = 5;
   double stale_after = kDefaultStaleAfterSeconds;
 };
+StatusArgs status_args;
 
 std::atomic<bool> g_stop_watching{false};
 extern "C" void on_watch_interrupt(int) {
@@ -126,38 +128,42 @@ std::string render_text(const GridStanding& g, const ClaimFolder& claims) {
   return s.str();
 }
 
+// Who holds a running or stale run's claim; null for the others.
+nlohmann::ordered_json holder_json(const std::optional<ClaimInfo>& claim) {
+  if (!claim) return nullptr;
+  return {{"host", claim->host},
+          {"pid", claim->pid},
+          {"job", claim->job},
+          {"started", claim->started},
+          {"heartbeat_age", json_number(claim->heartbeat_age, 10)}};
+}
+
 std::string render_json(const GridStanding& g) {
-  std::ostringstream s;
-  s << "{\n  \"experiment\": " << json_quoted(g.experiment)
-    << ",\n  \"output\": " << json_quoted(g.output)
-    << ",\n  \"stale_after\": " << json_number(g.stale_after) << ",\n  \"runs\": [";
-  for (std::size_t i = 0; i < g.runs.size(); ++i) {
-    const auto& r = g.runs[i];
-    s << (i ? ",\n" : "\n") << "    {\"id\": " << json_quoted(r.spec.id)
-      << ", \"setup\": " << json_quoted(r.setup) << ", \"seed\": " << r.spec.seed
-      << ", \"rho\": " << (r.spec.rho ? json_number(*r.spec.rho) : "null")
-      << ", \"state\": " << json_quoted(to_string(r.state))
-      << ", \"epochs_done\": " << r.epochs_done << ", \"epochs\": " << r.epochs
-      << ", \"accuracy\": " << json_number(r.accuracy)
-      << ", \"resumable\": " << (r.has_checkpoint ? "true" : "false")
-      << ", \"failure_reason\": " << json_quoted(r.failure_reason) << ", \"holder\": ";
-    if (r.claim)
-      s << "{\"host\": " << json_quoted(r.claim->host) << ", \"pid\": " << r.claim->pid
-        << ", \"job\": " << json_quoted(r.claim->job)
-        << ", \"started\": " << json_quoted(r.claim->started)
-        << ", \"heartbeat_age\": " << json_number(r.claim->heartbeat_age) << "}";
-    else
-      s << "null";
-    s << "}";
-  }
-  s << "\n  ],\n  \"counts\": {";
-  const RunState states[] = {RunState::pending, RunState::running, RunState::stale,
-                             RunState::complete, RunState::failed};
-  for (std::size_t k = 0; k < std::size(states); ++k)
-    s << (k ? ", " : "") << json_quoted(to_string(states[k])) << ": " << g.count(states[k]);
-  s << "},\n  \"eta_seconds\": " << json_number(g.eta_seconds)
-    << ",\n  \"complete\": " << (g.all_complete() ? "true" : "false") << "\n}\n";
-  return s.str();
+  nlohmann::ordered_json runs = nlohmann::ordered_json::array();
+  for (const auto& r : g.runs)
+    runs.push_back({{"id", r.spec.id},
+                    {"setup", r.setup},
+                    {"seed", r.spec.seed},
+                    {"rho", r.spec.rho ? json_number(*r.spec.rho, 10) : nullptr},
+                    {"state", to_string(r.state)},
+                    {"epochs_done", r.epochs_done},
+                    {"epochs", r.epochs},
+                    {"accuracy", json_number(r.accuracy, 10)},
+                    {"resumable", r.has_checkpoint},
+                    {"failure_reason", r.failure_reason},
+                    {"holder", holder_json(r.claim)}});
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  for (RunState state : {RunState::pending, RunState::running, RunState::stale, RunState::complete,
+                         RunState::failed})
+    counts[to_string(state)] = g.count(state);
+  const nlohmann::ordered_json out{{"experiment", g.experiment},
+                                   {"output", g.output},
+                                   {"stale_after", json_number(g.stale_after, 10)},
+                                   {"runs", runs},
+                                   {"counts", counts},
+                                   {"eta_seconds", json_number(g.eta_seconds, 10)},
+                                   {"complete", g.all_complete()}};
+  return out.dump(2) + "\n";
 }
 
 int status(const StatusArgs& a) {
@@ -192,25 +198,24 @@ int status(const StatusArgs& a) {
 
 }  // namespace
 
-void add_status_commands(CLI::App& app, Globals&, Command& chosen) {
-  static StatusArgs args;
-  auto* cmd = app.add_subcommand(
-      "status",
-      "Where each run of a grid stands: pending, running (where), stale, complete, failed");
-  cmd->add_option("target", args.target, "A results folder, or the experiment file")
+void status_options(CLI::App& cmd) {
+  cmd.add_option("target", status_args.target, "A results folder, or the experiment file")
       ->required()
       ->check(CLI::ExistingPath);
-  cmd->add_option("--set", args.overrides,
-                  "Override KEY=VALUE of the experiment file, as given to run (repeatable)");
-  cmd->add_flag("--json", args.json, "JSON for scripts");
-  cmd->add_flag("--watch", args.watch, "Refresh until every run is complete (Ctrl-C stops)");
-  cmd->add_option("--interval", args.interval, "Seconds between refreshes with --watch (default 5)")
+  cmd.add_option("--set", status_args.overrides,
+                 "Override KEY=VALUE of the experiment file, as given to run (repeatable)");
+  cmd.add_flag("--json", status_args.json, "JSON for scripts");
+  cmd.add_flag("--watch", status_args.watch, "Refresh until every run is complete (Ctrl-C stops)");
+  cmd.add_option("--interval", status_args.interval,
+                 "Seconds between refreshes with --watch (default 5)")
       ->check(positive_seconds());
-  cmd->add_option("--stale-after", args.stale_after,
-                  "Seconds without a heartbeat after which a claim counts as stale (default 300)")
+  cmd.add_option("--stale-after", status_args.stale_after,
+                 "Seconds without a heartbeat after which a claim counts as stale (default 300)")
       ->check(positive_seconds());
-  cmd->callback([&chosen] { chosen = [] { return status(args); }; });
 }
 
+int status_command(const Globals&) {
+  return status(status_args);
+}
 
 }  // namespace flatface::cli

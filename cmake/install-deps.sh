@@ -19,7 +19,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libhdf5-dev libspdlog-dev catch2
   libturbojpeg0-dev libjpeg-dev libpng-dev libstb-dev
   libopenblas0-openmp libgloo-dev
-  gnuplot-nox
+  gnuplot-nox nlohmann-json3-dev
   clang "$clang_runtime"
 )
 missing=()

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "flatface/plugin.hpp"
-#include "json_lite.hpp"
+#include "json_file.hpp"
 #include "plugin_host/factory.hpp"
 
 namespace flatface::testing {
@@ -80,14 +80,12 @@ inline at::Tensor longs(std::vector<std::int64_t> values) {
   auto n = static_cast<std::int64_t>(values.size());
   return at::from_blob(values.data(), {n}, at::kLong).clone();
 }
-inline at::Tensor labels_of(const json_lite::Value& v) {
-  std::vector<std::int64_t> out;
-  for (double d : v.flat()) out.push_back(static_cast<std::int64_t>(d));
-  return longs(out);
+inline at::Tensor labels_of(const Json& v) {
+  return longs(v.get<std::vector<std::int64_t>>());
 }
-inline at::Tensor matrix_of(const json_lite::Value& v) {
-  return doubles(v.flat(),
-                 {static_cast<std::int64_t>(v.size()), static_cast<std::int64_t>(v[0].size())});
+inline at::Tensor matrix_of(const Json& v) {
+  return doubles(numbers_of(v),
+                 {static_cast<std::int64_t>(v.size()), static_cast<std::int64_t>(v.at(0).size())});
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -6,7 +6,7 @@
 #include "bench/bench.hpp"
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "json_lite.hpp"
+#include "json_file.hpp"
 #include "tiny_grid.hpp"
 
 using namespace flatface;
@@ -68,30 +68,33 @@ CATCH_TEST_CASE("flatface bench times every setup, the loader and evaluation and
   CATCH_CHECK(contains(r.out, "plain"));
   CATCH_CHECK(contains(r.out, "peak RSS"));
 
-  auto doc = json_lite::load(json);
-  const auto& cfg = doc["config"];
-  CATCH_CHECK(cfg["classes"].num() == 11);
-  CATCH_CHECK(cfg["batch_size"].num() == 8);
-  CATCH_CHECK(cfg["threads"].num() == 1);
-  CATCH_CHECK(cfg["backbone"]["width"].num() == 4);
-  CATCH_CHECK(cfg["setups"][second]["perturbation"]["rho"].num() == Approx(0.07));  // the first rho
-  CATCH_CHECK(cfg["setups"][second]["head"]["s"].num() == 32);
+  auto doc = load_json(json);
+  const auto& cfg = doc.at("config");
+  CATCH_CHECK(cfg.at("classes").get<double>() == 11);
+  CATCH_CHECK(cfg.at("batch_size").get<double>() == 8);
+  CATCH_CHECK(cfg.at("threads").get<double>() == 1);
+  CATCH_CHECK(cfg.at("backbone").at("width").get<double>() == 4);
+  CATCH_CHECK(cfg.at("setups").at(second).at("perturbation").at("rho").get<double>() ==
+              Approx(0.07));  // the first rho
+  CATCH_CHECK(cfg.at("setups").at(second).at("head").at("s").get<double>() == 32);
 
-  const auto& steps = doc["steps"];
+  const auto& steps = doc.at("steps");
   CATCH_REQUIRE(steps.size() == 3);
-  CATCH_CHECK(steps[first]["two_pass"].boolean == false);
-  CATCH_CHECK(steps[second]["two_pass"].boolean == true);
+  CATCH_CHECK(steps.at(first).at("two_pass").get<bool>() == false);
+  CATCH_CHECK(steps.at(second).at("two_pass").get<bool>() == true);
   for (std::size_t i = 0; i < 3; ++i) {
-    CATCH_CHECK(steps[i]["samples_ms"].size() == 3);
-    CATCH_CHECK(steps[i]["median_ms"].num() > 0);
-    CATCH_CHECK(std::isfinite(steps[i]["loss_last"].num()));
+    CATCH_CHECK(steps.at(i).at("samples_ms").size() == 3);
+    CATCH_CHECK(steps.at(i).at("median_ms").get<double>() > 0);
+    CATCH_CHECK(std::isfinite(steps.at(i).at("loss_last").get<double>()));
     // img/s = batch / median
-    CATCH_CHECK(steps[i]["images_per_second"].num() ==
-                Approx(8 / (steps[i]["median_ms"].num() / 1e3)));
+    CATCH_CHECK(steps.at(i).at("images_per_second").get<double>() ==
+                Approx(8 / (steps.at(i).at("median_ms").get<double>() / 1e3)));
   }
-  CATCH_CHECK(steps[first]["ratio_to_plain"].num() == 1);
-  CATCH_CHECK(steps[second]["ratio_to_plain"].num() ==
-              Approx(steps[second]["median_ms"].num() / steps[first]["median_ms"].num()).epsilon(1e-5));
+  CATCH_CHECK(steps.at(first).at("ratio_to_plain").get<double>() == 1);
+  CATCH_CHECK(steps.at(second).at("ratio_to_plain").get<double>() ==
+              Approx(steps.at(second).at("median_ms").get<double>() /
+                     steps.at(first).at("median_ms").get<double>())
+                  .epsilon(1e-5));
   // The amortised cost: each kind of step's median weighted by its share, against the plain step.
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -102,43 +105,48 @@ CATCH_TEST_CASE("flatface bench times every setup, the loader and evaluation and
     double sum = 0;
     std::vector<double> one, two;
     for (std::size_t j = 0; j < 3; ++j) {
-      const double ms = steps[i]["samples_ms"][j].num();
+      const double ms = steps.at(i).at("samples_ms").at(j).get<double>();
       sum += ms;
-      (steps[i]["samples_second_pass"][j].boolean ? two : one).push_back(ms);
+      (steps.at(i).at("samples_second_pass").at(j).get<bool>() ? two : one).push_back(ms);
     }
-    CATCH_CHECK(steps[i]["mean_ms"].num() == Approx(sum / 3).epsilon(1e-5));
+    CATCH_CHECK(steps.at(i).at("mean_ms").get<double>() == Approx(sum / 3).epsilon(1e-5));
     double amortised = 0;
     if (!one.empty()) amortised += one.size() / 3.0 * median(one);
     if (!two.empty()) amortised += two.size() / 3.0 * median(two);
-    CATCH_CHECK(steps[i]["amortised_ms"].num() == Approx(amortised).epsilon(1e-5));
-    CATCH_CHECK(steps[i]["amortised_ratio"].num() ==
-                Approx(amortised / steps[first]["amortised_ms"].num()).epsilon(1e-5));
+    CATCH_CHECK(steps.at(i).at("amortised_ms").get<double>() == Approx(amortised).epsilon(1e-5));
+    CATCH_CHECK(steps.at(i).at("amortised_ratio").get<double>() ==
+                Approx(amortised / steps.at(first).at("amortised_ms").get<double>()).epsilon(1e-5));
   }
-  CATCH_CHECK(steps[first]["amortised_ms"].num() == Approx(steps[first]["median_ms"].num()));
-  CATCH_CHECK(steps[first]["second_pass_fraction"].num() == 0);
-  CATCH_CHECK(steps[second]["second_pass_fraction"].num() == 1);
+  CATCH_CHECK(steps.at(first).at("amortised_ms").get<double>() ==
+              Approx(steps.at(first).at("median_ms").get<double>()));
+  CATCH_CHECK(steps.at(first).at("second_pass_fraction").get<double>() == 0);
+  CATCH_CHECK(steps.at(second).at("second_pass_fraction").get<double>() == 1);
   // LookSAM, k = 2, over rounds 0-3 (round 0 warms up): a full step at round 2 of the timed 1-3.
   const std::size_t third = 2;
-  CATCH_CHECK(steps[third]["second_pass_fraction"].num() == Approx(1.0 / 3).epsilon(1e-5));
+  CATCH_CHECK(steps.at(third).at("second_pass_fraction").get<double>() ==
+              Approx(1.0 / 3).epsilon(1e-5));
 
-  const auto& loader = doc["loader"];
+  const auto& loader = doc.at("loader");
   CATCH_REQUIRE(loader.size() == 2);  // one training set, threads 1 and 2
-  CATCH_CHECK(loader[first]["threads"].num() == 1);
-  CATCH_CHECK(loader[second]["threads"].num() == 2);
-  CATCH_CHECK(loader[first]["images"].num() == 4 * 8);  // 4 batches of 8
-  const auto& eval = doc["eval"];
+  CATCH_CHECK(loader.at(first).at("threads").get<double>() == 1);
+  CATCH_CHECK(loader.at(second).at("threads").get<double>() == 2);
+  CATCH_CHECK(loader.at(first).at("images").get<double>() == 4 * 8);  // 4 batches of 8
+  const auto& eval = doc.at("eval");
   CATCH_REQUIRE(eval.size() == 1);
-  CATCH_CHECK(eval[first]["pairs"].num() == 40);
-  CATCH_CHECK(doc["peak_rss_mb"].num() > 0);
+  CATCH_CHECK(eval.at(first).at("pairs").get<double>() == 40);
+  CATCH_CHECK(doc.at("peak_rss_mb").get<double>() > 0);
   // One λ_max estimate of the plain setup, in its own training steps: seconds / median step.
-  const auto& lambda = doc["lambda_max"];
-  CATCH_CHECK(lambda["setup"].string == "plain");
-  CATCH_CHECK(lambda["products"].num() >= 1);
-  CATCH_CHECK(lambda["products"].num() <= 100);
-  CATCH_CHECK(lambda["training_steps"].num() ==
-              Approx(1e3 * lambda["seconds"].num() / lambda["step_median_ms"].num()).epsilon(1e-4));
-  CATCH_CHECK(lambda["product_ms"].num() ==
-              Approx(1e3 * lambda["seconds"].num() / lambda["products"].num()).epsilon(1e-4));
+  const auto& lambda = doc.at("lambda_max");
+  CATCH_CHECK(lambda.at("setup").get<std::string>() == "plain");
+  CATCH_CHECK(lambda.at("products").get<double>() >= 1);
+  CATCH_CHECK(lambda.at("products").get<double>() <= 100);
+  CATCH_CHECK(
+      lambda.at("training_steps").get<double>() ==
+      Approx(1e3 * lambda.at("seconds").get<double>() / lambda.at("step_median_ms").get<double>())
+          .epsilon(1e-4));
+  CATCH_CHECK(lambda.at("product_ms").get<double>() ==
+              Approx(1e3 * lambda.at("seconds").get<double>() / lambda.at("products").get<double>())
+                  .epsilon(1e-4));
 }
 
 CATCH_TEST_CASE("flatface bench with a setup that does not exist exits 2") {

@@ -144,7 +144,8 @@ CATCH_TEST_CASE("data pairs needs exactly one source") {
                   .code == 2);
 }
 
-CATCH_TEST_CASE("--from converts any set a dataset plugin claims, its pixels kept exactly as PNG") {
+CATCH_TEST_CASE(
+    "--from converts any set a dataset plugin recognises, its pixels kept exactly as PNG") {
   const std::string source = std::string(FLATFACE_SHARED_DIR) + "/data/kz25/test600.bin";
   fs::path out = scratch() / "from.bin";
   Result r = cli("data pairs --from " + source + " " + out.string());

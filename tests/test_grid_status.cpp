@@ -17,7 +17,7 @@
 
 #include "catch_compat.hpp"
 #include "cli_test_support.hpp"
-#include "json_lite.hpp"
+#include "json_file.hpp"
 #include "results/result_store.hpp"
 #include "tiny_grid.hpp"
 
@@ -51,16 +51,16 @@ struct PlannedRun {
 std::vector<PlannedRun> planned(const std::string& toml, const std::string& extra = "") {
   Result r = run_cli("plan '" + toml + "' --format json" + extra);
   CATCH_REQUIRE(r.code == 0);
-  auto json = json_lite::parse(r.out);
+  auto json = Json::parse(r.out);
   std::vector<PlannedRun> out;
-  for (const auto& run : json["runs"].array) {
+  for (const auto& run : json.at("runs")) {
     PlannedRun p;
-    p.id = run["id"].string;
-    p.setup = run["setup"].string;
-    p.seed = static_cast<int>(run["seed"].num());
+    p.id = run.at("id").get<std::string>();
+    p.setup = run.at("setup").get<std::string>();
+    p.seed = run.at("seed").get<int>();
     char buf[32];
-    if (run["rho"].kind == json_lite::Value::Kind::number) {
-      std::snprintf(buf, sizeof buf, "%g", run["rho"].num());
+    if (run.at("rho").is_number()) {
+      std::snprintf(buf, sizeof buf, "%g", run.at("rho").get<double>());
       p.rho = buf;
     }
     out.push_back(p);
@@ -149,10 +149,10 @@ CATCH_TEST_CASE(
 
   Result json = run_cli("status '" + out.string() + "' --json");
   CATCH_CHECK(json.code == 1);
-  auto j = json_lite::parse(json.out);
-  CATCH_CHECK(j["counts"]["complete"].num() == 4);
-  CATCH_CHECK(j["counts"]["pending"].num() == 5);
-  CATCH_CHECK(j["complete"].boolean == false);
+  auto j = Json::parse(json.out);
+  CATCH_CHECK(j.at("counts").at("complete").get<int>() == 4);
+  CATCH_CHECK(j.at("counts").at("pending").get<int>() == 5);
+  CATCH_CHECK(j.at("complete").get<bool>() == false);
   // ETA: each unfinished run's epochs at its setup's mean time per epoch so far (the complete
   // seed-0 runs), one run at a time (one running).
   std::map<std::string, double> per_epoch;
@@ -164,14 +164,16 @@ CATCH_TEST_CASE(
   double eta = 0;
   for (const auto& r : runs)
     if (r.seed != 0 && r.id != failed.id) eta += 2 * per_epoch.at(r.setup);
-  CATCH_CHECK(j["eta_seconds"].num() == catch_compat::Approx(eta).epsilon(1e-6));
+  CATCH_CHECK(j.at("eta_seconds").get<double>() == catch_compat::Approx(eta).epsilon(1e-6));
   std::map<std::string, std::string> state_of;
-  for (const auto& r : j["runs"].array) state_of[r["id"].string] = r["state"].string;
+  for (const auto& r : j.at("runs"))
+    state_of[r.at("id").get<std::string>()] = r.at("state").get<std::string>();
   CATCH_CHECK(state_of.at(running.id) == "running");
   CATCH_CHECK(state_of.at(stale.id) == "stale");
   CATCH_CHECK(state_of.at(failed.id) == "failed");
-  for (const auto& r : j["runs"].array)
-    if (r["id"].string == running.id) CATCH_CHECK(r["holder"]["host"].string == "elsewhere");
+  for (const auto& r : j.at("runs"))
+    if (r.at("id").get<std::string>() == running.id)
+      CATCH_CHECK(r.at("holder").at("host").get<std::string>() == "elsewhere");
 
   // The report of the grid in progress: the complete runs, and what is missing.
   Result report = run_cli("report '" + out.string() + "'");
@@ -210,23 +212,21 @@ CATCH_TEST_CASE("plan --format json lists every run with the command that trains
   const std::string toml = tmp.write("toy.toml", toy_grid(""));
   Result r = run_cli("plan '" + toml + "' --format json --set 'experiment.seeds=[4]'");
   CATCH_REQUIRE(r.code == 0);
-  auto j = json_lite::parse(r.out);
-  CATCH_CHECK(j["experiment"].string == "toy");
-  CATCH_CHECK(j["output"].string == "results/toy");
-  CATCH_REQUIRE(j["runs"].size() == 4);  // one seed x (1 + 3 rho values)
+  auto j = Json::parse(r.out);
+  CATCH_CHECK(j.at("experiment").get<std::string>() == "toy");
+  CATCH_CHECK(j.at("output").get<std::string>() == "results/toy");
+  CATCH_REQUIRE(j.at("runs").size() == 4);  // one seed x (1 + 3 rho values)
   for (std::size_t i = 0; i < 4; ++i) {
-    const auto& run = j["runs"][i];
-    CATCH_CHECK(run["index"].num() == static_cast<double>(i));
-    CATCH_CHECK(run["seed"].num() == 4);
-    const auto& cmd = run["command"].array;
-    std::vector<std::string> argv;
-    for (const auto& a : cmd) argv.push_back(a.string);
+    const auto& run = j.at("runs").at(i);
+    CATCH_CHECK(run.at("index").get<std::size_t>() == i);
+    CATCH_CHECK(run.at("seed").get<int>() == 4);
+    const auto argv = run.at("command").get<std::vector<std::string>>();
     CATCH_CHECK(argv == std::vector<std::string>{"flatface", "run", toml, "--set",
                                                  "experiment.seeds=[4]", "--only",
-                                                 "id=" + run["id"].string});
+                                                 "id=" + run.at("id").get<std::string>()});
   }
-  CATCH_CHECK(j["runs"][0]["rho"].kind == json_lite::Value::Kind::null);
-  CATCH_CHECK(j["runs"][3]["rho"].num() == catch_compat::Approx(0.3));
+  CATCH_CHECK(j.at("runs").at(0).at("rho").is_null());
+  CATCH_CHECK(j.at("runs").at(3).at("rho").get<double>() == catch_compat::Approx(0.3));
 }
 
 CATCH_TEST_CASE("plan --sbatch prints a valid bash job array, one task per run with its --only") {

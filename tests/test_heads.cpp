@@ -79,18 +79,18 @@ CATCH_TEST_CASE("CosFace subtracts m from the target cosine only, then scales by
 }
 
 CATCH_TEST_CASE("ArcFace logits equal insightface's CombinedMarginLoss on the reference vectors") {
-  auto ref = json_lite::load(vectors("arcface_forward.json"));
+  auto ref = load_json(vectors("arcface_forward.json"));
   for (bool straight_through : {false, true}) {
     CATCH_CAPTURE(straight_through);
     auto head = head_plugin("arcface", 5, 6,
-                            {{"s", num(ref["s"].num())},
-                             {"m", num(ref["m"].num())},
+                            {{"s", num(ref.at("s").get<double>())},
+                             {"m", num(ref.at("m").get<double>())},
                              {"straight_through", flag(straight_through)}});
-    for (std::size_t i = 0; i < ref["cos"].size(); ++i) {
+    for (std::size_t i = 0; i < ref.at("cos").size(); ++i) {
       CATCH_CAPTURE(i);
-      at::Tensor out = logits_for(*head, ref["cos"][i].flat(),
-                                  static_cast<std::int64_t>(ref["labels"][i].num()));
-      at::Tensor expected = doubles(ref["logits"][i].flat(), {5});
+      at::Tensor out = logits_for(*head, numbers_of(ref.at("cos").at(i)),
+                                  ref.at("labels").at(i).get<std::int64_t>());
+      at::Tensor expected = doubles(numbers_of(ref.at("logits").at(i)), {5});
       CATCH_CHECK(max_abs_diff(out, expected) < 1e-10);
     }
   }
@@ -139,27 +139,27 @@ CATCH_TEST_CASE("ArcFace's gradient through the target cosine: exact or straight
 
 CATCH_TEST_CASE(
     "AdaFace logits and batch statistics equal AdaFace's head.py on the reference vectors") {
-  auto ref = json_lite::load(vectors("adaface_forward.json"));
-  at::Tensor kernel = matrix_of(ref["kernel_DxC"]);  // [D, C]: columns are class weights
+  auto ref = load_json(vectors("adaface_forward.json"));
+  at::Tensor kernel = matrix_of(ref.at("kernel_DxC"));  // [D, C]: columns are class weights
   auto head = head_plugin("adaface", kernel.size(1), kernel.size(0),
-                          {{"s", num(ref["s"].num())},
-                           {"m", num(ref["m"].num())},
-                           {"h", num(ref["h"].num())},
-                           {"t_alpha", num(ref["t_alpha"].num())}});
+                          {{"s", num(ref.at("s").get<double>())},
+                           {"m", num(ref.at("m").get<double>())},
+                           {"h", num(ref.at("h").get<double>())},
+                           {"t_alpha", num(ref.at("t_alpha").get<double>())}});
   set_parameter(*head, "weight", kernel.t());
   auto buffers = head->named_buffers();
   CATCH_REQUIRE(buffers.contains("batch_mean"));
   CATCH_REQUIRE(buffers.contains("batch_std"));
-  CATCH_CHECK(buffers["batch_mean"].item<double>() == ref["batch_mean_before"].num());
-  CATCH_CHECK(buffers["batch_std"].item<double>() == ref["batch_std_before"].num());
+  CATCH_CHECK(buffers["batch_mean"].item<double>() == ref.at("batch_mean_before").get<double>());
+  CATCH_CHECK(buffers["batch_std"].item<double>() == ref.at("batch_std_before").get<double>());
 
   at::Tensor out =
-      head->logits(matrix_of(ref["embeddings_unnormalised"]), labels_of(ref["labels"]));
-  CATCH_CHECK(max_abs_diff(out, matrix_of(ref["logits"])) < 1e-10);
+      head->logits(matrix_of(ref.at("embeddings_unnormalised")), labels_of(ref.at("labels")));
+  CATCH_CHECK(max_abs_diff(out, matrix_of(ref.at("logits"))) < 1e-10);
   CATCH_CHECK(buffers["batch_mean"].item<double>() ==
-              Approx(ref["batch_mean_after"].num()).epsilon(1e-13));
+              Approx(ref.at("batch_mean_after").get<double>()).epsilon(1e-13));
   CATCH_CHECK(buffers["batch_std"].item<double>() ==
-              Approx(ref["batch_std_after"].num()).epsilon(1e-13));
+              Approx(ref.at("batch_std_after").get<double>()).epsilon(1e-13));
 }
 
 CATCH_TEST_CASE("AdaFace leaves its statistics alone while statistics updates are off") {

@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "catch_compat.hpp"
-#include "training/optimizer.hpp"
 #include "step_test_support.hpp"
+#include "training/optimizer.hpp"
 #include "training/train_step.hpp"
 
 using namespace flatface;
@@ -179,45 +179,47 @@ CATCH_TEST_CASE("SAM restores the weights bit-exactly before the optimizer step"
 }
 
 CATCH_TEST_CASE("SAM around SGD reproduces three steps of davda54's SAM on a linear classifier") {
-  auto ref = json_lite::load(vectors("sam_steps.json"));
-  at::Tensor x = matrix_of(ref["x"]);
-  at::Tensor y = labels_of(ref["y"]);
-  at::Tensor w0 = matrix_of(ref["weight0"]);
+  auto ref = load_json(vectors("sam_steps.json"));
+  at::Tensor x = matrix_of(ref.at("x"));
+  at::Tensor y = labels_of(ref.at("y"));
+  at::Tensor w0 = matrix_of(ref.at("weight0"));
   auto backbone = std::make_shared<IdentityBackbone>(w0.size(1));
   auto head = std::make_shared<LinearHead>(w0.size(0), w0.size(1));
   head->to(at::kDouble);
   set_parameter(*head, "weight", w0);
-  set_parameter(*head, "bias", doubles(ref["bias0"].flat(), {w0.size(0)}));
+  set_parameter(*head, "bias", doubles(numbers_of(ref.at("bias0")), {w0.size(0)}));
   auto optimizer = make_sgd(*backbone, *head,
-                            sgd(ref["lr"].num(), ref["momentum"].num(), ref["weight_decay"].num()));
+                            sgd(ref.at("lr").get<double>(), ref.at("momentum").get<double>(),
+                                ref.at("weight_decay").get<double>()));
   TrainStep step(backbone, head, *optimizer, {});
-  auto sam = strategy("sam", {{"rho", num(ref["rho"].num())}});
+  auto sam = strategy("sam", {{"rho", num(ref.at("rho").get<double>())}});
 
-  for (std::size_t k = 0; k < ref["after_each_step"].size(); ++k) {
+  for (std::size_t k = 0; k < ref.at("after_each_step").size(); ++k) {
     CATCH_CAPTURE(k);
     step.run(*sam, x, y);
-    const auto& expected = ref["after_each_step"][k];
+    const auto& expected = ref.at("after_each_step").at(k);
     auto params = head->named_parameters();
-    CATCH_CHECK(max_abs_diff(params["weight"], matrix_of(expected["weight"])) < 1e-10);
-    CATCH_CHECK(max_abs_diff(params["bias"], doubles(expected["bias"].flat(), {w0.size(0)})) <
-                1e-10);
+    CATCH_CHECK(max_abs_diff(params["weight"], matrix_of(expected.at("weight"))) < 1e-10);
+    CATCH_CHECK(max_abs_diff(params["bias"],
+                             doubles(numbers_of(expected.at("bias")), {w0.size(0)})) < 1e-10);
   }
 }
 
 CATCH_TEST_CASE("AACE's loss and its gradient equal the AACE authors' code (eqs. 11-14)") {
-  auto ref = json_lite::load(vectors("aace_loss.json"));
-  at::Tensor z = matrix_of(ref["logits"]);
-  at::Tensor y = labels_of(ref["labels"]);
+  auto ref = load_json(vectors("aace_loss.json"));
+  at::Tensor z = matrix_of(ref.at("logits"));
+  at::Tensor y = labels_of(ref.at("labels"));
   const double rho = 0.05;
   LogitContext ctx(z, y);
   StepStats stats = strategy("aace", {{"rho", num(rho)}})->step(ctx);
 
-  CATCH_CHECK(stats.perturbation_loss == Approx(ref["loss_mean_kl"].num()).epsilon(1e-12));
+  CATCH_CHECK(stats.perturbation_loss ==
+              Approx(ref.at("loss_mean_kl").get<double>()).epsilon(1e-12));
   // ε = −ρ ∇L_AACE, not normalised (eq. 20); here ∇ is the gradient w.r.t. the logits.
-  CATCH_CHECK(max_abs_diff(ctx.epsilon, -rho * matrix_of(ref["grad_logits"])) < 1e-14);
+  CATCH_CHECK(max_abs_diff(ctx.epsilon, -rho * matrix_of(ref.at("grad_logits"))) < 1e-14);
   CATCH_CHECK(!stats.grad_norm);  // ∇L_margin(w) is never formed
   CATCH_CHECK(stats.epsilon_norm ==
-              Approx(rho * matrix_of(ref["grad_logits"]).norm().item<double>()));
+              Approx(rho * matrix_of(ref.at("grad_logits")).norm().item<double>()));
 }
 
 CATCH_TEST_CASE("AACE's target has no mass on the true class and sums to one") {

@@ -3,96 +3,26 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <map>
-#include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "flatface/options.hpp"
 #include "evaluation/verification.hpp"
+#include "flatface/options.hpp"
+#include "json_file.hpp"
 
 using catch_compat::Approx;
 using catch_compat::Contains;
 using flatface::evaluate_pairs;
 using flatface::kfold_ranges;
 using flatface::VerificationResult;
+using flatface::testing::load_json;
+using flatface::testing::numbers_of;
 
 namespace {
-
-// Just enough JSON for the reference vectors: objects, arrays, numbers, booleans, strings.
-struct Json {
-  std::vector<double> numbers;  // a flattened array of numbers (booleans as 0/1)
-  std::map<std::string, std::shared_ptr<Json>> members;
-  double number = 0;
-};
-
-class JsonReader {
- public:
-  explicit JsonReader(std::string text) : s_(std::move(text)) {}
-  std::shared_ptr<Json> value() {
-    skip();
-    auto v = std::make_shared<Json>();
-    if (s_[i_] == '{') {
-      ++i_;
-      for (skip(); s_[i_] != '}'; skip()) {
-        std::string key = string();
-        skip();
-        ++i_;  // ':'
-        v->members[key] = value();
-        skip();
-        if (s_[i_] == ',') ++i_;
-      }
-      ++i_;
-    } else if (s_[i_] == '[') {
-      ++i_;
-      for (skip(); s_[i_] != ']'; skip()) {
-        auto item = value();
-        if (item->numbers.empty()) v->numbers.push_back(item->number);
-        v->numbers.insert(v->numbers.end(), item->numbers.begin(), item->numbers.end());
-        skip();
-        if (s_[i_] == ',') ++i_;
-      }
-      ++i_;
-    } else if (s_[i_] == '"') {
-      string();
-    } else if (s_.compare(i_, 4, "true") == 0) {
-      v->number = 1, i_ += 4;
-    } else if (s_.compare(i_, 5, "false") == 0) {
-      v->number = 0, i_ += 5;
-    } else {
-      std::size_t used = 0;
-      v->number = std::stod(s_.substr(i_, 40), &used);
-      i_ += used;
-    }
-    return v;
-  }
-
- private:
-  void skip() {
-    while (std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  std::string string() {
-    std::size_t end = s_.find('"', i_ + 1);
-    std::string out = s_.substr(i_ + 1, end - i_ - 1);
-    i_ = end + 1;
-    return out;
-  }
-  std::string s_;
-  std::size_t i_ = 0;
-};
-
-std::shared_ptr<Json> read_json(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return JsonReader(text.str()).value();
-}
 
 const std::string kReference =
     std::string(FLATFACE_SHARED_DIR) + "/vectors/verification_10fold.json";
@@ -110,31 +40,29 @@ at::Tensor pairs_at_distances(const std::vector<double>& d) {
 }  // namespace
 
 CATCH_TEST_CASE("fold accuracies, their mean and population std equal insightface calculate_roc") {
-  auto ref = read_json(kReference);
-  const auto& e = ref->members.at("embeddings_normalised")->numbers;
-  const auto& same = ref->members.at("issame")->numbers;
+  const auto ref = load_json(kReference);
+  const auto e = numbers_of(ref.at("embeddings_normalised"));
   CATCH_REQUIRE(e.size() % 400 == 0);
   at::Tensor embeddings = at::tensor(e, at::kDouble).reshape({400, -1});
-  std::vector<bool> issame(same.begin(), same.end());
+  const auto issame = ref.at("issame").get<std::vector<bool>>();
   CATCH_REQUIRE(issame.size() == 200);
 
   VerificationResult r = evaluate_pairs(embeddings, issame);
-  const auto& folds = ref->members.at("fold_accuracies")->numbers;
+  const auto folds = numbers_of(ref.at("fold_accuracies"));
   CATCH_REQUIRE(r.fold_accuracies.size() == folds.size());
   for (std::size_t f = 0; f < folds.size(); ++f)
     CATCH_CHECK(r.fold_accuracies[f] == Approx(folds[f]).margin(1e-10));
-  CATCH_CHECK(r.accuracy == Approx(ref->members.at("accuracy_mean")->number).margin(1e-10));
-  CATCH_CHECK(r.accuracy_std == Approx(ref->members.at("accuracy_std")->number).margin(1e-10));
+  CATCH_CHECK(r.accuracy == Approx(ref.at("accuracy_mean").get<double>()).margin(1e-10));
+  CATCH_CHECK(r.accuracy_std == Approx(ref.at("accuracy_std").get<double>()).margin(1e-10));
 }
 
 CATCH_TEST_CASE("float32 embeddings give the same fold accuracies on the reference vectors") {
-  auto ref = read_json(kReference);
+  const auto ref = load_json(kReference);
   at::Tensor embeddings =
-      at::tensor(ref->members.at("embeddings_normalised")->numbers, at::kDouble).reshape({400, -1});
-  const auto& same = ref->members.at("issame")->numbers;
-  std::vector<bool> issame(same.begin(), same.end());
+      at::tensor(numbers_of(ref.at("embeddings_normalised")), at::kDouble).reshape({400, -1});
+  const auto issame = ref.at("issame").get<std::vector<bool>>();
   VerificationResult r = evaluate_pairs(embeddings.to(at::kFloat), issame);
-  CATCH_CHECK(r.accuracy == Approx(ref->members.at("accuracy_mean")->number).margin(1e-10));
+  CATCH_CHECK(r.accuracy == Approx(ref.at("accuracy_mean").get<double>()).margin(1e-10));
 }
 
 CATCH_TEST_CASE(
@@ -178,11 +106,10 @@ print(repr(float(np.mean(best))), repr(float(np.mean(vals))), repr(float(np.mean
   std::remove(path.c_str());
   CATCH_REQUIRE(read == 3);
 
-  auto ref = read_json(kReference);
+  const auto ref = load_json(kReference);
   at::Tensor embeddings =
-      at::tensor(ref->members.at("embeddings_normalised")->numbers, at::kDouble).reshape({400, -1});
-  const auto& same = ref->members.at("issame")->numbers;
-  VerificationResult r = evaluate_pairs(embeddings, std::vector<bool>(same.begin(), same.end()));
+      at::tensor(numbers_of(ref.at("embeddings_normalised")), at::kDouble).reshape({400, -1});
+  VerificationResult r = evaluate_pairs(embeddings, ref.at("issame").get<std::vector<bool>>());
   CATCH_CHECK(r.threshold == Approx(threshold).margin(1e-10));
   CATCH_CHECK(r.tar_at_far == Approx(tar).margin(1e-10));
   CATCH_CHECK(r.far == Approx(far).margin(1e-10));

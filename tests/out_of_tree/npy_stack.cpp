@@ -7,7 +7,7 @@
 // or, instead of those options, path = "STEM.npy" with its companion beside it: STEM.labels.npy
 // for a training set, STEM.issame.npy for a verification set. Given on the command line
 // (`flatface data info x.npy`, `flatface eval ... x.npy`), a .npy file that starts with numpy's
-// magic is claimed in each role whose companion exists. Images keep their stored size (the host
+// magic is recognised in each role whose companion exists. Images keep their stored size (the host
 // resizes). Relative paths resolve against DatasetArgs::base_dir.
 #include <algorithm>
 #include <cstring>
@@ -105,7 +105,7 @@ std::pair<Npy, Npy> open_stack(const flatface::DatasetArgs& args, const std::str
 }
 
 // A .npy file (by its magic) whose companion for a role exists beside it.
-flatface::PathClaim claim(const flatface::PathProbe& p) {
+flatface::PathRecognition recognise(const flatface::PathProbe& p) {
   static const char magic[] = "\x93NUMPY";
   if (p.is_directory || p.head.size() < 6 || std::memcmp(p.head.data(), magic, 6) != 0) return {};
   return {std::filesystem::is_regular_file(companion_of(p.path, "labels")),
@@ -214,6 +214,6 @@ std::shared_ptr<flatface::VerificationSet> make_pairs(const flatface::DatasetArg
 
 FLATFACE_PLUGIN(flatface::dataset_entry("npy-stack",
                                         "numpy image stacks (uint8 [N,H,W,3]) with labels or pairs",
-                                        &make_train_set, &make_pairs, &claim,
+                                        &make_train_set, &make_pairs, &recognise,
                                         "*.npy image stacks beside STEM.labels.npy (training set) "
                                         "or STEM.issame.npy (pairs)"))

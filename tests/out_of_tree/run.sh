@@ -162,7 +162,7 @@ TOML
 "$flatface" run "$work/train.toml" >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "run"; }
 "$python" "$here/compare_runs.py" plugins "$work/results" || fail "results of the out-of-tree plugins"
 
-step "a dataset format out of tree: flatface data info reads .npy stacks through npy-stack's claim"
+step "a dataset format out of tree: flatface data info reads .npy stacks through npy-stack, which recognises them"
 "$python" "$here/make_npy_faces.py" "$work/faces"
 "$flatface" data info "$work/faces/x.npy" | tee "$work/faces/info-x.txt"
 grep -qF "$work/faces/x.npy: dataset plugin 'npy-stack', training set" "$work/faces/info-x.txt" ||
@@ -176,16 +176,16 @@ grep -qF "$work/faces/pairs.npy: dataset plugin 'npy-stack', verification set" \
 grep -qF "verification set: 20 pairs (10 same, 10 different)" "$work/faces/info-pairs.txt" ||
   fail "data info pairs.npy pairs"
 
-step "without the plugin no one claims a .npy, and the error lists what the plugins read"
+step "without the plugin no one recognises a .npy, and the error lists what the plugins read"
 set +e
-FLATFACE_PLUGIN_PATH= "$flatface" data info "$work/faces/x.npy" 2>"$work/faces/unclaimed.txt"
+FLATFACE_PLUGIN_PATH= "$flatface" data info "$work/faces/x.npy" 2>"$work/faces/unrecognised.txt"
 code=$?
 set -e
-cat "$work/faces/unclaimed.txt"
-[[ $code -eq 2 ]] || fail "data info of an unclaimed .npy exited $code, not 2"
-grep -qF "x.npy': no dataset plugin reads it;" "$work/faces/unclaimed.txt" ||
-  fail "unclaimed message"
-grep -qF "insightface-bin: *.bin files" "$work/faces/unclaimed.txt" || fail "unclaimed list"
+cat "$work/faces/unrecognised.txt"
+[[ $code -eq 2 ]] || fail "data info of an unrecognised .npy exited $code, not 2"
+grep -qF "x.npy': no dataset plugin recognises it;" "$work/faces/unrecognised.txt" ||
+  fail "unrecognised message"
+grep -qF "insightface-bin: *.bin files" "$work/faces/unrecognised.txt" || fail "unrecognised list"
 
 step "npy-stack trains as the same images in an image folder do"
 for format in npy folder; do
@@ -226,7 +226,7 @@ done
 "$python" "$here/compare_runs.py" same "$work/faces/results-npy" "$work/faces/results-folder" ||
   fail "npy-stack and image-folder differ"
 
-step "flatface eval reads pairs.npy through npy-stack's claim, as the experiment's named set"
+step "flatface eval reads pairs.npy through npy-stack, which recognises it, as the experiment's named set"
 ckpt=$(find "$work/faces/results-npy" -name '*.ckpt' | head -n1)
 [[ -n $ckpt ]] || fail "no checkpoint in $work/faces/results-npy"
 "$flatface" eval --checkpoint "$ckpt" pairs "$work/faces/pairs.npy" | tee "$work/faces/eval.txt"

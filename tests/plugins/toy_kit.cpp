@@ -119,9 +119,9 @@ std::shared_ptr<VerificationSet> make_pairs(const DatasetArgs& args) {
                                     static_cast<std::size_t>(args.options.get_int("pairs", 2)));
 }
 
-// Files that start with "TOYPAIRS", whatever their name: a claim by content, which may collide
-// with a claim by extension (test_dataset_claims names such a file x.bin).
-flatface::PathClaim claim(const flatface::PathProbe& p) {
+// Files that start with "TOYPAIRS", whatever their name: recognised by content, which may collide
+// with a plugin that recognises by extension (test_dataset_recognition names such a file x.bin).
+flatface::PathRecognition recognise(const flatface::PathProbe& p) {
   const std::string magic = "TOYPAIRS";
   const bool ours =
       p.head.size() >= magic.size() && std::equal(magic.begin(), magic.end(), p.head.begin());
@@ -135,7 +135,7 @@ FLATFACE_PLUGIN(flatface::backbone_entry("test-toy-backbone",
                 flatface::head_entry("test-toy-head", "s cos(theta), no margin (test plugin)",
                                      &make_head),
                 flatface::dataset_entry("test-toy-data", "procedural images (test plugin)",
-                                        &make_train, &make_pairs, &claim,
+                                        &make_train, &make_pairs, &recognise,
                                         "files starting with TOYPAIRS (test pairs)"),
                 flatface::perturbation_entry("test-toy", "plain SGD step (test plugin)",
                                              &flatface_test::make_toy_step))

@@ -4,7 +4,7 @@
 // (0.2) and seed (0) choosing a disjoint set of held-out identities, and pairs (300) for a
 // verification set. The split uses its own `seed` option, not the run's seed, so that a training
 // set and a verification set configured alike always hold disjoint identities. Given a path on the
-// command line, it claims a folder that has subfolders, as a training set and as pairs.
+// command line, it recognises a folder that has subfolders, as a training set and as pairs.
 #include "flatface/formats/image_folder.hpp"
 
 #include <algorithm>
@@ -69,12 +69,12 @@ std::string resolve_root(const DatasetArgs& args) {
 }
 
 // A folder with at least one subfolder (an identity); insightface's train.rec folders have none.
-PathClaim claim(const PathProbe& p) {
+PathRecognition recognise(const PathProbe& p) {
   namespace fs = std::filesystem;
   if (!p.is_directory) return {};
   std::error_code error;
   for (fs::directory_iterator it(p.path, error), end; !error && it != end; it.increment(error)) {
-    if (it->is_directory(error)) return PathClaim{true, true};
+    if (it->is_directory(error)) return PathRecognition{true, true};
   }
   return {};
 }
@@ -209,6 +209,6 @@ FLATFACE_PLUGIN(flatface::dataset_entry("image-folder",
                                         "root/<identity>/<image> folder: training set or pairs",
                                         &flatface::datasets::make_train_set,
                                         &flatface::datasets::make_verification_set,
-                                        &flatface::datasets::claim,
+                                        &flatface::datasets::recognise,
                                         "folders of root/<identity>/<image> (training set, "
                                         "pairs)"))

@@ -1,5 +1,5 @@
 // `insightface-bin`: an insightface verification file (lfw.bin, cfp_fp.bin, agedb_30.bin, ...).
-// Claims *.bin files given on the command line.
+// Recognises *.bin files given on the command line.
 //
 // Options: path (the .bin file, relative to the experiment file) and preload (true: decode every
 // image once, in parallel, when the set is opened; false: keep the encoded bytes and decode on
@@ -59,8 +59,9 @@ class LazyBinPairs final : public VerificationSet {
   std::string path_;
 };
 
-PathClaim claim(const PathProbe& p) {
-  return PathClaim{false, !p.is_directory && std::filesystem::path(p.path).extension() == ".bin"};
+PathRecognition recognise(const PathProbe& p) {
+  return PathRecognition{false,
+                         !p.is_directory && std::filesystem::path(p.path).extension() == ".bin"};
 }
 
 std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) {
@@ -88,5 +89,5 @@ std::shared_ptr<VerificationSet> make_verification_set(const DatasetArgs& args) 
 FLATFACE_PLUGIN(flatface::dataset_entry("insightface-bin",
                                         "insightface verification .bin (pickled image pairs)",
                                         nullptr, &flatface::datasets::make_verification_set,
-                                        &flatface::datasets::claim,
+                                        &flatface::datasets::recognise,
                                         "*.bin files (verification pairs)"))

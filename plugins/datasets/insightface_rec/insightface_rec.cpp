@@ -1,5 +1,5 @@
 // `insightface-rec`: insightface's training folder (train.rec, train.idx, property) as a TrainSet.
-// Claims a folder holding train.rec (or the train.rec file itself) given on the command line.
+// Recognises a folder holding train.rec (or the train.rec file itself) given on the command line.
 #include "flatface/formats/insightface_rec.hpp"
 
 #include <algorithm>
@@ -104,11 +104,11 @@ class RecTrainSet final : public TrainSet {
 };
 
 // A folder holding train.rec, or that file itself.
-PathClaim claim(const PathProbe& p) {
+PathRecognition recognise(const PathProbe& p) {
   const fs::path path(p.path);
   const bool ours =
       p.is_directory ? fs::is_regular_file(path / "train.rec") : path.filename() == "train.rec";
-  return PathClaim{ours, false};
+  return PathRecognition{ours, false};
 }
 
 std::shared_ptr<TrainSet> make_train_set(const DatasetArgs& args) {
@@ -137,5 +137,5 @@ std::shared_ptr<TrainSet> make_train_set(const DatasetArgs& args) {
 FLATFACE_PLUGIN(flatface::dataset_entry("insightface-rec",
                                         "insightface train.rec/.idx/property training folder",
                                         &flatface::datasets::make_train_set, nullptr,
-                                        &flatface::datasets::claim,
+                                        &flatface::datasets::recognise,
                                         "folders holding train.rec (training set)"))

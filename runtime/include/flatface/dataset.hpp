@@ -6,11 +6,11 @@
 // so `flatface data info` shows the sizes as stored and one rule holds for every format.
 //
 // Which plugin reads a path given on the command line (`flatface data info PATH`, `eval`, `embed`,
-// `data pairs --from`): every dataset plugin with a claim function is asked; exactly one may
-// claim the path for a role (training set, verification set). The host then calls that role's
-// factory with the single option `path` = the absolute path. No claim is an error listing every
-// plugin and what it accepts; two claims for one role are an error naming both (pass
-// `--dataset NAME` to choose).
+// `data pairs --from`): every dataset plugin with a recognise function is asked; exactly one may
+// recognise the path in a role (training set, verification set). The host then calls that role's
+// factory with the single option `path` = the absolute path. A path no plugin recognises is an
+// error listing every plugin and what it accepts; two plugins recognising it in one role is an
+// error naming both (pass `--dataset NAME` to choose).
 #pragma once
 
 #include <cstdint>
@@ -67,21 +67,21 @@ struct DatasetArgs {
   std::uint64_t seed = 0;   // the run's seed (procedural data, splits)
 };
 
-// A path from the command line, as a claim function sees it.
+// A path from the command line, as a recognise function sees it.
 struct PathProbe {
   std::string path;  // absolute
   bool is_directory = false;
   std::vector<std::uint8_t> head;  // a regular file's first bytes (up to 512), for magic numbers
 };
 
-// The roles a plugin reads a probed path in; both false: not this plugin's.
-struct PathClaim {
+// The roles a plugin recognises a probed path in; both false: not this plugin's.
+struct PathRecognition {
   bool train = false;
   bool verification = false;
 };
 
 // Must be cheap (it runs for every plugin on every path) and must not throw.
-using ClaimFunction = PathClaim (*)(const PathProbe&);
+using RecogniseFunction = PathRecognition (*)(const PathProbe&);
 
 using TrainSetFactory = std::shared_ptr<TrainSet> (*)(const DatasetArgs&);
 using VerificationSetFactory = std::shared_ptr<VerificationSet> (*)(const DatasetArgs&);

@@ -32,8 +32,8 @@ struct PluginEntry {
   PerturbationFactory perturbation = nullptr;
   TrainSetFactory train_set = nullptr;               // dataset entries: either or both
   VerificationSetFactory verification_set = nullptr;
-  ClaimFunction claim = nullptr;  // dataset entries: which command-line paths it reads (optional)
-  std::string accepts = {};       // ... said in a few words for error messages ("*.bin files")
+  RecogniseFunction recognise = nullptr;  // dataset entries, optional: paths it reads
+  std::string accepts = {};  // ... said in a few words for error messages ("*.bin files")
 };
 
 struct Manifest {
@@ -60,14 +60,14 @@ inline PluginEntry perturbation_entry(std::string name, std::string description,
   e.perturbation = f;
   return e;
 }
-// `claim` and `accepts` (see dataset.hpp) let commands that take a path find this plugin.
+// `recognise` and `accepts` (see dataset.hpp) let commands that take a path find this plugin.
 inline PluginEntry dataset_entry(std::string name, std::string description, TrainSetFactory train,
                                  VerificationSetFactory verification,
-                                 ClaimFunction claim = nullptr, std::string accepts = {}) {
+                                 RecogniseFunction recognise = nullptr, std::string accepts = {}) {
   PluginEntry e{PluginKind::dataset, std::move(name), std::move(description)};
   e.train_set = train;
   e.verification_set = verification;
-  e.claim = claim;
+  e.recognise = recognise;
   e.accepts = std::move(accepts);
   return e;
 }

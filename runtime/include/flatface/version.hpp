@@ -10,5 +10,7 @@
 // 6: the collectives reach plugins through the objects they are given (HeadArgs::collectives,
 //    StepContext::collectives()), no longer through the free functions run_world_size() and
 //    all_reduce_sum().
+//    Dataset plugins recognise command-line paths (a grid worker claims runs): PathClaim became
+//    PathRecognition, ClaimFunction RecogniseFunction, PluginEntry::claim PluginEntry::recognise.
 #define FLATFACE_ABI_VERSION 6
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -1,4 +1,4 @@
-#include "data/dataset_claims.hpp"
+#include "data/dataset_recognition.hpp"
 
 #include <algorithm>
 #include <exception>
@@ -28,8 +28,8 @@ PathProbe probe(const std::string& path) {
   return p;
 }
 
-bool in_role(const PathClaim& c, DataRole role) {
-  return role == DataRole::train ? c.train : c.verification;
+bool in_role(const PathRecognition& r, DataRole role) {
+  return role == DataRole::train ? r.train : r.verification;
 }
 
 }  // namespace
@@ -37,7 +37,7 @@ bool in_role(const PathClaim& c, DataRole role) {
 std::string what_plugins_read(const Registry& reg) {
   std::string list;
   for (const auto* e : reg.entries(PluginKind::dataset)) {
-    const std::string accepts = e->entry.claim == nullptr
+    const std::string accepts = e->entry.recognise == nullptr
                                     ? "no paths: configure it in an experiment"
                                     : (e->entry.accepts.empty() ? "some paths" : e->entry.accepts);
     list += "\n  " + e->entry.name + ": " + accepts;
@@ -45,40 +45,40 @@ std::string what_plugins_read(const Registry& reg) {
   return list.empty() ? " none loaded" : list;
 }
 
-std::vector<PathOwner> claims_on(const Registry& reg, const std::string& path) {
+std::vector<Recogniser> recognisers_of(const Registry& reg, const std::string& path) {
   if (!fs::exists(path)) throw ConfigError("'" + path + "': no such file or folder");
   const PathProbe p = probe(path);
-  std::vector<PathOwner> owners;
+  std::vector<Recogniser> out;
   for (const auto* e : reg.entries(PluginKind::dataset)) {
-    if (e->entry.claim == nullptr) continue;
-    PathClaim c;
+    if (e->entry.recognise == nullptr) continue;
+    PathRecognition r;
     try {
-      c = e->entry.claim(p);
+      r = e->entry.recognise(p);
     } catch (const std::exception&) {
-      continue;  // a claim must not throw; one that does claims nothing
+      continue;  // a recognise function must not throw; one that does recognises nothing
     }
-    // A role the plugin has no factory for cannot be read, whatever the claim says.
-    c.train = c.train && e->entry.train_set != nullptr;
-    c.verification = c.verification && e->entry.verification_set != nullptr;
-    if (c.train || c.verification) owners.push_back({e->entry.name, c});
+    // A role the plugin has no factory for cannot be read, whatever it recognises.
+    r.train = r.train && e->entry.train_set != nullptr;
+    r.verification = r.verification && e->entry.verification_set != nullptr;
+    if (r.train || r.verification) out.push_back({e->entry.name, r});
   }
-  return owners;
+  return out;
 }
 
-PluginRef claimed_ref(const Registry& reg, const std::string& path, DataRole role,
-                      const std::string& plugin) {
+PluginRef recognised_ref(const Registry& reg, const std::string& path, DataRole role,
+                         const std::string& plugin) {
   std::string chosen = plugin;
   if (chosen.empty()) {
     std::vector<std::string> names;
-    for (const auto& o : claims_on(reg, path))
-      if (in_role(o.claim, role)) names.push_back(o.plugin);
+    for (const auto& r : recognisers_of(reg, path))
+      if (in_role(r.roles, role)) names.push_back(r.plugin);
     if (names.empty()) {
-      throw ConfigError("'" + path + "': no dataset plugin reads it as a " + to_string(role) +
+      throw ConfigError("'" + path + "': no dataset plugin recognises it as a " + to_string(role) +
                         "; what each one reads from a path:" + what_plugins_read(reg));
     }
     if (names.size() > 1) {
       throw ConfigError("'" + path + "': dataset plugins '" + names[0] + "' and '" + names[1] +
-                        "' both read it as a " + to_string(role) +
+                        "' both recognise it as a " + to_string(role) +
                         "; choose one with --dataset NAME");
     }
     chosen = names[0];
