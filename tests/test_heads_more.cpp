@@ -41,15 +41,13 @@ using Labels = std::vector<std::int64_t>;
 
 // ---- the naive side: plain loops in double ----
 
-Matrix matrix_from(const json_lite::Value& v) {
+Matrix matrix_from(const Json& v) {
   Matrix m;
-  for (std::size_t i = 0; i < v.size(); ++i) m.push_back(v[i].flat());
+  for (const auto& row : v) m.push_back(numbers_of(row));
   return m;
 }
-Labels labels_from(const json_lite::Value& v) {
-  Labels out;
-  for (double d : v.flat()) out.push_back(static_cast<std::int64_t>(d));
-  return out;
+Labels labels_from(const Json& v) {
+  return v.get<Labels>();
 }
 double norm(const std::vector<double>& v) {
   double s = 0;
@@ -242,9 +240,8 @@ struct Batch {
   Matrix x, w;
   Labels y;
 };
-json_lite::Value reference(const std::string& head) {
-  return json_lite::load(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + head +
-                         ".json");
+Json reference(const std::string& head) {
+  return load_json(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + head + ".json");
 }
 Batch fixed_batch() {
   auto ref = reference("curricularface");
@@ -281,9 +278,9 @@ void check_pass(const HeadPass& p, const Expected& e, double tol = 1e-10) {
 }
 // The head's pass against the numbers the authors' code printed (both in float64; they agree to
 // about 1e-14).
-void check_reference(const HeadPass& p, const json_lite::Value& ref, double tol = 1e-11) {
+void check_reference(const HeadPass& p, const Json& ref, double tol = 1e-11) {
   CATCH_CHECK(diff(p.logits, matrix_from(ref["logits"])) < tol);
-  CATCH_CHECK(std::abs(p.loss - ref["loss"].num()) < tol);
+  CATCH_CHECK(std::abs(p.loss - ref["loss"].get<double>()) < tol);
   CATCH_CHECK(diff(p.grad_x, matrix_from(ref["grad_embeddings"])) < tol);
   CATCH_CHECK(diff(p.grad_w, matrix_from(ref["grad_weight"])) < tol);
 }
@@ -329,15 +326,17 @@ CATCH_TEST_CASE(
     "CurricularFace equals the authors' head (HuangYG123/CurricularFace) over two steps") {
   const Batch b = fixed_batch();
   auto ref = reference("curricularface");
-  auto head =
-      head_plugin("curricularface", 5, 4,
-                  {{"s", num(ref["options"]["s"].num())}, {"m", num(ref["options"]["m"].num())}});
+  auto head = head_plugin("curricularface", 5, 4,
+                          {{"s", num(ref["options"]["s"].get<double>())},
+                           {"m", num(ref["options"]["m"].get<double>())}});
   for (std::size_t k = 0; k < ref["passes"].size(); ++k) {
     CATCH_CAPTURE(k);
     const auto& r = ref["passes"][k];
-    CATCH_CHECK(buffer(*head, "t") == catch_compat::Approx(r["t_before"].num()).margin(1e-15));
+    CATCH_CHECK(buffer(*head, "t") ==
+                catch_compat::Approx(r["t_before"].get<double>()).margin(1e-15));
     check_reference(pass_of(*head, b.x, b.w, b.y), r);
-    CATCH_CHECK(buffer(*head, "t") == catch_compat::Approx(r["t_after"].num()).epsilon(1e-12));
+    CATCH_CHECK(buffer(*head, "t") ==
+                catch_compat::Approx(r["t_after"].get<double>()).epsilon(1e-12));
   }
 }
 
@@ -400,10 +399,10 @@ CATCH_TEST_CASE("AdaCos equals FaceX-Zoo's AdaCos over two steps, with and witho
       const auto& r = cs["passes"][k];
       if (k > 0)
         CATCH_CHECK(buffer(*head, "scale") ==
-                    catch_compat::Approx(r["scale_before"].num()).epsilon(1e-12));
+                    catch_compat::Approx(r["scale_before"].get<double>()).epsilon(1e-12));
       check_reference(pass_of(*head, b.x, b.w, y), r);
       CATCH_CHECK(buffer(*head, "scale") ==
-                  catch_compat::Approx(r["scale_after"].num()).epsilon(1e-12));
+                  catch_compat::Approx(r["scale_after"].get<double>()).epsilon(1e-12));
     }
   }
 }
@@ -436,13 +435,13 @@ CATCH_TEST_CASE("MV-Softmax equals FaceX-Zoo's MV_Softmax (its mv_weight is the 
   for (std::size_t c = 0; c < ref["cases"].size(); ++c) {
     const auto& r = ref["cases"][c];
     const auto& o = r["options"];
-    CATCH_CAPTURE(o["margin"].string);
+    CATCH_CAPTURE(o["margin"].get<std::string>());
     auto head = head_plugin("mv-softmax", 5, 4,
-                            {{"margin", text(o["margin"].string)},
-                             {"m", num(o["m"].num())},
-                             {"t", num(o["t"].num())},
+                            {{"margin", text(o["margin"].get<std::string>())},
+                             {"m", num(o["m"].get<double>())},
+                             {"t", num(o["t"].get<double>())},
                              {"adaptive", flag(true)},
-                             {"s", num(o["s"].num())}});
+                             {"s", num(o["s"].get<double>())}});
     check_reference(pass_of(*head, b.x, b.w, b.y), r);
   }
 }
@@ -469,9 +468,9 @@ CATCH_TEST_CASE("Circle loss equals FaceX-Zoo's CircleLoss") {
   for (std::size_t c = 0; c < ref["cases"].size(); ++c) {
     const auto& r = ref["cases"][c];
     CATCH_CAPTURE(c);
-    auto head = head_plugin(
-        "circle", 5, 4,
-        {{"m", num(r["options"]["m"].num())}, {"gamma", num(r["options"]["gamma"].num())}});
+    auto head = head_plugin("circle", 5, 4,
+                            {{"m", num(r["options"]["m"].get<double>())},
+                             {"gamma", num(r["options"]["gamma"].get<double>())}});
     check_reference(pass_of(*head, b.x, b.w, b.y), r);
   }
 }
@@ -517,11 +516,11 @@ CATCH_TEST_CASE(
     const auto& o = r["options"];
     CATCH_CAPTURE(c);
     auto head = head_plugin("combined-margin", 5, 4,
-                            {{"s", num(o["s"].num())},
-                             {"m1", num(o["m1"].num())},
-                             {"m2", num(o["m2"].num())},
-                             {"m3", num(o["m3"].num())},
-                             {"straight_through", flag(o["straight_through"].boolean)}});
+                            {{"s", num(o["s"].get<double>())},
+                             {"m1", num(o["m1"].get<double>())},
+                             {"m2", num(o["m2"].get<double>())},
+                             {"m3", num(o["m3"].get<double>())},
+                             {"straight_through", flag(o["straight_through"].get<bool>())}});
     check_reference(pass_of(*head, b.x, b.w, b.y), r);
   }
 }
