@@ -3,7 +3,8 @@
 # folder's plugins against the installed CMake package (a head on the SDK's cosine-head base, a
 # perturbation made of its step operations, a dataset format on its image helpers), load them
 # with the installed host, which is not rebuilt, and train with them through `flatface run`,
-# checking the results against the in-tree plugins they mirror.
+# checking the results against the in-tree plugins they mirror (the out-of-tree head is loaded
+# beside the installed in-tree heads).
 # Usage: run.sh <flatface build dir> [cmake] [python with h5py and numpy]
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -57,13 +58,16 @@ deps=$(sed -n 's/^CMAKE_PREFIX_PATH:[A-Z]*=//p' "$build/CMakeCache.txt")
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix${deps:+;$deps}" >"$work/configure.log" ||
   { cat "$work/configure.log"; fail "configure"; }
 "$cmake" --build "$work/plugin" >"$work/build.log" || { cat "$work/build.log"; fail "build"; }
-for p in combined_margin sam_ball npy_stack; do [[ -f $work/plugin/$p.so ]] || fail "no $p.so"; done
+for p in angular_margin sam_ball npy_stack; do [[ -f $work/plugin/$p.so ]] || fail "no $p.so"; done
 
 step "the installed host loads it from FLATFACE_PLUGIN_PATH"
 export FLATFACE_PLUGIN_PATH=$work/plugin
 "$flatface" plugins --kind head | tee "$work/heads.txt"
-grep -E "^head +combined-margin +.*$work/plugin/combined_margin.so" "$work/heads.txt" >/dev/null ||
-  fail "combined-margin not listed"
+grep -E "^head +angular-margin +.*$work/plugin/angular_margin.so" "$work/heads.txt" >/dev/null ||
+  fail "angular-margin not listed"
+# Beside the installed in-tree heads, combined-margin among them.
+grep -E "^head +combined-margin +.*$plugin_dir/combined-margin.so" "$work/heads.txt" >/dev/null ||
+  fail "the installed combined-margin not listed beside the out-of-tree head"
 "$flatface" plugins --kind perturbation | tee "$work/perturbations.txt"
 grep -E "^perturbation +sam-ball +.*$work/plugin/sam_ball.so" "$work/perturbations.txt" >/dev/null ||
   fail "sam-ball not listed"
@@ -85,21 +89,21 @@ epochs = 1
 
 [[setup]]
 name = "combined"
-head = { plugin = "combined-margin", m2 = 0.25 }
+head = { plugin = "angular-margin", m = 0.25 }
 perturbation = { plugin = "sam", rho = [0.05, 0.1] }
 TOML
 "$flatface" validate "$work/oot.toml" | tee "$work/validate.txt"
 grep -qF "$work/oot.toml: ok (4 runs, 1 setups, 2 seeds" "$work/validate.txt" || fail "validate"
 
 step "a typo in its options is caught by the host"
-sed -i 's/m2 = 0.25/m22 = 0.25/' "$work/oot.toml"
+sed -i 's/m = 0.25/mm = 0.25/' "$work/oot.toml"
 set +e
 "$flatface" validate "$work/oot.toml" 2>"$work/typo.txt"
 code=$?
 set -e
 cat "$work/typo.txt"
 [[ $code -eq 2 ]] || fail "validate of a typo exited $code, not 2"
-grep -qF "oot.toml:16:38: unknown key 'm22' for head 'combined-margin' (known: m1, m2, m3, plugin, s)" \
+grep -qF "oot.toml:16:37: unknown key 'mm' for head 'angular-margin' (known: m, plugin, s)" \
   "$work/typo.txt" || fail "typo message"
 step "flatface run trains with them; results against the in-tree sam, arcface and softmax"
 cat >"$work/train.toml" <<TOML
@@ -138,6 +142,11 @@ perturbation = { plugin = "sam-ball", ball = "linf", rho = 1e-4 }
 [[setup]]
 name = "arcface"
 head = { plugin = "arcface", m = 0.5 }
+perturbation = { plugin = "none" }
+
+[[setup]]
+name = "angular"
+head = { plugin = "angular-margin", m = 0.5 }
 perturbation = { plugin = "none" }
 
 [[setup]]
