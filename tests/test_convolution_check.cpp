@@ -3,6 +3,7 @@
 // which kernels to trust (on Debian 13's oneDNN 3.7 the unchecked gradient is off by O(1)).
 #include <ATen/Context.h>
 #include <ATen/Functions.h>
+#include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>

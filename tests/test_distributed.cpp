@@ -119,6 +119,23 @@ CATCH_TEST_CASE("MagFace, ElasticFace (+) and SphereFace on two ranks take the s
   }
 }
 
+CATCH_TEST_CASE("CurricularFace, AdaCos, MV-Softmax, CircleLoss and the combined margin on two ranks") {
+  // CurricularFace's t is the global batch's mean target cosine, AdaCos's dynamic scale the
+  // global batch's median angle and B_avg, both updated on the first pass only; MV-Softmax's
+  // mis-classified set, CircleLoss and the combined margin are per row. With SAM, 3 steps.
+  for (const std::string head :
+       {"curricularface", "adacos", "mv-softmax", "mv-softmax-adaptive", "circle", "combined-margin"}) {
+    CATCH_DYNAMIC_SECTION(head) {
+      auto one = train(1, "sam", "global", "linear", head, 6, 3);
+      auto two = train(2, "sam", "global", "linear", head, 6, 3);
+      CATCH_CHECK(max_diff(two[0].weights, one[0].weights) < 1e-6);
+      CATCH_CHECK(max_diff(two[0].losses, one[0].losses) < 1e-6);
+      CATCH_CHECK(max_diff(two[1].weights, two[0].weights) == 0);
+      CATCH_CHECK(one[0].losses.front() != one[0].losses.back());
+    }
+  }
+}
+
 CATCH_TEST_CASE("SAM with local epsilon differs from global epsilon") {
   // Each rank's epsilon from its own rows (m-sharpness) is another step: the option does something.
   auto global = train(2, "sam", "global", "linear", "arcface", 6, 3);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "json_file.hpp"
 #include "flatface/sample_order.hpp"
 #include "step_test_support.hpp"
 #include "test_support.hpp"
@@ -31,8 +32,8 @@ namespace {
 using Matrix = std::vector<std::vector<double>>;
 using Values = std::map<std::string, Options::Value>;
 
-json_lite::Value reference(const std::string& file) {
-  return json_lite::load(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + file);
+Json reference(const std::string& file) {
+  return load_json(std::string(FLATFACE_TEST_SOURCE_DIR) + "/reference/data/" + file);
 }
 
 // A head built through its plugin entry with the run's seed, in float64.
@@ -137,8 +138,8 @@ void check_against_naive(MarginHead& head, const NaiveHead& naive, const Problem
 }
 
 // The plugin against one case of the authors' numbers.
-void check_against_reference(MarginHead& head, const json_lite::Value& ref,
-                             const json_lite::Value& c, std::int64_t rows = -1) {
+void check_against_reference(MarginHead& head, const Json& ref,
+                             const Json& c, std::int64_t rows = -1) {
   at::Tensor x = matrix_of(ref["x"]), y = labels_of(ref["labels"]);
   if (rows > 0) {
     x = x.narrow(0, 0, rows);
@@ -146,14 +147,14 @@ void check_against_reference(MarginHead& head, const json_lite::Value& ref,
   }
   Autograd a = autograd(head, x, matrix_of(ref["weight"]), y);
   CATCH_CHECK(max_abs_diff(a.logits, matrix_of(c["logits"])) < 1e-9);
-  CATCH_CHECK(a.loss == Approx(c["loss"].num()).epsilon(1e-12));
+  CATCH_CHECK(a.loss == Approx(c["loss"].get<double>()).epsilon(1e-12));
   CATCH_CHECK(max_abs_diff(a.grad_x, matrix_of(c["grad_x"])) < 1e-9);
   CATCH_CHECK(max_abs_diff(a.grad_w, matrix_of(c["grad_weight"])) < 1e-9);
 }
 
-Problem problem_of(const json_lite::Value& ref) {
+Problem problem_of(const Json& ref) {
   Problem p{matrix(matrix_of(ref["x"])), matrix(matrix_of(ref["weight"])), {}};
-  for (double v : ref["labels"].flat()) p.y.push_back(static_cast<std::int64_t>(v));
+  for (double v : numbers_of(ref["labels"])) p.y.push_back(static_cast<std::int64_t>(v));
   return p;
 }
 
@@ -265,8 +266,8 @@ HeadStep at_step(std::int64_t step) {
 
 CATCH_TEST_CASE("MagFace equals the authors' MagLinear and MagLoss: logits, loss and gradients") {
   auto ref = reference("magface.json");
-  for (const auto& c : ref["cases"].array) {
-    const bool easy = c["easy_margin"].boolean;
+  for (const auto& c : ref["cases"]) {
+    const bool easy = c["easy_margin"].get<bool>();
     CATCH_CAPTURE(easy);
     // The authors' settings are the defaults (easy margin included): no options for that case.
     auto head =
@@ -337,15 +338,15 @@ CATCH_TEST_CASE("MagFace rejects bounds out of order") {
 CATCH_TEST_CASE(
     "ElasticFace equals the authors' ElasticArcFace and ElasticCosFace, plain and plus") {
   auto ref = reference("elasticface.json");
-  const auto seed = static_cast<std::uint64_t>(ref["seed"].num());
-  const auto step = static_cast<std::int64_t>(ref["step"].num());
-  for (const auto& c : ref["cases"].array) {
-    const std::string variant = c["variant"].string;
-    CATCH_CAPTURE(variant, c["plus"].boolean);
+  const auto seed = static_cast<std::uint64_t>(ref["seed"].get<double>());
+  const auto step = static_cast<std::int64_t>(ref["step"].get<double>());
+  for (const auto& c : ref["cases"]) {
+    const std::string variant = c["variant"].get<std::string>();
+    CATCH_CAPTURE(variant, c["plus"].get<bool>());
     auto head = head_with_seed(
-        "elasticface", 5, 4, {{"variant", text(variant)}, {"plus", flag(c["plus"].boolean)}}, seed);
+        "elasticface", 5, 4, {{"variant", text(variant)}, {"plus", flag(c["plus"].get<bool>())}}, seed);
     head->begin_step(at_step(step));
-    check_against_reference(*head, ref, c, static_cast<std::int64_t>(c["rows"].num()));
+    check_against_reference(*head, ref, c, static_cast<std::int64_t>(c["rows"].get<double>()));
   }
 }
 
@@ -473,8 +474,8 @@ CATCH_TEST_CASE("ElasticFace draws on a rank what one process draws for the same
 CATCH_TEST_CASE(
     "SphereFace equals sphereface_pytorch's AngleLinear and AngleLoss at each iteration") {
   auto ref = reference("sphereface.json");
-  for (const auto& c : ref["cases"].array) {
-    const auto it = static_cast<std::int64_t>(c["iteration"].num());
+  for (const auto& c : ref["cases"]) {
+    const auto it = static_cast<std::int64_t>(c["iteration"].get<double>());
     CATCH_CAPTURE(it);
     auto head = head_plugin("sphereface", 5, 4, {{"base", num(1500)}, {"gamma", num(0.1)}});
     head->begin_step(at_step(it - 1));  // their `it` counts the step being taken, from 1

@@ -45,8 +45,16 @@ Options options_of(const std::string& what, const std::map<std::string, double>&
   return o;
 }
 
-// The head `name` with small-model settings; "elasticface+" is ElasticFace+ (plus = true).
+// The head `name` with small-model settings; "elasticface+" is ElasticFace+ (plus = true),
+// "mv-softmax-adaptive" MV-Softmax with adaptive t.
 PluginRef head_ref(const std::string& name) {
+  if (name == "adacos") return {name, options_of("head", {})};  // dynamic scale
+  if (name == "circle") return {name, options_of("head", {{"gamma", 32.0}})};
+  if (name == "mv-softmax-adaptive") {
+    Options o = options_of("head", {{"s", 16.0}, {"t", 0.12}});
+    o.set("adaptive", Options::Value{true, SourcePos{"step_worker", 1, 1}});
+    return {"mv-softmax", o};
+  }
   if (name == "sphereface") return {name, options_of("head", {{"base", 100.0}})};
   if (name == "magface")
     return {name, options_of("head", {{"s", 16.0}, {"l_a", 0.05}, {"u_a", 50.0}})};
