@@ -12,11 +12,11 @@ set(layers
   "distributed:"
   "kernels:"
   "experiment:"
-  "plugin_host:experiment formats kernels"
+  "plugin_host:experiment formats"
   "data:experiment plugin_host formats"
   "evaluation:data formats"
-  "training:experiment plugin_host data evaluation results distributed formats"
-  "flatness:experiment plugin_host data evaluation results training formats"
+  "training:experiment plugin_host data evaluation results distributed formats kernels"
+  "flatness:experiment plugin_host data evaluation results training formats kernels"
   "bench:experiment plugin_host data evaluation results training flatness"
   "grid:experiment plugin_host data results training flatness distributed")
 set(known "")

@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "kernels/convolution_check.hpp"
+
 namespace flatface::flatness {
 
 ParamVector trainable_parameters(torch::nn::Module& backbone, torch::nn::Module& head) {
@@ -23,6 +25,7 @@ ModelLoss::ModelLoss(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
       backbone_training_(backbone_->is_training()),
       head_training_(head_->is_training()),
       head_updates_statistics_(head_->update_statistics()) {
+  ensure_trusted_cpu_convolutions();  // before the first gradient (kernels/convolution_check.hpp)
   for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(backbone_.get()),
                                static_cast<torch::nn::Module*>(head_.get())}) {
     for (const auto& b : m->buffers()) {

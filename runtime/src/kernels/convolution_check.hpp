@@ -2,11 +2,12 @@
 // where it can; Debian 13's oneDNN 3.7 (with its libtorch 2.6) returns a wrong input gradient for
 // 3x3 convolutions with 4 to 24 channels and a batch of two or more: off by O(1), sometimes NaN,
 // different on every call (it reads memory it never wrote). Narrow backbones (the tests' tiny
-// IResNets, MobileFaceNet's thin layers) train on garbage there, while the forward pass and wide
-// layers stay right. Before the first backbone is built, the runtime computes one such gradient
-// with oneDNN and with ATen's own kernels; if they disagree it turns oneDNN off for the process
-// and says so. Nothing here draws from a random generator, so a run's numbers do not depend on
-// whether the check ran. No other folder of the runtime is used.
+// IResNets) train on garbage there, while the forward pass and layers of 32 channels or more stay
+// right. Before its first gradient (a training step, a flatness measure), the runtime computes
+// one such gradient with oneDNN and with ATen's own kernels; if they disagree it turns oneDNN off
+// for the process and says so. Commands that run forward passes only (validate, eval, embed)
+// keep oneDNN: its forward pass is right. Nothing here draws from a random generator, so a run's
+// numbers do not depend on whether the check ran. No other folder of the runtime is used.
 #pragma once
 
 #include <string>

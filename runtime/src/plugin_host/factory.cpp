@@ -2,8 +2,6 @@
 
 #include <filesystem>
 
-#include "kernels/convolution_check.hpp"
-
 namespace flatface {
 
 namespace {
@@ -33,8 +31,6 @@ auto construct(const Options& source, const std::string& plugin, const std::stri
 }  // namespace
 
 std::shared_ptr<Backbone> make_backbone(const Registry& reg, const PluginRef& ref) {
-  // Every backbone is built here, before its first convolution runs.
-  ensure_trusted_cpu_convolutions();
   const auto& e = reg.get(PluginKind::backbone, ref.plugin);
   return construct(ref.options, ref.plugin, "backbone",
                    [&](const Options& o) { return e.entry.backbone(BackboneArgs{o}); });

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "flatface/torch_compat.hpp"
+#include "kernels/convolution_check.hpp"
 
 namespace flatface {
 
@@ -89,6 +90,7 @@ TrainStep::TrainStep(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
       optimizer_(optimizer),
       options_(std::move(options)),
       ranks_(*options_.data_parallel.ranks) {
+  ensure_trusted_cpu_convolutions();  // before the first gradient (kernels/convolution_check.hpp)
   if (options_.bn_second_pass != "freeze" && options_.bn_second_pass != "update") {
     throw ConfigError("bn_second_pass is '" + options_.bn_second_pass +
                       "'; expected one of: freeze, update");
