@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flatface/plugin.hpp"
@@ -241,5 +242,18 @@ class EpsilonRecorder final : public Perturbation {
 inline std::unique_ptr<EpsilonRecorder> recorded(std::unique_ptr<Perturbation> inner) {
   return std::make_unique<EpsilonRecorder>(std::move(inner));
 }
+
+// Rank 0 of two for a head's collectives, whose partner rank adds `partner` to every sum.
+class TwoRanks final : public Collectives {
+ public:
+  explicit TwoRanks(at::Tensor partner) : partner_(std::move(partner)) {}
+  int world_size() const override { return 2; }
+  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
+    for (const auto& t : tensors) t.add_(partner_);
+  }
+
+ private:
+  at::Tensor partner_;
+};
 
 }  // namespace flatface::testing

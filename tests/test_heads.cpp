@@ -178,23 +178,6 @@ CATCH_TEST_CASE("AdaFace leaves its statistics alone while statistics updates ar
   CATCH_CHECK(buffers["batch_std"].item<double>() == Approx(0.99 * 100));
 }
 
-namespace {
-
-// Rank 0 of two, whose partner adds `partner` to every sum.
-class TwoRanks final : public Collectives {
- public:
-  explicit TwoRanks(at::Tensor partner) : partner_(std::move(partner)) {}
-  int world_size() const override { return 2; }
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
-    for (const auto& t : tensors) t.add_(partner_);
-  }
-
- private:
-  at::Tensor partner_;
-};
-
-}  // namespace
-
 CATCH_TEST_CASE(
     "AdaFace's batch statistics are those of the global batch of the ranks it is given") {
   // This rank's rows have norms 5 and 13, the partner's 1 and 7 (its sums: count 2, Σn = 8,

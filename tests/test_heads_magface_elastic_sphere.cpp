@@ -428,21 +428,6 @@ CATCH_TEST_CASE("ElasticFace+ gives the largest target cosine the smallest margi
     CATCH_CHECK(out[i][i].item<double>() == Approx(64 * (c[i] - expected[i])).epsilon(1e-12));
 }
 
-namespace {
-// Rank `rank` of two, whose partner adds `partner` to every sum.
-class OtherRank final : public Collectives {
- public:
-  explicit OtherRank(at::Tensor partner) : partner_(std::move(partner)) {}
-  int world_size() const override { return 2; }
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors) override {
-    for (const auto& t : tensors) t.add_(partner_);
-  }
-
- private:
-  at::Tensor partner_;
-};
-}  // namespace
-
 CATCH_TEST_CASE("ElasticFace draws on a rank what one process draws for the same rows") {
   auto ref = reference("elasticface.json");
   at::Tensor x = matrix_of(ref["x"]), w = matrix_of(ref["weight"]), y = labels_of(ref["labels"]);
@@ -457,7 +442,7 @@ CATCH_TEST_CASE("ElasticFace draws on a rank what one process draws for the same
     at::Tensor partner = at::zeros({5}, at::kDouble);
     partner.narrow(0, 0, 2).copy_(
         whole->cosine(x).detach().gather(1, y.view({-1, 1})).view({-1}).narrow(0, 0, 2));
-    OtherRank ranks(partner);
+    TwoRanks ranks(partner);
     auto rank1 = head_with_seed("elasticface", 5, 4, v, 8, ranks);
     set_parameter(*rank1, "weight", w);
     HeadStep s = at_step(4);

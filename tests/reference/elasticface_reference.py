@@ -22,12 +22,12 @@ the plus batch below is chosen so (descending order of its target cosines: rows 
 """
 import json
 import math
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import torch
+
+from snapshot import source_of
 
 COMMIT = "5496ec0643bfdcd5e6b53b885aa4e919e26ce442"
 MASK = (1 << 64) - 1
@@ -58,14 +58,6 @@ def standard_normal(seed, step, row):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-def source(snapshot, path):
-    root = Path(snapshot)
-    if (root / path).is_file():
-        return (root / path).read_text()
-    return subprocess.run(["git", "--git-dir", str(root), "show", f"{COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
-
-
 class TorchWithMargins:
     """torch, except that normal() hands out the given margins."""
 
@@ -83,7 +75,7 @@ class TorchWithMargins:
 def main():
     torch.set_default_dtype(torch.float64)
     losses = types.ModuleType("losses")
-    exec(compile(source(sys.argv[1], "utils/losses.py"), "utils/losses.py", "exec"),
+    exec(compile(source_of(sys.argv[1], "utils/losses.py", COMMIT), "utils/losses.py", "exec"),
          losses.__dict__)
     proxy = TorchWithMargins()
     losses.torch = proxy

@@ -16,22 +16,14 @@ are stubbed as empty modules, since the head does not use them. Everything runs 
 m(a) is their SoftmaxBuilder._margin, called on a stand-in `self` with the four bounds.
 """
 import json
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import torch
 
+from snapshot import source_of
+
 COMMIT = "99bae614ac2643b9694bf18e0c5645272ff6acfa"
-
-
-def source(snapshot, path):
-    root = Path(snapshot)
-    if (root / path).is_file():
-        return (root / path).read_text()
-    return subprocess.run(["git", "--git-dir", str(root), "show", f"{COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
 
 
 def load_magface(snapshot):
@@ -40,7 +32,7 @@ def load_magface(snapshot):
     sys.modules["termcolor"].cprint = print
     sys.modules["models"].iresnet = sys.modules["models.iresnet"]
     module = types.ModuleType("magface")
-    exec(compile(source(snapshot, "models/magface.py"), "models/magface.py", "exec"),
+    exec(compile(source_of(snapshot, "models/magface.py", COMMIT), "models/magface.py", "exec"),
          module.__dict__)
     return module
 

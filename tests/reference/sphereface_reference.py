@@ -19,24 +19,16 @@ it after incrementing, so `it` is set to (iteration − 1) before each call. Flo
 AngleLinear's k uses 3.14159265 for π; no input here lies within 1e-8 of a branch boundary.
 """
 import json
-import subprocess
 import sys
 import types
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional
 
+from snapshot import source_of
+
 COMMIT = "e2f11f0b0f394cf75b9f65ce8d353e4390b0948c"
-
-
-def source(snapshot, path):
-    root = Path(snapshot)
-    if (root / path).is_file():
-        return (root / path).read_text()
-    return subprocess.run(["git", "--git-dir", str(root), "show", f"{COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
 
 
 class RecordingF:
@@ -57,7 +49,7 @@ def main():
     warnings.simplefilter("ignore")  # their uint8 masks are deprecated, not wrong
     torch.set_default_dtype(torch.float64)
     net = types.ModuleType("net_sphere")
-    exec(compile(source(sys.argv[1], "net_sphere.py"), "net_sphere.py", "exec"), net.__dict__)
+    exec(compile(source_of(sys.argv[1], "net_sphere.py", COMMIT), "net_sphere.py", "exec"), net.__dict__)
     recorder = RecordingF()
     net.F = recorder
 
