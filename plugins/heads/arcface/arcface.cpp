@@ -33,9 +33,7 @@ class ArcFace final : public CosineHead {
   // cos(θ + m) = cos θ cos m − sin θ sin m, differentiable in cos θ; where θ + m > π (cos θ below
   // cos(π − m)) cos(θ + m) would rise again, so the original paper's cos θ − m sin m is used.
   at::Tensor differentiable_target(const at::Tensor& c) const {
-    // sin θ; the floor keeps the gradient finite at |cos θ| = 1.
-    at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();
-    at::Tensor cos_theta_m = c * std::cos(m_) - sin * std::sin(m_);
+    at::Tensor cos_theta_m = cos_plus_margin(c, m_);
     at::Tensor fallback = c - m_ * std::sin(m_);
     return at::where(c > std::cos(M_PI - m_), cos_theta_m, fallback);
   }

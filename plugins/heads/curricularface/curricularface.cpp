@@ -46,8 +46,7 @@ class CurricularFace final : public CosineHead {
   at::Tensor logits(const at::Tensor& embeddings, const at::Tensor& labels) override {
     at::Tensor cos = cosine(embeddings);
     at::Tensor c = target_column(cos, labels);
-    at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();          // the floor keeps d/dc finite
-    at::Tensor cos_theta_m = c * std::cos(m_) - sin * std::sin(m_);  // cos(θ_y + m)
+    at::Tensor cos_theta_m = cos_plus_margin(c, m_);  // cos(θ_y + m)
     at::Tensor target = at::where(c > std::cos(M_PI - m_), cos_theta_m, c - m_ * std::sin(m_));
     if (update_statistics()) update_t(c);
     at::Tensor hard = cos > cos_theta_m.detach();

@@ -71,8 +71,7 @@ class ElasticFace final : public CosineHead {
     at::Tensor m = margins(c.detach());  // [N,1], constants
     at::Tensor target;
     if (arc_) {
-      at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();
-      target = c * m.cos() - sin * m.sin();  // cos(θ + m_i): ElasticFace-Arc
+      target = cos_plus_margin(c, m);  // cos(θ + m_i): ElasticFace-Arc
     } else {
       target = c - m;  // ElasticFace-Cos
     }

@@ -41,8 +41,7 @@ class MagFace final : public CosineHead {
     at::Tensor m = (u_m_ - l_m_) / (u_a_ - l_a_) * (magnitude(embeddings) - l_a_) + l_m_;  // [N,1]
     at::Tensor cos = cosine(embeddings);
     at::Tensor c = target_column(cos, labels);
-    at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();  // floor: finite gradient at |c| = 1
-    at::Tensor cos_theta_m = c * m.cos() - sin * m.sin();    // cos(θ + m(a))
+    at::Tensor cos_theta_m = cos_plus_margin(c, m);  // cos(θ + m(a))
     // The authors' two forms: easy margin (their default) keeps cos θ where cos θ <= 0; otherwise
     // ArcFace's cos θ − m sin m where θ + m > π, where cos(θ + m) would rise again.
     at::Tensor target = easy_margin_

@@ -38,8 +38,7 @@ class MvSoftmax final : public CosineHead {
     at::Tensor c = target_column(cos, labels);
     at::Tensor border, target;
     if (arc_) {
-      at::Tensor sin = (1.0 - c * c).clamp_min(1e-12).sqrt();  // the floor keeps d/dc finite
-      border = c * std::cos(m_) - sin * std::sin(m_);          // cos(θ_y + m)
+      border = cos_plus_margin(c, m_);  // cos(θ_y + m)
       target = at::where(c > 0.0, border, c);
     } else {
       border = c - m_;

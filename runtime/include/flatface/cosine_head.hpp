@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 
+#include <cmath>
 #include <string>
 
 #include "flatface/head.hpp"
@@ -28,6 +29,16 @@ inline at::Tensor target_column(const at::Tensor& cos, const at::Tensor& labels)
 inline at::Tensor with_target(const at::Tensor& cos, const at::Tensor& labels,
                               const at::Tensor& target) {
   return cos.scatter(1, labels.view({-1, 1}), target);
+}
+
+// cos(θ + m) from c = cos θ, as c cos m − sin θ sin m with sin θ = √(1 − c²) floored at 1e-6 so
+// that the gradient stays finite at |c| = 1; m a number, or a tensor broadcast against c (a margin
+// per row). No fallback where θ + m > π: heads choose theirs.
+inline at::Tensor cos_plus_margin(const at::Tensor& c, double m) {
+  return c * std::cos(m) - (1.0 - c * c).clamp_min(1e-12).sqrt() * std::sin(m);
+}
+inline at::Tensor cos_plus_margin(const at::Tensor& c, const at::Tensor& m) {
+  return c * m.cos() - (1.0 - c * c).clamp_min(1e-12).sqrt() * m.sin();
 }
 
 // Derive from it and implement logits(); `name` is the head's plugin name, for error messages.

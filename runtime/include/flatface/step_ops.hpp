@@ -32,6 +32,13 @@ inline at::Tensor margin_loss(const at::Tensor& logits, const at::Tensor& labels
   return at::cross_entropy_loss(logits, labels);
 }
 
+// mean_i (CE(z_i, y_i) + r_i): the cross-entropy and the head's own term r [N] (undefined: none).
+inline at::Tensor margin_loss(const at::Tensor& logits, const at::Tensor& labels,
+                              const at::Tensor& regularizer) {
+  at::Tensor loss = margin_loss(logits, labels);
+  return regularizer.defined() ? loss + regularizer.mean() : loss;
+}
+
 // L_margin per sample, ℓ_i = CE(z_i, y_i) + r_i, for the logits of the last ctx.forward(): r is
 // the head's own term (MagFace's λ_g g(a_i); none for most heads). ESAM ranks samples by it.
 inline at::Tensor per_sample_margin_loss(StepContext& ctx, const at::Tensor& logits) {
@@ -43,9 +50,7 @@ inline at::Tensor per_sample_margin_loss(StepContext& ctx, const at::Tensor& log
 // L_margin = mean_i ℓ_i, the loss every strategy descends, for the logits of the last
 // ctx.forward() (the head's term belongs to that pass's rows and weights).
 inline at::Tensor margin_loss(StepContext& ctx, const at::Tensor& logits) {
-  at::Tensor loss = margin_loss(logits, ctx.labels());
-  at::Tensor r = ctx.regularizer();
-  return r.defined() ? loss + r.mean() : loss;
+  return margin_loss(logits, ctx.labels(), ctx.regularizer());
 }
 
 // The gradients left by the last backward; a parameter the loss did not reach counts as zero.

@@ -1,10 +1,10 @@
 #include "flatness/model_loss.hpp"
 
 #include <ATen/core/grad_mode.h>
-#include <ATen/ops/cross_entropy_loss.h>
 
 #include <utility>
 
+#include "flatface/step_ops.hpp"
 #include "kernels/convolution_check.hpp"
 
 namespace flatface::flatness {
@@ -43,9 +43,8 @@ ModelLoss::ModelLoss(std::shared_ptr<Backbone> backbone, std::shared_ptr<MarginH
     at::Tensor embeddings = backbone_->forward(batch.images);
     at::Tensor logits = head_->logits(embeddings, batch.labels);
     // L_margin (eq. 16) as training descends it: with the head's own term (MagFace's), if any.
-    at::Tensor loss = at::cross_entropy_loss(logits, batch.labels);
-    at::Tensor r = head_->regularizer(embeddings, batch.labels);
-    return r.defined() ? loss + r.mean() : loss;
+    return perturbations::margin_loss(logits, batch.labels,
+                                      head_->regularizer(embeddings, batch.labels));
   };
 }
 

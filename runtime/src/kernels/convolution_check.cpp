@@ -22,16 +22,27 @@ at::Tensor wave(at::IntArrayRef shape, double phase) {
   return at::sin(at::arange(n, at::kFloat) * 0.7 + phase).reshape(shape);
 }
 
+// oneDNN on or off for one scope, as it was afterwards (also when the scope throws).
+class OnednnSetting {
+ public:
+  explicit OnednnSetting(bool enabled) : was_(at::globalContext().userEnabledMkldnn()) {
+    at::globalContext().setUserEnabledMkldnn(enabled);
+  }
+  ~OnednnSetting() { at::globalContext().setUserEnabledMkldnn(was_); }
+  OnednnSetting(const OnednnSetting&) = delete;
+  OnednnSetting& operator=(const OnednnSetting&) = delete;
+
+ private:
+  bool was_;
+};
+
 at::Tensor input_gradient(const at::Tensor& x, const at::Tensor& w, const at::Tensor& g,
                           bool onednn) {
-  auto& context = at::globalContext();
-  const bool was = context.userEnabledMkldnn();
-  context.setUserEnabledMkldnn(onednn);
+  OnednnSetting setting(onednn);
   at::AutoGradMode grad_mode(true);
   at::Tensor leaf = x.clone().set_requires_grad(true);
   const std::vector<std::int64_t> stride{1, 1}, padding{1, 1};
   at::conv2d(leaf, w, {}, stride, padding).backward(g);
-  context.setUserEnabledMkldnn(was);
   return leaf.grad();
 }
 
