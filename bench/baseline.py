@@ -106,6 +106,9 @@ class IResNet(nn.Module):
         return self.features(self.fc(self.dropout(x)))
 
 
+# The class of each backbone plugin above (plugin name -> class taking BACKBONE_DEFAULTS' keys).
+BACKBONE_CLASSES = {"iresnet": IResNet, "iresnet-small": IResNet}
+
 # ---------------------------------------------------------------------------------------------
 # Margin heads over W [C, D]: cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2).
 
@@ -432,7 +435,8 @@ def resolve_config(raw, args):
 
 def build_setup(setup, c, device):
     b = c["backbone"]
-    backbone = IResNet(**{k: b[k] for k in BACKBONE_DEFAULTS["iresnet"]})
+    model_class = BACKBONE_CLASSES[b["plugin"]]
+    backbone = model_class(**{k: b[k] for k in BACKBONE_DEFAULTS[b["plugin"]]})
     head_cfg = setup.get("head", {"plugin": "arcface"})
     head = construct(HEADS[head_cfg["plugin"]], head_cfg, c["classes"], b["embedding"])
     pert_cfg = dict(setup.get("perturbation", {"plugin": "none"}))
