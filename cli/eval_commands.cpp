@@ -57,6 +57,7 @@ struct EvalArgs {
   std::string checkpoint;
   std::string weights;   // instead of a checkpoint: a state dict file ...
   std::string backbone;  // ... and the backbone it is for, as an inline TOML table
+  std::string weights_prefix;  // only the entries of --weights whose names start with it
   std::vector<std::string> sets;
   std::string out;
   std::int64_t batch_size = 256;
@@ -73,7 +74,11 @@ struct EvalArgs {
     auto* b = cmd.add_option("--backbone", backbone,
                              "The backbone of --weights, e.g. '{ plugin = \"iresnet\", depth = "
                              "100 }'");
+    auto* prefix = cmd.add_option("--weights-prefix", weights_prefix,
+                                  "Only the entries of --weights whose names start with it, the "
+                                  "prefix removed (AdaFace's .ckpt: 'model.')");
     ckpt->excludes(w);
+    prefix->needs(w);
     w->needs(b);
     b->needs(w);
     cmd.add_option("--batch-size", batch_size, "Images per forward pass")
@@ -110,10 +115,11 @@ Loaded load(const Globals& g, const EvalArgs& args) {
     const PluginRef ref = parse_plugin_ref(args.backbone, "--backbone");
     const std::string label = ref.plugin + ref.options.canonical();
     l.backbone = make_backbone(*l.registry, ref);
-    load_weights(*l.backbone, args.weights);
+    load_weights(*l.backbone, args.weights, {args.weights_prefix});
     l.backbone->eval();
     l.origin = args.weights + ": backbone " + label;
     l.attributes = {{"weights", args.weights}, {"backbone", label}};
+    if (!args.weights_prefix.empty()) l.attributes["weights_prefix"] = args.weights_prefix;
   } else {
     throw ConfigError("give --checkpoint FILE, or --weights FILE with --backbone TABLE");
   }

@@ -1,6 +1,9 @@
 // flatface export: a checkpoint's backbone as a state dict that Python's torch.load reads, with
 // the same parameter names as insightface's arcface_torch.
+#include <array>
 #include <iostream>
+#include <sstream>
+#include <string>
 
 #include "common.hpp"
 #include "formats/state_dict.hpp"
@@ -16,6 +19,22 @@ struct ExportArgs {
 };
 ExportArgs export_args;
 
+// "RGB, (x/255 - 0.5) / 0.5": what the exported network expects, in the words of a Python
+// preprocessing step.
+std::string input_convention(const InputFormat& f) {
+  auto number = [](float v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  auto per_channel = [&](const std::array<float, 3>& v) {
+    if (v[0] == v[1] && v[1] == v[2]) return number(v[0]);
+    return "(" + number(v[0]) + ", " + number(v[1]) + ", " + number(v[2]) + ")";
+  };
+  return std::string(f.bgr ? "BGR" : "RGB") + ", (x/255 - " + per_channel(f.mean) + ") / " +
+         per_channel(f.std);
+}
+
 int export_backbone(const Globals& g, const ExportArgs& args) {
   auto registry = open_registry(g);
   CheckpointModel model = load_checkpoint_model(*registry, args.checkpoint);
@@ -24,7 +43,9 @@ int export_backbone(const Globals& g, const ExportArgs& args) {
   std::cout << args.out << ": " << weights.size() << " tensors of backbone '"
             << model.experiment.backbone.plugin << "' (run " << model.run_id << ", epoch "
             << model.epoch << ")\n"
-            << "load in Python: model.load_state_dict(torch.load('" << args.out << "'))\n";
+            << "load in Python: model.load_state_dict(torch.load('" << args.out << "'))\n"
+            << "input: " << model.backbone->input_size() << "x" << model.backbone->input_size()
+            << " images, " << input_convention(model.backbone->input_format()) << "\n";
   return 0;
 }
 

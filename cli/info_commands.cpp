@@ -119,7 +119,7 @@ int validate(const Globals& g, const ExperimentArgs& args) {
   auto reg = open_registry(g, &e);
   auto runs = expand_grid(e);
   auto backbone = make_backbone(*reg, e.backbone);
-  if (!e.init.empty()) load_weights(*backbone, e.init);
+  if (!e.init.empty()) load_weights(*backbone, e.init, {e.init_prefix});
   std::int64_t input = backbone->input_size();
   std::map<std::int64_t, std::shared_ptr<TrainSet>> train_sets;
   for (auto seed : e.seeds) train_sets[seed] = make_train_set(*reg, e.train_data, input, seed);

@@ -4,6 +4,7 @@
 #include <ATen/ops/randn.h>
 #include <torch/utils.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -12,6 +13,7 @@
 
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
+#include "experiment/experiment.hpp"
 #include "formats/state_dict.hpp"
 
 using catch_compat::Approx;
@@ -215,4 +217,34 @@ CATCH_TEST_CASE("iresnet-small training throughput on two threads", "[.benchmark
       "iresnet-small forward+backward, batch 64, 56x56, 2 threads: %.0f img/s wall, "
       "%.0f img/s from CPU time\n",
       steps * 64 / elapsed.count(), 2 * steps * 64 / cpu_seconds);
+}
+
+CATCH_TEST_CASE("channels, mean and std are the host's: the backbone carries them, its plugin never "
+                "reads them") {
+  using flatface::testing::make_backbone_with;
+  const auto ref = [](const std::string& table) {
+    return flatface::parse_plugin_ref(table, "--backbone").options;
+  };
+  // Unread keys are typos for a plugin; these three pass through without one.
+  auto bgr = make_backbone_with(
+      "iresnet-small", ref(R"({ plugin = "iresnet-small", channels = "bgr", mean = [0.4, 0.5, 0.6], std = 0.25 })"));
+  CATCH_CHECK(bgr->input_format().bgr);
+  CATCH_CHECK(bgr->input_format().mean == std::array<float, 3>{0.4f, 0.5f, 0.6f});
+  CATCH_CHECK(bgr->input_format().std == std::array<float, 3>{0.25f, 0.25f, 0.25f});
+  // Without them: insightface's RGB, (x/255 - 0.5)/0.5.
+  auto rgb = make_backbone("iresnet-small");
+  CATCH_CHECK_FALSE(rgb->input_format().bgr);
+  CATCH_CHECK(rgb->input_format().mean == std::array<float, 3>{0.5f, 0.5f, 0.5f});
+  CATCH_CHECK(rgb->input_format().std == std::array<float, 3>{0.5f, 0.5f, 0.5f});
+
+  using catch_compat::Contains;
+  const std::string small = R"({ plugin = "iresnet-small", )";
+  CATCH_CHECK_THROWS_WITH(make_backbone_with("iresnet-small", ref(small + R"(channels = "brg" })")),
+                          Contains("'channels' must be \"rgb\" or \"bgr\"") && Contains("brg"));
+  CATCH_CHECK_THROWS_WITH(make_backbone_with("iresnet-small", ref(small + "mean = [0.5, 0.5] }")),
+                          Contains("'mean' takes one number or three") && Contains("not 2"));
+  CATCH_CHECK_THROWS_WITH(make_backbone_with("iresnet-small", ref(small + "std = [0.5, 0, 0.5] }")),
+                          Contains("'std' must be positive"));
+  CATCH_CHECK_THROWS_AS(make_backbone_with("iresnet-small", ref(small + "channel = \"bgr\" }")),
+                        flatface::ConfigError);  // a typo of the key is still a typo
 }

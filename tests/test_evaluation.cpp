@@ -99,6 +99,39 @@ CATCH_TEST_CASE("an embedding is normalise(f(x) + f(flip x)), one row per image,
   CATCH_CHECK(backbone.batch_sizes == std::vector<std::int64_t>{4, 4, 4, 4, 2, 2});
 }
 
+CATCH_TEST_CASE("embeddings see images in the backbone's input format: BGR swaps red and blue") {
+  // Image i: red = v_i, green = 128, blue = 255 - v_i everywhere. HalvesBackbone reads its input
+  // channel 0: red for an RGB network, blue for a BGR one, and normalised(255 - v) = -normalised(v),
+  // so by hand: RGB (v, v, 1) / n, BGR (-v, -v, 1) / n, n = sqrt(2 v^2 + 1).
+  class ColourSet : public flatface::VerificationSet {
+   public:
+    std::size_t num_pairs() const override { return 2; }
+    Image image(std::size_t i) const override {
+      Image im{4, 4, {}};
+      for (int p = 0; p < 16; ++p)
+        im.pixels.insert(im.pixels.end(), {value(i), 128, static_cast<std::uint8_t>(255 - value(i))});
+      return im;
+    }
+    const std::vector<bool>& issame() const override { return same_; }
+    std::string describe() const override { return "colour set"; }
+    static std::uint8_t value(std::size_t i) { return static_cast<std::uint8_t>(40 + 50 * i); }
+
+   private:
+    std::vector<bool> same_{true, false};
+  } set;
+  HalvesBackbone backbone(4);
+  const at::Tensor rgb = flatface::embed_pairs(backbone, set, 4, at::kCPU);
+  flatface::InputFormat bgr;
+  bgr.bgr = true;
+  backbone.set_input_format(bgr);
+  const at::Tensor swapped = flatface::embed_pairs(backbone, set, 4, at::kCPU);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const float v = normalised(ColourSet::value(i)), n = std::sqrt(2 * v * v + 1);
+    CATCH_CHECK(at::allclose(rgb[i], at::tensor({v / n, v / n, 1 / n}), 0, 1e-6));
+    CATCH_CHECK(at::allclose(swapped[i], at::tensor({-v / n, -v / n, 1 / n}), 0, 1e-6));
+  }
+}
+
 CATCH_TEST_CASE("evaluate runs the 10-fold protocol on the embeddings") {
   // 20 pairs: "same" pairs are identical images (distance 0); "different" pairs have mirrored
   // halves, (a, b) vs (b, a), whose flip sums are equal too, except when a == b... so use values

@@ -404,7 +404,25 @@ CATCH_TEST_CASE("[model] init must be a non-empty string; other [model] keys are
   const std::string empty = replace(kGrid, "[model]\n", "[model]\ninit = \"\"\n");
   CATCH_CHECK(contains(load_error(empty), "not an empty string"));
   const std::string typo = replace(kGrid, "[model]\n", "[model]\ninti = \"w.pth\"\n");
-  CATCH_CHECK(contains(load_error(typo), "unknown key 'inti' for [model] (known: backbone, init)"));
+  CATCH_CHECK(contains(load_error(typo), "unknown key 'inti' for [model] (known: backbone, init, init_prefix)"));
+}
+
+CATCH_TEST_CASE("[model] init_prefix narrows init to the entries under it and is part of the run ids") {
+  const std::string with_init =
+      replace(kGrid, "[model]\n", "[model]\ninit = \"adaface_ir50.ckpt\"\n");
+  const std::string with_prefix =
+      replace(with_init, "[model]\n", "[model]\ninit_prefix = \"model.\"\n");
+  Experiment e = parse(with_prefix);
+  CATCH_CHECK(e.init_prefix == "model.");
+  CATCH_CHECK(parse(with_init).init_prefix.empty());
+  const auto prefixed = ids(e), plain = ids(parse(with_init));
+  for (const auto& id : prefixed) CATCH_CHECK(std::count(plain.begin(), plain.end(), id) == 0);
+  CATCH_CHECK(ids(parse(e.resolved_toml)) == prefixed);  // kept in the resolved TOML
+
+  const std::string alone = replace(kGrid, "[model]\n", "[model]\ninit_prefix = \"model.\"\n");
+  CATCH_CHECK(contains(load_error(alone), "init_prefix must be a non-empty string beside 'init'"));
+  const std::string empty = replace(with_init, "[model]\n", "[model]\ninit_prefix = \"\"\n");
+  CATCH_CHECK(contains(load_error(empty), "init_prefix must be a non-empty string"));
 }
 
 CATCH_TEST_CASE("the quickstart's run ids are the ones its results were saved under") {

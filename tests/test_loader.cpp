@@ -3,6 +3,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/full.h>
+#include <ATen/TensorIndexing.h>
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
@@ -186,6 +187,41 @@ CATCH_TEST_CASE("images are CHW, normalised as (x/255 - 0.5)/0.5, and mirrored p
   CATCH_CHECK(at::allclose(t.narrow(0, 1, 1), expected.flip({3}), 0, 1e-6));
   CATCH_CHECK(at::equal(flatface::images_to_tensor({im}, 2, {}), t.narrow(0, 0, 1)));
   CATCH_CHECK_THROWS_AS(flatface::images_to_tensor({im}, 2, {true, false}), flatface::RuntimeError);
+}
+
+CATCH_TEST_CASE("a BGR input reverses the channels and mean and std normalise each input channel") {
+  Image im{2, 2, {0, 255, 51, 153, 0, 0, 255, 255, 255, 51, 51, 51}};  // as above
+  flatface::InputFormat bgr;
+  bgr.bgr = true;
+  const at::Tensor rgb_input = flatface::images_to_tensor({im}, 2, {});
+  // The network's channel 0 is blue: the RGB input's planes in reverse order.
+  CATCH_CHECK(at::equal(flatface::images_to_tensor({im}, 2, {}, bgr), rgb_input.flip({1})));
+  // AdaFace's preprocessing, ((x[:, :, ::-1] / 255) - 0.5) / 0.5, written out for pixel (0,0):
+  // RGB (0, 255, 51) -> BGR (51, 255, 0) -> (-0.6, 1, -1).
+  const at::Tensor first = flatface::images_to_tensor({im}, 2, {}, bgr).index({0, at::indexing::Slice(), 0, 0});
+  CATCH_CHECK(at::allclose(first, at::tensor({-0.6f, 1.0f, -1.0f}), 0, 1e-6));
+
+  // torchvision-style per-channel statistics, by hand for pixel (0,1) = RGB (153, 0, 0):
+  // (0.6 - 0.485)/0.229, (0 - 0.456)/0.224, (0 - 0.406)/0.225.
+  flatface::InputFormat imagenet;
+  imagenet.mean = {0.485f, 0.456f, 0.406f};
+  imagenet.std = {0.229f, 0.224f, 0.225f};
+  const at::Tensor px = flatface::images_to_tensor({im}, 2, {}, imagenet).index({0, at::indexing::Slice(), 0, 1});
+  CATCH_CHECK(at::allclose(px, at::tensor({(0.6f - 0.485f) / 0.229f, -0.456f / 0.224f, -0.406f / 0.225f}), 0, 1e-5));
+}
+
+CATCH_TEST_CASE("the loader builds its batches in the backbone's input format") {
+  auto data = std::make_shared<PatternSet>(6, 4);
+  auto o = options(3, 4);
+  o.flip = false;
+  o.format.bgr = true;
+  Loader loader(data, o);
+  for (const auto& b : whole_epoch(loader, 0)) {
+    for (std::int64_t r = 0; r < 3; ++r) {
+      const auto i = static_cast<std::size_t>(b.labels[r].item<std::int64_t>());
+      CATCH_CHECK(at::equal(b.images[r], expected_row(i, 4, false).flip({0})));
+    }
+  }
 }
 
 CATCH_TEST_CASE("about half of the samples are mirrored, each decided by (seed, epoch, index)") {

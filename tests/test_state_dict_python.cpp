@@ -2,6 +2,7 @@
 // us. tests/python/iresnet_reference.py is a second IResNet, written independently in PyTorch.
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/equal.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -19,7 +20,9 @@
 #include "backbone_test_support.hpp"
 #include "catch_compat.hpp"
 #include "data_test_support.hpp"
+#include "formats/ordered_dict_pickle.hpp"
 #include "formats/state_dict.hpp"
+#include "formats/torch_file.hpp"
 
 namespace fs = std::filesystem;
 using flatface::TensorDict;
@@ -359,4 +362,71 @@ CATCH_TEST_CASE("A file that is not a dict of tensors is a RuntimeError naming t
   CATCH_CHECK_THROWS_WITH(
       flatface::load_tensor_dict(dir / "float.pt"),
       catch_compat::Contains("entry 'lr'") && catch_compat::Contains("expected a tensor"));
+}
+
+CATCH_TEST_CASE("A Lightning checkpoint's 'state_dict' entries under a prefix load, the rest is "
+                "left out (AdaFace's released .ckpt)") {
+  TempDir dir("published");
+  auto net = flatface::testing::make_backbone("iresnet-small");
+  randomise_state(*net);
+  const TensorDict ours = flatface::state_dict(*net);
+  flatface::save_tensor_dict(dir / "backbone.pt", ours);
+  const std::string script = std::string(FLATFACE_TEST_SOURCE_DIR) + "/python/published_checkpoint.py";
+  for (const char* layout : {"lightning", "lightning-legacy"}) {
+    CATCH_CAPTURE(layout);
+    const std::string ckpt = dir / (std::string(layout) + ".ckpt");
+    CATCH_REQUIRE(run_python(script + " " + layout + " " + (dir / "backbone.pt") + " " + ckpt) == 0);
+    const TensorDict read = flatface::load_weights_dict(ckpt, {"model."});
+    CATCH_CHECK(keys_of(read) == keys_of(ours));
+    for (const auto& e : ours) CATCH_CHECK(at::equal(read.at(e.key()), e.value()));
+
+    auto fresh = flatface::testing::make_backbone("iresnet-small");
+    flatface::load_weights(*fresh, ckpt, {"model."});
+    for (const auto& e : flatface::state_dict(*fresh)) CATCH_CHECK(at::equal(e.value(), ours.at(e.key())));
+
+    // Without the prefix the names do not fit: the error names the file and a wrapped key.
+    CATCH_CHECK_THROWS_WITH(flatface::load_weights(*fresh, ckpt),
+                            catch_compat::Contains(ckpt) && catch_compat::Contains("model.conv1.weight"));
+    CATCH_CHECK_THROWS_WITH(flatface::load_weights_dict(ckpt, {"backbone."}),
+                            catch_compat::Contains("prefix 'backbone.'") &&
+                                catch_compat::Contains("model.conv1.weight"));
+  }
+}
+
+CATCH_TEST_CASE("An insightface training checkpoint's 'state_dict_backbone' loads as the weights") {
+  TempDir dir("published");
+  auto net = flatface::testing::make_backbone("iresnet-small");
+  randomise_state(*net);
+  const TensorDict ours = flatface::state_dict(*net);
+  flatface::save_tensor_dict(dir / "backbone.pt", ours);
+  const std::string script = std::string(FLATFACE_TEST_SOURCE_DIR) + "/python/published_checkpoint.py";
+  CATCH_REQUIRE(run_python(script + " insightface " + (dir / "backbone.pt") + " " +
+                           (dir / "checkpoint_gpu_0.pt")) == 0);
+  const TensorDict read = flatface::load_weights_dict(dir / "checkpoint_gpu_0.pt");
+  CATCH_CHECK(keys_of(read) == keys_of(ours));
+  for (const auto& e : ours) CATCH_CHECK(at::equal(read.at(e.key()), e.value()));
+}
+
+CATCH_TEST_CASE("Objects of other classes in a torch.save file read as dicts of what built them") {
+  TempDir dir("objects");
+  // argparse.Namespace: NEWOBJ + BUILD(state); collections.Counter: REDUCE(args) + its items.
+  const std::string write =
+      "import sys, argparse, collections, torch; "
+      "torch.save({'w': torch.arange(3.0), 'args': argparse.Namespace(lr=0.1), "
+      "'milestones': collections.Counter([12, 20, 20]), 'again': argparse.Namespace(lr=0.2)}, "
+      "sys.argv[1])";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "objects.pt")) == 0);
+  const c10::IValue v = flatface::read_torch_file(dir / "objects.pt");
+  CATCH_REQUIRE(v.isGenericDict());
+  const auto d = v.toGenericDict();
+  CATCH_CHECK(at::equal(d.at("w").toTensor(), at::arange(3.0)));
+  const auto state = [](const c10::IValue& object) {
+    return object.toGenericDict().at(flatface::kPickledState).toGenericDict();
+  };
+  CATCH_CHECK(state(d.at("args")).at("lr").toDouble() == 0.1);
+  CATCH_CHECK(state(d.at("again")).at("lr").toDouble() == 0.2);  // its own dict, not the first's
+  const auto counter = d.at("milestones").toGenericDict().at(flatface::kPickledArgs).toTupleRef();
+  const auto counts = counter.elements().at(0).toGenericDict();
+  CATCH_CHECK(counts.at(12).toInt() == 1);
+  CATCH_CHECK(counts.at(20).toInt() == 2);
 }

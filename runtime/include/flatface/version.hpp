@@ -15,5 +15,6 @@
 // 7: heads get a per-step hook (MarginHead::begin_step(HeadStep)), their own loss term
 //    (MarginHead::regularizer, StepContext::regularizer, margin_loss(ctx, logits)) and the run's
 //    seed (HeadArgs::seed).
-#define FLATFACE_ABI_VERSION 7
+// 8: a backbone carries its InputFormat (channel order and normalisation), which the host sets.
+#define FLATFACE_ABI_VERSION 8
 #define FLATFACE_VERSION_STRING "0.1.0"

@@ -24,7 +24,7 @@ struct Loader::Slot {
 };
 
 Loader::Loader(std::shared_ptr<const TrainSet> data, LoaderOptions options)
-    : data_(std::move(data)), options_(options) {
+    : data_(std::move(data)), options_(options), normaliser_(options.format) {
   if (!data_) throw ConfigError("loader: no training set");
   if (options_.batch_size <= 0)
     throw ConfigError("loader: batch_size must be positive, got " +
@@ -189,8 +189,8 @@ void Loader::fill(Slot& slot, std::int64_t position) {
                        std::to_string(data_->num_classes()) + ")");
   const bool flip = options_.flip && flip_sample(options_.seed, slot.epoch, index);
   try {
-    write_normalised(sample.image, side, flip,
-                     slot.images.data_ptr<float>() + position * 3 * side * side);
+    normaliser_.write(sample.image, side, flip,
+                      slot.images.data_ptr<float>() + position * 3 * side * side);
   } catch (const std::exception& e) {
     throw RuntimeError(where() + e.what());
   }
@@ -205,7 +205,17 @@ std::pair<std::int64_t, std::int64_t> batch_share(std::int64_t batch_size, int r
   return {batch_size * rank / world, batch_size * (rank + 1) / world};
 }
 
-void write_normalised(const Image& image, std::int64_t input_size, bool flip, float* chw) {
+PixelNormaliser::PixelNormaliser(const InputFormat& format) {
+  for (int c = 0; c < 3; ++c) {
+    source_[c] = format.bgr ? 2 - c : c;
+    // insightface: ((x / 255) - 0.5) / 0.5, in float as written, whatever the mean and std
+    for (int v = 0; v < 256; ++v)
+      table_[c][v] = (static_cast<float>(v) / 255.0f - format.mean[c]) / format.std[c];
+  }
+}
+
+void PixelNormaliser::write(const Image& image, std::int64_t input_size, bool flip,
+                            float* chw) const {
   if (image.height <= 0 || image.width <= 0 ||
       image.pixels.size() != static_cast<std::size_t>(image.height) * image.width * 3)
     throw RuntimeError("image of " + std::to_string(image.height) + "x" +
@@ -219,35 +229,32 @@ void write_normalised(const Image& image, std::int64_t input_size, bool flip, fl
     resized = resize(image, s);
     src = &resized;
   }
-  static const std::array<float, 256> normalised = [] {
-    std::array<float, 256> table{};
-    // insightface: ((x / 255) - 0.5) / 0.5
-    for (int v = 0; v < 256; ++v) table[v] = (static_cast<float>(v) / 255.0f - 0.5f) / 0.5f;
-    return table;
-  }();
   const std::ptrdiff_t plane = static_cast<std::ptrdiff_t>(s) * s;
+  const auto& [t0, t1, t2] = table_;
+  const auto [c0, c1, c2] = source_;
   for (int y = 0; y < s; ++y) {
     const std::uint8_t* row = src->pixels.data() + static_cast<std::ptrdiff_t>(y) * s * 3;
     float* out = chw + static_cast<std::ptrdiff_t>(y) * s;
     for (int x = 0; x < s; ++x) {
       const std::uint8_t* px = row + 3 * (flip ? s - 1 - x : x);
-      out[x] = normalised[px[0]];
-      out[plane + x] = normalised[px[1]];
-      out[2 * plane + x] = normalised[px[2]];
+      out[x] = t0[px[c0]];
+      out[plane + x] = t1[px[c1]];
+      out[2 * plane + x] = t2[px[c2]];
     }
   }
 }
 
 at::Tensor images_to_tensor(const std::vector<Image>& images, std::int64_t input_size,
-                            const std::vector<bool>& flip) {
+                            const std::vector<bool>& flip, const InputFormat& format) {
   if (!flip.empty() && flip.size() != images.size())
     throw RuntimeError("images_to_tensor: " + std::to_string(images.size()) + " images but " +
                        std::to_string(flip.size()) + " flip flags");
+  const PixelNormaliser normaliser(format);
   const auto n = static_cast<std::int64_t>(images.size());
   at::Tensor out = at::empty({n, 3, input_size, input_size}, at::kFloat);
   float* base = out.data_ptr<float>();
   for (std::int64_t i = 0; i < n; ++i)
-    write_normalised(images[i], input_size, !flip.empty() && flip[i],
+    normaliser.write(images[i], input_size, !flip.empty() && flip[i],
                      base + i * 3 * input_size * input_size);
   return out;
 }

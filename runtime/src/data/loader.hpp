@@ -10,6 +10,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,13 +22,29 @@
 #include <utility>
 #include <vector>
 
+#include "flatface/backbone.hpp"
 #include "flatface/dataset.hpp"
 
 namespace flatface {
 
+// 8-bit RGB pixels -> one InputFormat's input values: a lookup table per input channel and the
+// RGB channel each input channel reads (BGR reverses them).
+class PixelNormaliser {
+ public:
+  explicit PixelNormaliser(const InputFormat& format);
+  // One image into a [3,S,S] float buffer, resized to S x S when needed and mirrored left-right
+  // when `flip`.
+  void write(const Image& image, std::int64_t input_size, bool flip, float* chw) const;
+
+ private:
+  std::array<std::array<float, 256>, 3> table_{};
+  std::array<int, 3> source_{0, 1, 2};
+};
+
 struct LoaderOptions {
   std::int64_t batch_size = 0;
   std::int64_t input_size = 0;  // images are resized (bilinear) to input_size x input_size
+  InputFormat format;           // channel order and normalisation (the backbone's)
   int threads = 2;              // decoding threads; <= 0: one per core
   std::uint64_t seed = 0;
   bool flip = true;          // random horizontal mirror, one fair coin per (seed, epoch, sample)
@@ -45,7 +62,7 @@ struct LoaderOptions {
 std::pair<std::int64_t, std::int64_t> batch_share(std::int64_t batch_size, int rank, int world);
 
 struct Batch {
-  at::Tensor images;  // [N,3,S,S] float32, (x/255 - 0.5)/0.5
+  at::Tensor images;  // [N,3,S,S] float32, normalised as LoaderOptions::format says
   at::Tensor labels;  // [N] int64
 };
 
@@ -77,6 +94,7 @@ class Loader {
 
   std::shared_ptr<const TrainSet> data_;
   LoaderOptions options_;
+  PixelNormaliser normaliser_;
   bool pinned_ = false;
 
   std::mutex mutex_;
@@ -96,12 +114,10 @@ class Loader {
   std::vector<std::thread> workers_;
 };
 
-// Images -> [N,3,S,S] float32, (x/255 - 0.5)/0.5, each resized to S x S when needed and mirrored
-// left-right where flip[i] (an empty `flip`: none). Shared by the loader and verification.
+// Images -> [N,3,S,S] float32 as `format` says (insightface's (x/255 - 0.5)/0.5 in RGB by
+// default), each resized and mirrored as PixelNormaliser::write does where flip[i] (an empty
+// `flip`: none). Shared by the loader and verification.
 at::Tensor images_to_tensor(const std::vector<Image>& images, std::int64_t input_size,
-                            const std::vector<bool>& flip);
-
-// One image into a [3,S,S] float buffer, as above.
-void write_normalised(const Image& image, std::int64_t input_size, bool flip, float* chw);
+                            const std::vector<bool>& flip, const InputFormat& format = {});
 
 }  // namespace flatface

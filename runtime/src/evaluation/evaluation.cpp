@@ -71,7 +71,7 @@ at::Tensor flip_summed_embeddings(Backbone& backbone, const VerificationSet& set
     if (next < n)  // decode the next batch while this one runs through the network
       pending = std::async(std::launch::async, decode_range, std::cref(set), next,
                            std::min(next + step, n), threads);
-    at::Tensor x = images_to_tensor(images, side, {}).to(device);
+    at::Tensor x = images_to_tensor(images, side, {}, backbone.input_format()).to(device);
     at::Tensor f = backbone.forward(x).to(at::kDouble);
     if (magnitudes) norms.push_back(f.norm(2, {1}).to(at::kCPU));
     f = f + backbone.forward(at::flip(x, {3})).to(at::kDouble);

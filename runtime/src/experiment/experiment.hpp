@@ -83,6 +83,9 @@ struct Experiment {
   // initialisation). As written; relative paths resolve against the working directory, as data
   // paths do.
   std::string init;
+  // [model] init_prefix: only init's entries whose names start with it, the prefix removed
+  // (AdaFace's Lightning checkpoints: "model.").
+  std::string init_prefix;
   TrainSettings train;
   Options train_options;  // [train] as written: runs that sweep a train key re-read it
   std::vector<Setup> setups;

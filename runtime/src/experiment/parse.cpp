@@ -116,6 +116,17 @@ void read_model_section(const toml::table& t, const std::string& path, Experimen
     }
     e.init = *file;
   }
+  keys.consume("init_prefix");
+  if (auto prefix = t.find("init_prefix"); prefix != t.end()) {
+    auto&& [key, node] = *prefix;
+    auto text = node.value<std::string>();
+    if (!text || text->empty() || e.init.empty()) {
+      throw ConfigError(key_pos(key, node, path).str() +
+                        ": [model] init_prefix must be a non-empty string beside 'init' (the "
+                        "start of the names to keep from it, e.g. \"model.\")");
+    }
+    e.init_prefix = *text;
+  }
   keys.check_all_used();
 }
 

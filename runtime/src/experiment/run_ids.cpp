@@ -46,6 +46,7 @@ std::string run_canonical(const Experiment& run_view, std::size_t setup,
   // Starting weights change every result. Only added when given, so that the ids of
   // experiments without them stay what they were.
   if (!re.init.empty()) os << ";init=" << re.init;
+  if (!re.init_prefix.empty()) os << ";init_prefix=" << re.init_prefix;
   os << ";train{" << canonical_train(re.train) << "}";
   os << ";setup=" << rs.name << ";head=" << rs.head.plugin << rs.head.options.id_text()
      << ";perturbation=" << rs.perturbation.plugin << perturbation.id_text() << ";seed=" << seed;

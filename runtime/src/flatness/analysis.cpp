@@ -49,6 +49,7 @@ std::vector<flatness::LabelledBatch> analysis_batches(const AnalysisModel& m,
   LoaderOptions lo;
   lo.batch_size = settings.batch_size > 0 ? settings.batch_size : m.experiment.train.batch_size;
   lo.input_size = m.backbone->input_size();
+  lo.format = m.backbone->input_format();
   lo.threads = std::max(1, at::get_num_threads());
   lo.seed = static_cast<std::uint64_t>(settings.seed);
   Loader loader(m.train_set, lo);

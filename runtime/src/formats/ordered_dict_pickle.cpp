@@ -1,5 +1,6 @@
 #include "formats/ordered_dict_pickle.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <vector>
@@ -185,6 +186,124 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
       starts.resize(starts.size() - pops);
     }
     for (int i = 0; i < op.pushes; ++i) starts.push_back(begin);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// A class outside torch's modules: libtorch's unpickler rebuilds torch's tensors and storages
+// only.
+bool foreign_class(const std::string& global_argument) {
+  const std::string module = global_argument.substr(0, global_argument.find('\n'));
+  return module != "torch" && module.rfind("torch.", 0) != 0;
+}
+
+// BINUNICODE `text`: a dict key in the rewritten pickle.
+std::string binunicode(const std::string& text) {
+  std::string out(1, static_cast<char>(code_of("BINUNICODE")));
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  return out + text;
+}
+
+}  // namespace
+
+std::optional<std::string> objects_as_dicts(const std::string& pickle) {
+  constexpr unsigned char kGlobal = code_of("GLOBAL"), kEmptyDict = code_of("EMPTY_DICT");
+  constexpr unsigned char kEmptyTuple = code_of("EMPTY_TUPLE"), kBuild = code_of("BUILD");
+  constexpr unsigned char kReduce = code_of("REDUCE"), kNewobj = code_of("NEWOBJ");
+  // Each stack item: where its opcodes begin in `out`, and whether it stands for a foreign class
+  // (an empty dict that will become its instance) or is such an instance.
+  enum class Kind { value, foreign_class, foreign_object };
+  struct Item {
+    std::size_t begin;
+    Kind kind;
+  };
+  struct Mark {
+    std::size_t depth, at;
+  };
+  std::string out;
+  out.reserve(pickle.size() + 256);
+  std::vector<Item> stack;
+  std::vector<Mark> marks;
+  std::vector<std::uint32_t> class_memo;  // memo ids that hold a foreign class
+  bool changed = false;
+  auto is_class_memo = [&](std::uint32_t id) {
+    return std::find(class_memo.begin(), class_memo.end(), id) != class_memo.end();
+  };
+  // The dict below the top item takes the top item as its entry `key`.
+  auto store_top_under = [&](const char* key) {
+    out.insert(stack.back().begin, static_cast<char>(kMark) + binunicode(key));
+    out += static_cast<char>(kSetitems);
+    stack.pop_back();
+  };
+  for (std::size_t p = 0; p < pickle.size();) {
+    const auto code = static_cast<unsigned char>(pickle[p]);
+    const auto end = opcode_end(pickle, p);
+    if (!end) return std::nullopt;
+    const Opcode& op = *describe(code);
+    const std::size_t at = out.size();
+    const std::size_t base = marks.empty() ? 0 : marks.back().depth;
+    const auto top = [&](std::size_t i) -> Item& { return stack[stack.size() - 1 - i]; };
+    if (code == kGlobal && foreign_class(pickle.substr(p + 1, *end - p - 1))) {
+      out += static_cast<char>(kEmptyDict);  // every instance gets a fresh dict
+      stack.push_back({at, Kind::foreign_class});
+      changed = true;
+      p = *end;
+      continue;
+    }
+    if ((code == kBinget || code == kLongBinget) && is_class_memo(memo_id(pickle, p))) {
+      out += static_cast<char>(kEmptyDict);
+      stack.push_back({at, Kind::foreign_class});
+      p = *end;
+      continue;
+    }
+    if ((code == kBinput || code == kLongBinput) && stack.size() > base &&
+        top(0).kind == Kind::foreign_class && top(0).begin + 1 == at) {
+      class_memo.push_back(memo_id(pickle, p));  // the class itself, fetched again later
+      p = *end;
+      continue;
+    }
+    if ((code == kReduce || code == kNewobj) && stack.size() >= base + 2 &&
+        top(1).kind == Kind::foreign_class) {
+      // cls(*args): the dict standing for cls becomes the instance; empty arguments go.
+      if (top(0).begin + 1 == at && static_cast<unsigned char>(out[top(0).begin]) == kEmptyTuple) {
+        out.pop_back();
+        stack.pop_back();
+      } else {
+        store_top_under(kPickledArgs);
+      }
+      stack.back().kind = Kind::foreign_object;
+      p = *end;
+      continue;
+    }
+    if (code == kBuild && stack.size() >= base + 2 && top(1).kind == Kind::foreign_object) {
+      store_top_under(kPickledState);  // obj.__setstate__(state) kept as an entry
+      p = *end;
+      continue;
+    }
+    out.append(pickle, p, *end - p);
+    p = *end;
+    if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
+    if (op.mark) {
+      marks.push_back({stack.size(), at});
+      continue;
+    }
+    std::size_t begin = at;
+    if (op.to_mark) {
+      if (marks.empty() || stack.size() < marks.back().depth) return std::nullopt;
+      stack.resize(marks.back().depth);
+      begin = marks.back().at;
+      marks.pop_back();
+    }
+    const auto pops = static_cast<std::size_t>(op.pops);
+    const std::size_t floor = marks.empty() ? 0 : marks.back().depth;
+    if (pops > 0) {
+      if (stack.size() < pops + floor) return std::nullopt;
+      begin = top(pops - 1).begin;
+      stack.resize(stack.size() - pops);
+    }
+    for (int i = 0; i < op.pushes; ++i) stack.push_back({begin, Kind::value});
   }
   return std::nullopt;
 }

@@ -27,6 +27,19 @@ std::optional<std::string> ordered_dict_as_dict(const std::string& pickle);
 // there is none or an opcode is not in the table (then the pickle is left as it is).
 std::optional<std::string> single_items_as_batches(const std::string& pickle);
 
+// The keys under which objects_as_dicts keeps what an object was built from.
+inline constexpr const char* kPickledArgs = "__pickle_args__";
+inline constexpr const char* kPickledState = "__pickle_state__";
+
+// Checkpoints beyond a bare state dict (PyTorch Lightning's, with its nested OrderedDicts,
+// AttributeDict hyper-parameters and the scheduler's collections.Counter) hold objects of classes
+// libtorch's unpickler cannot rebuild. Returns the pickle with every object of a class outside
+// torch's own modules turned into a plain dict, without executing anything: the items a dict
+// subclass such as OrderedDict sets, plus its constructor's arguments under kPickledArgs (when
+// not empty) and the state BUILD gives it under kPickledState. Tensors and storages stay as they
+// are. nullopt when the pickle names no such class, or an opcode is not in the scanner's table.
+std::optional<std::string> objects_as_dicts(const std::string& pickle);
+
 // The offset just past the STOP of the pickle that starts at `begin` in `data`, or nullopt when an
 // opcode is not one torch.save's protocol-2 pickles use or the pickle runs past the end of `data`.
 std::optional<std::size_t> pickle_end(const std::string& data, std::size_t begin);

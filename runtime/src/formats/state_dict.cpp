@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "flatface/options.hpp"
+#include "formats/ordered_dict_pickle.hpp"
 #include "formats/torch_file.hpp"
 
 namespace flatface {
@@ -142,32 +143,84 @@ void save_tensor_dict(const std::string& path, const TensorDict& dict) {
   }
 }
 
-TensorDict load_tensor_dict(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) {
-    throw RuntimeError(path + ": no such tensor file");
-  }
-  const c10::IValue value = read_torch_file(path);
-  if (!value.isGenericDict()) {
-    throw RuntimeError(path + ": expected a dict of name -> tensor, found " + value.tagKind());
-  }
-  TensorDict dict;
-  for (const auto& entry : value.toGenericDict()) {
+namespace {
+
+// A dict of string -> tensor; with a prefix, entries without it may be anything and are left out.
+TensorDict tensors_of(const c10::impl::GenericDict& dict, const std::string& path,
+                      const std::string& prefix) {
+  TensorDict out;
+  for (const auto& entry : dict) {
     if (!entry.key().isString()) {
+      if (!prefix.empty()) continue;
       throw RuntimeError(path + ": a key of the dict is a " + entry.key().tagKind() +
                          ", expected a string");
     }
-    const std::string key = entry.key().toStringRef();
+    const std::string& key = entry.key().toStringRef();
+    if (key.rfind(prefix, 0) != 0) continue;
     if (!entry.value().isTensor()) {
+      if (key == kPickledState) continue;  // an OrderedDict's _metadata (objects_as_dicts)
       throw RuntimeError(path + ": entry '" + key + "' is a " + entry.value().tagKind() +
                          ", expected a tensor");
     }
-    dict.insert(key, entry.value().toTensor());
+    out.insert(key.substr(prefix.size()), entry.value().toTensor());
   }
-  return dict;
+  return out;
 }
 
-void load_weights(torch::nn::Module& module, const std::string& path) {
-  load_state_dict(module, load_tensor_dict(path), path);
+c10::IValue read_existing(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw RuntimeError(path + ": no such tensor file");
+  }
+  return read_torch_file(path);
+}
+
+}  // namespace
+
+TensorDict load_tensor_dict(const std::string& path) {
+  const c10::IValue value = read_existing(path);
+  if (!value.isGenericDict()) {
+    throw RuntimeError(path + ": expected a dict of name -> tensor, found " + value.tagKind());
+  }
+  return tensors_of(value.toGenericDict(), path, "");
+}
+
+TensorDict load_weights_dict(const std::string& path, const WeightsSelection& selection) {
+  const c10::IValue value = read_existing(path);
+  if (!value.isGenericDict()) {
+    throw RuntimeError(path + ": expected a state dict (name -> tensor) or a checkpoint holding "
+                       "one, found " + value.tagKind());
+  }
+  c10::impl::GenericDict dict = value.toGenericDict();
+  std::string where = path;
+  for (const char* key : {"state_dict", "state_dict_backbone"}) {
+    const auto inner = dict.find(std::string(key));
+    if (inner != dict.end() && inner->value().isGenericDict()) {
+      dict = inner->value().toGenericDict();
+      where = path + " ['" + key + "']";
+      break;
+    }
+  }
+  TensorDict out = tensors_of(dict, where, selection.prefix);
+  if (out.size() == 0 && !selection.prefix.empty()) {
+    std::string names;
+    int shown = 0;
+    for (const auto& entry : dict) {
+      if (!entry.key().isString() || entry.key().toStringRef() == kPickledState) continue;
+      if (shown++ == 5) break;
+      names += (names.empty() ? "" : ", ") + entry.key().toStringRef();
+    }
+    throw ConfigError(where + ": no entry's name starts with the prefix '" + selection.prefix +
+                      "' (" + std::to_string(dict.size()) + " entries" +
+                      (names.empty() ? "" : ", e.g. " + names) + ")");
+  }
+  return out;
+}
+
+void load_weights(torch::nn::Module& module, const std::string& path,
+                  const WeightsSelection& selection) {
+  const std::string source =
+      selection.prefix.empty() ? path : path + " (entries '" + selection.prefix + "*')";
+  load_state_dict(module, load_weights_dict(path, selection), source);
 }
 
 }  // namespace flatface

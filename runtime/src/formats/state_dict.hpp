@@ -35,7 +35,22 @@ void save_tensor_dict(const std::string& path, const TensorDict& dict);
 // Throws RuntimeError naming the path on anything else.
 TensorDict load_tensor_dict(const std::string& path);
 
-// load_tensor_dict + load_state_dict: weights such as insightface's backbone.pth into `module`.
-void load_weights(torch::nn::Module& module, const std::string& path);
+// Which entries of a weights file are the network's: published checkpoints wrap the state dict
+// (PyTorch Lightning under 'state_dict', with names "model.<name>" in AdaFace's; insightface's
+// training checkpoints under 'state_dict_backbone').
+struct WeightsSelection {
+  // Entries whose names start with it, the prefix removed; the others are left out. Empty: all.
+  std::string prefix;
+};
+
+// The state dict in `path`: the file's dict of tensors itself, or the dict under 'state_dict' or
+// 'state_dict_backbone' of a checkpoint, narrowed to `selection.prefix`. RuntimeError naming the
+// path for a file that holds no such dict, ConfigError when no entry has the prefix.
+TensorDict load_weights_dict(const std::string& path, const WeightsSelection& selection = {});
+
+// load_weights_dict + load_state_dict: weights such as insightface's backbone.pth or AdaFace's
+// released .ckpt (prefix "model.") into `module`.
+void load_weights(torch::nn::Module& module, const std::string& path,
+                  const WeightsSelection& selection = {});
 
 }  // namespace flatface

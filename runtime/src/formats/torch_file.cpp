@@ -33,7 +33,11 @@ using ReadRecord = std::function<at::DataPtr(const std::string&)>;
 c10::IValue unpickle(std::string pickle, const ReadRecord& read_record,
                      std::optional<std::uint64_t> version = std::nullopt) {
   if (auto batched = single_items_as_batches(pickle)) pickle = std::move(*batched);
-  if (auto plain = ordered_dict_as_dict(pickle)) pickle = std::move(*plain);
+  if (auto plain = ordered_dict_as_dict(pickle)) {
+    pickle = std::move(*plain);
+  } else if (auto objects = objects_as_dicts(pickle)) {
+    pickle = std::move(*objects);
+  }
   std::size_t offset = 0;
   auto read = [&](char* buffer, std::size_t n) {
     const std::size_t count = std::min(n, pickle.size() - offset);

@@ -1,6 +1,9 @@
 #include "plugin_host/factory.hpp"
 
+#include <array>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace flatface {
 
@@ -28,12 +31,56 @@ auto construct(const Options& source, const std::string& plugin, const std::stri
   return object;
 }
 
+// One number for all three channels, or one per input channel.
+std::array<float, 3> per_channel(const Options& o, const std::string& key,
+                                 const std::array<float, 3>& fallback) {
+  std::vector<double> v = o.get_doubles(key, {fallback[0], fallback[1], fallback[2]});
+  if (v.size() == 1) v.assign(3, v[0]);
+  if (v.size() != 3) {
+    throw ConfigError(o.pos_of(key).str() + ": backbone '" + key +
+                      "' takes one number or three (one per input channel), not " +
+                      std::to_string(v.size()));
+  }
+  std::array<float, 3> out{};
+  for (std::size_t c = 0; c < 3; ++c) out[c] = static_cast<float>(v[c]);
+  return out;
+}
+
+// The backbone table's InputFormat keys (flatface/backbone.hpp), which the host reads.
+const char* const kInputFormatKeys[] = {"channels", "mean", "std"};
+
+InputFormat read_input_format(const Options& o) {
+  InputFormat format;
+  const std::string channels = o.get_string("channels", "rgb");
+  if (channels != "rgb" && channels != "bgr") {
+    throw ConfigError(o.pos_of("channels").str() +
+                      ": backbone 'channels' must be \"rgb\" or \"bgr\" (the order of the "
+                      "network's input channels), not \"" + channels + "\"");
+  }
+  format.bgr = channels == "bgr";
+  format.mean = per_channel(o, "mean", format.mean);
+  format.std = per_channel(o, "std", format.std);
+  for (const float s : format.std) {
+    if (!(s > 0.0f)) {
+      throw ConfigError(o.pos_of("std").str() + ": backbone 'std' must be positive, got " +
+                        std::to_string(s));
+    }
+  }
+  return format;
+}
+
 }  // namespace
 
 std::shared_ptr<Backbone> make_backbone(const Registry& reg, const PluginRef& ref) {
   const auto& e = reg.get(PluginKind::backbone, ref.plugin);
-  return construct(ref.options, ref.plugin, "backbone",
-                   [&](const Options& o) { return e.entry.backbone(BackboneArgs{o}); });
+  const InputFormat format = read_input_format(ref.options);
+  auto backbone = construct(ref.options, ref.plugin, "backbone", [&](const Options& o) {
+    Options plugin_keys = o;
+    for (const char* key : kInputFormatKeys) plugin_keys.consume(key);
+    return e.entry.backbone(BackboneArgs{plugin_keys});
+  });
+  backbone->set_input_format(format);
+  return backbone;
 }
 
 std::shared_ptr<MarginHead> make_head(const Registry& reg, const PluginRef& ref,

@@ -169,7 +169,7 @@ class RunTraining {
     torch::manual_seed(static_cast<std::uint64_t>(run_.seed));
     backbone_ = make_backbone(reg, e_.backbone);
     // [model] init: a fresh run starts from these weights; a resumed one from its checkpoint.
-    if (!e_.init.empty() && !(previous_ && fs::exists(ckpt_))) load_weights(*backbone_, e_.init);
+    if (!e_.init.empty() && !(previous_ && fs::exists(ckpt_))) load_weights(*backbone_, e_.init, {e_.init_prefix});
     auto& train_set = shared_.train_sets[run_.seed];
     if (!train_set)
       train_set = make_train_set(reg, e_.train_data, backbone_->input_size(),
@@ -199,6 +199,7 @@ class RunTraining {
     LoaderOptions lo;
     lo.batch_size = e_.train.batch_size;
     lo.input_size = backbone_->input_size();
+    lo.format = backbone_->input_format();
     lo.threads =
         static_cast<int>(e_.train.loader_threads > 0 ? e_.train.loader_threads : options_.threads);
     lo.seed = static_cast<std::uint64_t>(run_.seed);
@@ -229,6 +230,7 @@ class RunTraining {
         {"start_time", utc_timestamp()},
         {"end_time", ""},
     };
+    if (!e_.init_prefix.empty()) record_.attributes["init_prefix"] = e_.init_prefix;
     if (ranks_.world_size() > 1)
       record_.attributes["data_parallel_ranks"] = std::to_string(ranks_.world_size());
     // Every swept value, "sweep.head.m" = "0.3", so that reports can tell the runs apart.
