@@ -125,11 +125,11 @@ MobileFaceNet::MobileFaceNet(const Config& config) : config_(config) {
   } else {
     layers->push_back(Residual(c64, blocks[0], kWidth64));
   }
-  layers->push_back(DepthWise(c64, c64, kWidth64, 2, false));
+  layers->push_back(DepthWise(c64, c64, kWidth64, 2, /*residual=*/false));
   layers->push_back(Residual(c64, blocks[1], kWidth64));
-  layers->push_back(DepthWise(c64, c128, kWidth128, 2, false));
+  layers->push_back(DepthWise(c64, c128, kWidth128, 2, /*residual=*/false));
   layers->push_back(Residual(c128, blocks[2], kWidth128));
-  layers->push_back(DepthWise(c128, c128, kWidthLastDown, 2, false));
+  layers->push_back(DepthWise(c128, c128, kWidthLastDown, 2, /*residual=*/false));
   layers->push_back(Residual(c128, blocks[3], kWidth128));
   conv_sep = register_module("conv_sep", ConvBlock(c128, kSepChannels, 1, 1, 0, 1));
   features = register_module("features", GDC(feature_side(config.input), config.embedding));

@@ -17,15 +17,18 @@
 namespace flatface::mobilefacenet {
 
 struct Config {
-  std::vector<std::int64_t> blocks{1, 4, 6, 2};  // bottlenecks per stage (stage 1: see below)
-  std::int64_t scale = 2;                        // stages have 64·scale and 128·scale channels
-  std::int64_t embedding = 512;                  // D
-  std::int64_t input = 112;                      // square input side
+  // Residual bottlenecks per stage, after the downsampling bottleneck that opens stages 2-4;
+  // blocks[0] == 1 makes stage 1 one 3x3 ConvBlock in 64 groups instead, as insightface does.
+  std::vector<std::int64_t> blocks{1, 4, 6, 2};
+  std::int64_t scale = 2;        // stages have 64·scale and 128·scale channels
+  std::int64_t embedding = 512;  // D
+  std::int64_t input = 112;      // square input side; any side >= 1 (see feature_side)
 };
 
 // Side of the last feature map, which is also the GDC's depthwise kernel. Four 3x3 convs with
 // padding 1 and stride 2 (the stem and stages 2-4) each map s to floor((s - 1) / 2) + 1 =
 // ceil(s / 2), so the side is ceil(input / 16): 112 -> 7 (insightface's fixed kernel), 56 -> 4.
+// Every input side >= 1 works: the kernel always covers the whole map, leaving 1x1 x 512.
 std::int64_t feature_side(std::int64_t input);
 
 // Conv (no bias) -> BN -> per-channel PReLU, under `layers.{0,1,2}`.
