@@ -2,10 +2,10 @@
 """Plain-PyTorch baseline of flatface's training step, for `flatface bench` to be compared with.
 
 The same work as one flatface step, written from the paper's formulas the way a researcher would
-in Python: IResNet backbone, cosine margin head (ArcFace, AdaFace, CosFace, softmax), SGD with
-momentum and weight decay, and a perturbation strategy (none, SAM, AACE, ASAM). Every setup of the
-config is built and kept in memory; rounds time one step per setup in turn, so machine noise hits
-all setups alike and the ratios stay meaningful.
+in Python: IResNet or MobileFaceNet backbone, cosine margin head (ArcFace, AdaFace, CosFace,
+softmax), SGD with momentum and weight decay, and a perturbation strategy (none, SAM, AACE, ASAM).
+Every setup of the config is built and kept in memory; rounds time one step per setup in turn, so
+machine noise hits all setups alike and the ratios stay meaningful.
 
     python3 bench/baseline.py --config FLATFACE_BENCH.json [--json OUT.json] [--steps N] [--warmup N]
 """
@@ -35,6 +35,9 @@ BACKBONE_DEFAULTS = {
                     zero_init_residual=False),
     "iresnet-small": dict(depth=18, width=16, input=56, embedding=128, stem_stride=2, dropout=0.0,
                           zero_init_residual=False),
+    "mobilefacenet": dict(blocks=[1, 4, 6, 2], scale=2, embedding=512, input=112),
+    "mobilefacenet-large": dict(blocks=[2, 8, 12, 4], scale=4, embedding=512, input=112),
+    "mobilefacenet-small": dict(blocks=[1, 4, 6, 2], scale=1, embedding=128, input=56),
 }
 
 
@@ -106,8 +109,60 @@ class IResNet(nn.Module):
         return self.features(self.fc(self.dropout(x)))
 
 
+# ---------------------------------------------------------------------------------------------
+# Backbone: MobileFaceNet (MobileFaceNets, Chen et al. 2018, with insightface's widths): inverted
+# bottlenecks 1x1 expand -> depthwise 3x3 -> 1x1 linear, conv_sep 1x1 to 512, and the GDC output
+# (depthwise conv over the whole last map, bias-free FC, BN1d).
+
+def conv_bn(cin, cout, kernel, stride=1, groups=1, prelu=True, padding=None):
+    padding = (kernel - 1) // 2 if padding is None else padding
+    layers = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, groups=groups,
+                        bias=False), bn2d(cout)]
+    if prelu:
+        layers.append(nn.PReLU(cout))
+    return nn.Sequential(*layers)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, width, cout, stride, residual):
+        super().__init__()
+        self.residual = residual
+        self.body = nn.Sequential(conv_bn(cin, width, 1), conv_bn(width, width, 3, stride, width),
+                                  conv_bn(width, cout, 1, prelu=False))
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileFaceNet(nn.Module):
+    def __init__(self, blocks, scale, embedding, input):
+        super().__init__()
+        c, wide = 64 * scale, 128 * scale
+        repeat = lambda n, ch, width: [Bottleneck(ch, width, ch, 1, True) for _ in range(n)]
+        stem2 = [conv_bn(c, c, 3, groups=64)] if blocks[0] == 1 else repeat(blocks[0], c, 128)
+        self.body = nn.Sequential(
+            conv_bn(3, c, 3, stride=2), *stem2,
+            Bottleneck(c, 128, c, 2, False), *repeat(blocks[1], c, 128),
+            Bottleneck(c, 256, wide, 2, False), *repeat(blocks[2], wide, 256),
+            Bottleneck(wide, 512, wide, 2, False), *repeat(blocks[3], wide, 256),
+            conv_bn(wide, 512, 1))
+        side = input
+        for _ in range(4):  # the stem and three bottlenecks halve: s -> ceil(s / 2)
+            side = (side + 1) // 2
+        self.gdc = conv_bn(512, 512, side, groups=512, prelu=False, padding=0)
+        self.fc = nn.Linear(512, embedding, bias=False)
+        self.bn = nn.BatchNorm1d(embedding, eps=1e-5, momentum=0.1)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        return self.bn(self.fc(torch.flatten(self.gdc(self.body(x)), 1)))
+
+
 # The class of each backbone plugin above (plugin name -> class taking BACKBONE_DEFAULTS' keys).
-BACKBONE_CLASSES = {"iresnet": IResNet, "iresnet-small": IResNet}
+BACKBONE_CLASSES = {"iresnet": IResNet, "iresnet-small": IResNet, "mobilefacenet": MobileFaceNet,
+                    "mobilefacenet-large": MobileFaceNet, "mobilefacenet-small": MobileFaceNet}
 
 # ---------------------------------------------------------------------------------------------
 # Margin heads over W [C, D]: cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2).
