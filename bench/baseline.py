@@ -2,7 +2,7 @@
 """Plain-PyTorch baseline of flatface's training step, for `flatface bench` to be compared with.
 
 The same work as one flatface step, written from the paper's formulas the way a researcher would
-in Python: IResNet or MobileFaceNet backbone, cosine margin head (ArcFace, AdaFace, CosFace,
+in Python: IResNet, MobileFaceNet, IR or ViT backbone, cosine margin head (ArcFace, AdaFace, CosFace,
 softmax), SGD with momentum and weight decay, and a perturbation strategy (none, SAM, AACE, ASAM).
 Every setup of the config is built and kept in memory; rounds time one step per setup in turn, so
 machine noise hits all setups alike and the ratios stay meaningful.
@@ -160,9 +160,89 @@ class MobileFaceNet(nn.Module):
         return self.bn(self.fc(torch.flatten(self.gdc(self.body(x)), 1)))
 
 
+
+# Backbone: AdaFace's IR (Kim et al. 2022): units BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride)
+# -> BN (bottleneck 1x1/3x3/1x1 from depth 152), optional squeeze-and-excitation, a strided
+# identity shortcut where the channels stay; output BN2d -> dropout -> FC -> BN1d(affine=False).
+
+IR_STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3],
+             101: [3, 13, 30, 3], 152: [3, 8, 36, 3], 200: [3, 24, 36, 3]}
+BACKBONE_DEFAULTS["ir"] = dict(depth=50, se=False, input=112, embedding=512, dropout=0.4, width=64)
+BACKBONE_DEFAULTS["ir-se"] = dict(BACKBONE_DEFAULTS["ir"], se=True)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, channels // 16, 1, bias=False)
+        self.excite = nn.Conv2d(channels // 16, channels, 1, bias=False)
+
+    def forward(self, x):
+        gate = self.excite(F.relu(self.squeeze(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(gate)
+
+
+class IRUnit(nn.Module):
+    def __init__(self, cin, cout, stride, bottleneck, se):
+        super().__init__()
+        if bottleneck:
+            mid = cout // 4
+            layers = [bn2d(cin), nn.Conv2d(cin, mid, 1, bias=False), bn2d(mid), nn.PReLU(mid),
+                      conv3x3(mid, mid, 1), bn2d(mid), nn.PReLU(mid),
+                      nn.Conv2d(mid, cout, 1, stride=stride, bias=False), bn2d(cout)]
+        else:
+            layers = [bn2d(cin), conv3x3(cin, cout, 1), bn2d(cout), nn.PReLU(cout),
+                      conv3x3(cout, cout, stride), bn2d(cout)]
+        if se:
+            layers.append(SqueezeExcite(cout))
+        self.branch = nn.Sequential(*layers)
+        self.stride = stride
+        self.projection = None
+        if cin != cout:
+            self.projection = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                            bn2d(cout))
+
+    def forward(self, x):
+        if self.projection is None:
+            shortcut = x[:, :, ::self.stride, ::self.stride]
+        else:
+            shortcut = self.projection(x)
+        return self.branch(x) + shortcut
+
+
+class IR(nn.Module):
+    def __init__(self, depth, se, input, embedding, dropout, width):
+        super().__init__()
+        bottleneck = depth >= 152
+        self.stem = nn.Sequential(conv3x3(3, width, 1), bn2d(width), nn.PReLU(width))
+        units, cin, side = [], width, input
+        for i, n in enumerate(IR_STAGES[depth]):  # each stage's first unit has stride 2
+            cout = width * 2 ** i * (4 if bottleneck else 1)
+            for u in range(n):
+                units.append(IRUnit(cin, cout, 2 if u == 0 else 1, bottleneck, se))
+                cin = cout
+            side = (side - 1) // 2 + 1
+        self.units = nn.Sequential(*units)
+        self.head = nn.Sequential(bn2d(cin), nn.Dropout(dropout), nn.Flatten(),
+                                  nn.Linear(cin * side * side, embedding),
+                                  nn.BatchNorm1d(embedding, affine=False))
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.head(self.units(self.stem(x)))
+
+
 # The class of each backbone plugin above (plugin name -> class taking BACKBONE_DEFAULTS' keys).
 BACKBONE_CLASSES = {"iresnet": IResNet, "iresnet-small": IResNet, "mobilefacenet": MobileFaceNet,
-                    "mobilefacenet-large": MobileFaceNet, "mobilefacenet-small": MobileFaceNet}
+                    "mobilefacenet-large": MobileFaceNet, "mobilefacenet-small": MobileFaceNet,
+                    "ir": IR, "ir-se": IR}
 
 # ---------------------------------------------------------------------------------------------
 # Margin heads over W [C, D]: cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2).
