@@ -2,12 +2,16 @@
 // tests/reference/vit_reference.py fills their model with the fixed weights of
 // tests/reference/fixed_weights.py, embeds fixed images and writes tests/reference/data/vit.json;
 // here the same weights go into ours. Parameter counts are derived by hand from the architecture.
+#include <ATen/Parallel.h>
 #include <ATen/ops/randn.h>
 #include <torch/utils.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <string>
@@ -46,14 +50,19 @@ flatface::Options options_with(const std::map<std::string, std::int64_t>& ints,
   return options;
 }
 
-flatface::Options::Value text(const std::string& s) { return {s, {}}; }
-flatface::Options::Value number(double x) { return {x, {}}; }
+flatface::Options::Value text(const std::string& s) {
+  return {s, {}};
+}
+flatface::Options::Value number(double x) {
+  return {x, {}};
+}
 
 // Our model for each configuration of vit.json, built through the registry.
 std::shared_ptr<flatface::Backbone> ours(const std::string& name) {
   if (name == "vit_t") return make_backbone("vit");
   if (name == "vit-cpu") return make_backbone("vit-cpu");
-  if (name == "vit-cpu-bn") return make_backbone_with("vit-cpu", options_with({}, {{"norm", text("bn")}}));
+  if (name == "vit-cpu-bn")
+    return make_backbone_with("vit-cpu", options_with({}, {{"norm", text("bn")}}));
   const std::string size = name.substr(name.size() - 1);  // vit_s -> s
   return make_backbone_with("vit", options_with({}, {{"size", text(size)}}));
 }
@@ -68,16 +77,16 @@ std::int64_t count_parameters(const torch::nn::Module& m) {
 std::int64_t expected_parameters(std::int64_t d, std::int64_t depth, std::int64_t patch,
                                  std::int64_t patches, std::int64_t embedding) {
   const std::int64_t h = 4 * d;
-  const std::int64_t block = 2 * 2 * d          // norm1, norm2
-                             + d * 3 * d         // qkv, no bias
-                             + d * d + d         // proj
-                             + d * h + h         // fc1
-                             + h * d + d;        // fc2
-  return patches * d + d                          // pos_embed, mask_token
-         + 3 * patch * patch * d + d              // patch conv
-         + depth * block + 2 * d                  // blocks, norm
-         + patches * d * d + 2 * d                // feature.0 (no bias), feature.1
-         + d * embedding + 2 * embedding;         // feature.2 (no bias), feature.3
+  const std::int64_t block = 2 * 2 * d     // norm1, norm2
+                             + d * 3 * d   // qkv, no bias
+                             + d * d + d   // proj
+                             + d * h + h   // fc1
+                             + h * d + d;  // fc2
+  return patches * d + d                   // pos_embed, mask_token
+         + 3 * patch * patch * d + d       // patch conv
+         + depth * block + 2 * d           // blocks, norm
+         + patches * d * d + 2 * d         // feature.0 (no bias), feature.1
+         + d * embedding + 2 * embedding;  // feature.2 (no bias), feature.3
 }
 
 at::Tensor embed(flatface::Backbone& net, std::int64_t images) {
@@ -113,7 +122,8 @@ CATCH_TEST_CASE("vit's state-dict names and shapes equal insightface's, in their
   }
 }
 
-CATCH_TEST_CASE("vit_t/s/b/l and vit-cpu have the parameter counts of the architecture and of theirs") {
+CATCH_TEST_CASE(
+    "vit_t/s/b/l and vit-cpu have the parameter counts of the architecture and of theirs") {
   // 112 / 9 = 12 patches a side (the last 4 pixels are never seen): 144 patches.
   const struct {
     const char* size;
@@ -124,8 +134,8 @@ CATCH_TEST_CASE("vit_t/s/b/l and vit-cpu have the parameter counts of the archit
     const auto& theirs = reference_config(std::string("vit_") + c.size)["parameters"];
     CATCH_CHECK(theirs.get<std::int64_t>() == expected_parameters(c.d, c.depth, 9, 144, 512));
     // Building vit_b and vit_l takes seconds; one block on 27x27 (9 patches) shows the width.
-    auto small = make_backbone_with("vit", options_with({{"depth", 1}, {"input", 27}},
-                                                        {{"size", text(c.size)}}));
+    auto small = make_backbone_with(
+        "vit", options_with({{"depth", 1}, {"input", 27}}, {{"size", text(c.size)}}));
     CATCH_CHECK(count_parameters(*small) == expected_parameters(c.d, 1, 9, 9, 512));
   }
   CATCH_CHECK(count_parameters(*make_backbone("vit")) == expected_parameters(256, 12, 9, 144, 512));
@@ -163,11 +173,11 @@ CATCH_TEST_CASE("In eval mode, mask_ratio and drop_path change nothing") {
   CATCH_CHECK(embed(*plain, 3).equal(embed(*regularised, 3)));
 }
 
-CATCH_TEST_CASE("In training, masking and stochastic depth change the output, reproducibly by seed") {
+CATCH_TEST_CASE(
+    "In training, masking and stochastic depth change the output, reproducibly by seed") {
   auto make = [](double mask_ratio, double drop_path) {
-    auto net = make_backbone_with(
-        "vit-cpu",
-        options_with({}, {{"mask_ratio", number(mask_ratio)}, {"drop_path", number(drop_path)}}));
+    auto net = make_backbone_with("vit-cpu", options_with({}, {{"mask_ratio", number(mask_ratio)},
+                                                               {"drop_path", number(drop_path)}}));
     flatface::testing::fill_fixed(*net);
     return net;
   };
@@ -181,8 +191,8 @@ CATCH_TEST_CASE("In training, masking and stochastic depth change the output, re
   for (auto* net : {&masked, &dropped, &both}) {
     const auto first = train_forward(**net, 1);
     CATCH_CHECK_FALSE(first.allclose(reference, 1e-4, 1e-4));
-    CATCH_CHECK(first.equal(train_forward(**net, 1)));            // same seed, same output
-    CATCH_CHECK_FALSE(first.allclose(train_forward(**net, 2)));   // another seed, another mask
+    CATCH_CHECK(first.equal(train_forward(**net, 1)));           // same seed, same output
+    CATCH_CHECK_FALSE(first.allclose(train_forward(**net, 2)));  // another seed, another mask
   }
 }
 
@@ -195,9 +205,9 @@ CATCH_TEST_CASE("A state dict of another vit is refused with the keys that do no
   using flatface::load_state_dict;
   using flatface::state_dict;
   CATCH_CHECK_THROWS_AS(load_state_dict(*net, state_dict(*wider), "w.pt"), ConfigError);
-  CATCH_CHECK_THROWS_WITH(load_state_dict(*net, state_dict(*wider), "w.pt"),
-                          catch_compat::Contains("w.pt") &&
-                              catch_compat::Contains("shape mismatch: pos_embed"));
+  CATCH_CHECK_THROWS_WITH(
+      load_state_dict(*net, state_dict(*wider), "w.pt"),
+      catch_compat::Contains("w.pt") && catch_compat::Contains("shape mismatch: pos_embed"));
   CATCH_CHECK_THROWS_WITH(load_state_dict(*net, state_dict(*deeper), "d.pt"),
                           catch_compat::Contains("unexpected keys: blocks.4.norm1.weight"));
   CATCH_CHECK_THROWS_WITH(load_state_dict(*net, state_dict(*bn), "bn.pt"),
@@ -223,7 +233,8 @@ CATCH_TEST_CASE("Linear weights start from N(0, 0.02) with zero biases, norms fr
   CATCH_CHECK(dict.at("norm.bias").eq(0.0).all().item<bool>());
   CATCH_CHECK(dict.at("feature.3.weight").eq(1.0).all().item<bool>());
   // The patch conv keeps PyTorch's default: uniform within 1/sqrt(fan_in), fan_in = 3 * 7 * 7.
-  CATCH_CHECK(dict.at("patch_embed.proj.weight").abs().max().item<double>() <= 1 / std::sqrt(147.0));
+  CATCH_CHECK(dict.at("patch_embed.proj.weight").abs().max().item<double>() <=
+              1 / std::sqrt(147.0));
 }
 
 CATCH_TEST_CASE("size picks insightface's configuration and explicit options override it") {
@@ -232,8 +243,9 @@ CATCH_TEST_CASE("size picks insightface's configuration and explicit options ove
   CATCH_CHECK(dict.at("pos_embed").sizes() == at::IntArrayRef({1, 144, 512}));
   CATCH_CHECK(dict.find("blocks.1.norm1.weight") != dict.end());
   CATCH_CHECK(dict.find("blocks.2.norm1.weight") == dict.end());
-  auto small = make_backbone("vit", {{"input", 56}, {"patch", 8}, {"dim", 32}, {"depth", 1},
-                                     {"heads", 2}, {"embedding", 16}});
+  auto small = make_backbone(
+      "vit",
+      {{"input", 56}, {"patch", 8}, {"dim", 32}, {"depth", 1}, {"heads", 2}, {"embedding", 16}});
   CATCH_CHECK(small->input_size() == 56);
   CATCH_CHECK(small->embedding_dim() == 16);
   CATCH_CHECK(small->forward(at::randn({2, 3, 56, 56})).sizes() == at::IntArrayRef({2, 16}));
@@ -247,10 +259,12 @@ CATCH_TEST_CASE("Unsupported vit options are ConfigErrors naming the key") {
   };
   CATCH_CHECK_THROWS_AS(with({{"size", text("xl")}}), ConfigError);
   CATCH_CHECK_THROWS_WITH(with({{"size", text("xl")}}), Contains("size must be one of t, s, b, l"));
-  CATCH_CHECK_THROWS_WITH(make_backbone("vit-cpu", {{"heads", 3}}), Contains("heads must divide dim"));
+  CATCH_CHECK_THROWS_WITH(make_backbone("vit-cpu", {{"heads", 3}}),
+                          Contains("heads must divide dim"));
   CATCH_CHECK_THROWS_WITH(make_backbone("vit-cpu", {{"dimm", 64}}), Contains("dimm"));
   CATCH_CHECK_THROWS_WITH(make_backbone("vit-cpu", {{"patch", 57}}), Contains("input"));
-  CATCH_CHECK_THROWS_WITH(with({{"drop_path", number(1.0)}}), Contains("drop_path must be in [0, 1)"));
+  CATCH_CHECK_THROWS_WITH(with({{"drop_path", number(1.0)}}),
+                          Contains("drop_path must be in [0, 1)"));
   CATCH_CHECK_THROWS_WITH(with({{"mask_ratio", number(-0.1)}}), Contains("mask_ratio"));
   CATCH_CHECK_THROWS_WITH(with({{"norm", text("gn")}}), Contains("'norm'"));
   CATCH_CHECK_THROWS_WITH(with({{"norm", text("bn")}, {"mask_ratio", number(0.1)}}),
@@ -280,10 +294,38 @@ CATCH_TEST_CASE("Export fixed-weight vit models for insightface's code to load",
     Json rows = Json::array();
     for (std::int64_t i = 0; i < out.size(0); ++i) {
       const auto row = out[i];
-      rows.push_back(std::vector<double>(row.data_ptr<double>(), row.data_ptr<double>() + row.numel()));
+      rows.push_back(
+          std::vector<double>(row.data_ptr<double>(), row.data_ptr<double>() + row.numel()));
     }
-    std::ofstream(base + ".json") << Json{{"config", name}, {"images", images},
-                                          {"side", net->input_size()}, {"embeddings", rows}}
-                                          .dump();
+    std::ofstream(base + ".json") << Json{
+        {"config", name},
+        {"images", images},
+        {"side", net->input_size()},
+        {"embeddings", rows}}.dump();
   }
+}
+
+// Not run by default: `test_backbone_vit "[.benchmark]"` prints vit-cpu's training throughput on
+// two threads (batch 32, masking and stochastic depth on, as in training).
+CATCH_TEST_CASE("vit-cpu training throughput on two threads", "[.benchmark]") {
+  at::set_num_threads(2);
+  auto net = make_backbone("vit-cpu");
+  net->train();
+  const auto images = at::randn({32, 3, 56, 56});
+  auto step = [&] {
+    net->zero_grad();
+    net->forward(images).square().mean().backward();
+  };
+  step();  // warm-up
+  const int steps = 10;
+  const auto start = std::chrono::steady_clock::now();
+  const std::clock_t cpu_start = std::clock();
+  for (int i = 0; i < steps; ++i) step();
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  const double cpu_seconds = double(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+  // On a shared machine the wall clock lies; CPU time over two threads is the unloaded estimate.
+  std::printf(
+      "vit-cpu forward+backward, batch 32, 56x56, 2 threads: %.0f img/s wall, "
+      "%.0f img/s from CPU time\n",
+      steps * 32 / elapsed.count(), 2 * steps * 32 / cpu_seconds);
 }

@@ -58,8 +58,8 @@ const Config& validated(const Config& c) {
   if (c.dim < 1) throw std::invalid_argument("dim must be at least 1");
   if (c.depth < 1) throw std::invalid_argument("depth must be at least 1");
   if (c.heads < 1 || c.dim % c.heads != 0) {
-    throw std::invalid_argument("heads must divide dim (dim " + std::to_string(c.dim) +
-                                ", heads " + std::to_string(c.heads) + ")");
+    throw std::invalid_argument("heads must divide dim (dim " + std::to_string(c.dim) + ", heads " +
+                                std::to_string(c.heads) + ")");
   }
   if (!(c.mlp_ratio > 0.0) || static_cast<std::int64_t>(c.dim * c.mlp_ratio) < 1) {
     throw std::invalid_argument("mlp_ratio must leave the MLP at least one hidden unit");
@@ -182,13 +182,12 @@ VisionTransformer::VisionTransformer(const Config& config)
   norm = token_norm(config, patches_);
   register_module("norm", norm.ptr());
   feature = register_module(
-      "feature",
-      torch::nn::Sequential(
-          linear(dim * patches_, dim, /*bias=*/false),
-          torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(dim).eps(kFeatureBnEps)),
-          linear(dim, config.embedding, /*bias=*/false),
-          torch::nn::BatchNorm1d(
-              torch::nn::BatchNorm1dOptions(config.embedding).eps(kFeatureBnEps))));
+      "feature", torch::nn::Sequential(
+                     linear(dim * patches_, dim, /*bias=*/false),
+                     torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(dim).eps(kFeatureBnEps)),
+                     linear(dim, config.embedding, /*bias=*/false),
+                     torch::nn::BatchNorm1d(
+                         torch::nn::BatchNorm1dOptions(config.embedding).eps(kFeatureBnEps))));
   initialise();
 }
 
@@ -224,7 +223,8 @@ torch::Tensor VisionTransformer::forward(const torch::Tensor& images) {
   torch::Tensor restore;
   if (masking) {
     const auto kept = static_cast<std::int64_t>(patches_ * (1.0 - config_.mask_ratio));
-    const auto shuffle = at::rand({n, patches_}, x.options()).argsort(/*dim=*/1, /*descending=*/false);
+    const auto shuffle =
+        at::rand({n, patches_}, x.options()).argsort(/*dim=*/1, /*descending=*/false);
     restore = shuffle.argsort(/*dim=*/1, /*descending=*/false);
     x = x.gather(1, shuffle.slice(1, 0, kept).unsqueeze(-1).expand({-1, -1, dim}));
   }
