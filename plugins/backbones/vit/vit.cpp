@@ -18,8 +18,7 @@ namespace flatface::vit {
 
 namespace {
 
-// The feature head's BatchNorm1d layers use eps 2e-5 (as insightface's other backbones); every
-// other norm keeps PyTorch's default 1e-5.
+// Their feature head's BatchNorm1d layers use eps 2e-5; every other norm keeps PyTorch's 1e-5.
 constexpr double kFeatureBnEps = 2e-5;
 
 std::string text(double value) {

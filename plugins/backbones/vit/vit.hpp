@@ -3,7 +3,8 @@
 // pre-norm blocks x + attn(norm1(x)), x + mlp(norm2(x)) with ReLU6 in the MLP and a bias-free qkv,
 // a final norm, and a flatten -> FC -> BN1d -> FC -> BN1d head. Training adds stochastic depth
 // and their random patch masking. Parameter and buffer names equal insightface's, in order, so
-// state dicts move both ways.
+// state dicts move both ways. Their blocks run under CUDA autocast (attention scores in float32);
+// here everything runs in the input's precision.
 #pragma once
 
 #include <torch/nn/module.h>
