@@ -38,6 +38,11 @@ BACKBONE_DEFAULTS = {
     "mobilefacenet": dict(blocks=[1, 4, 6, 2], scale=2, embedding=512, input=112),
     "mobilefacenet-large": dict(blocks=[2, 8, 12, 4], scale=4, embedding=512, input=112),
     "mobilefacenet-small": dict(blocks=[1, 4, 6, 2], scale=1, embedding=128, input=56),
+    # The ViTs take no `size`: write dim, depth, heads ... out in full.
+    "vit": dict(dim=256, depth=12, heads=8, mlp_ratio=4.0, patch=9, input=112, embedding=512,
+                drop_path=0.1, mask_ratio=0.1, norm="ln"),
+    "vit-cpu": dict(dim=128, depth=4, heads=4, mlp_ratio=4.0, patch=7, input=56, embedding=128,
+                    drop_path=0.1, mask_ratio=0.1, norm="ln"),
 }
 
 
@@ -239,10 +244,100 @@ class IR(nn.Module):
         return self.head(self.units(self.stem(x)))
 
 
+
+# Backbone: the ViT of insightface's arcface_torch (patch tokens + position embedding, no class
+# token; pre-norm blocks with a bias-free qkv and a ReLU6 MLP; flatten -> FC -> BN1d -> FC -> BN1d
+# with eps 2e-5). Training drops whole residual branches per sample (stochastic depth, linear in
+# depth) and swaps a random share of the patches for a learned token after the final norm.
+
+class TokenBatchNorm(nn.Module):  # "bn": BatchNorm1d whose channels are the patches
+    def __init__(self, patches):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(patches)
+
+    def forward(self, x):
+        return self.bn(x)
+
+
+def token_norm(norm, dim, patches):
+    return nn.LayerNorm(dim) if norm == "ln" else TokenBatchNorm(patches)
+
+
+def drop_branch(x, rate, training):
+    if not training or rate == 0.0:
+        return x
+    keep = torch.empty(x.shape[0], 1, 1, device=x.device).bernoulli_(1.0 - rate)
+    return x * keep / (1.0 - rate)
+
+
+class VitBlock(nn.Module):
+    def __init__(self, dim, heads, hidden, patches, norm, drop_path):
+        super().__init__()
+        self.heads, self.drop_path = heads, drop_path
+        self.norm1 = token_norm(norm, dim, patches)
+        self.norm2 = token_norm(norm, dim, patches)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def attention(self, x):
+        n, length, dim = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [n, heads, length, dim / heads]
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads), dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(n, length, dim))
+
+    def forward(self, x):
+        x = x + drop_branch(self.attention(self.norm1(x)), self.drop_path, self.training)
+        mlp = self.fc2(F.relu6(self.fc1(self.norm2(x))))
+        return x + drop_branch(mlp, self.drop_path, self.training)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, dim, depth, heads, mlp_ratio, patch, input, embedding, drop_path, mask_ratio,
+                 norm):
+        super().__init__()
+        self.patches, self.mask_ratio = (input // patch) ** 2, mask_ratio
+        self.patch_conv = nn.Conv2d(3, dim, patch, stride=patch)
+        self.position = nn.Parameter(torch.randn(1, self.patches, dim) * 0.02)
+        self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(VitBlock(dim, heads, int(dim * mlp_ratio), self.patches, norm, r)
+                                    for r in rates)
+        self.norm = token_norm(norm, dim, self.patches)
+        self.head = nn.Sequential(nn.Linear(dim * self.patches, dim, bias=False),
+                                  nn.BatchNorm1d(dim, eps=2e-5),
+                                  nn.Linear(dim, embedding, bias=False),
+                                  nn.BatchNorm1d(embedding, eps=2e-5))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, images):
+        x = self.patch_conv(images).flatten(2).transpose(1, 2) + self.position
+        n, length, dim = x.shape
+        masking = self.training and self.mask_ratio > 0
+        if masking:
+            order = torch.rand(n, length, device=x.device).argsort(dim=1)
+            kept = int(length * (1 - self.mask_ratio))
+            x = x.gather(1, order[:, :kept, None].expand(-1, -1, dim))
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        if masking:
+            full = self.mask_token.expand(n, length, dim).clone()
+            full.scatter_(1, order[:, :kept, None].expand(-1, -1, dim), x)
+            x = full
+        return self.head(x.flatten(1))
+
+
 # The class of each backbone plugin above (plugin name -> class taking BACKBONE_DEFAULTS' keys).
 BACKBONE_CLASSES = {"iresnet": IResNet, "iresnet-small": IResNet, "mobilefacenet": MobileFaceNet,
                     "mobilefacenet-large": MobileFaceNet, "mobilefacenet-small": MobileFaceNet,
-                    "ir": IR, "ir-se": IR}
+                    "ir": IR, "ir-se": IR, "vit": VisionTransformer, "vit-cpu": VisionTransformer}
 
 # ---------------------------------------------------------------------------------------------
 # Margin heads over W [C, D]: cos θ_ij = <x_i/‖x_i‖, W_j/‖W_j‖> (paper eq. 2).
