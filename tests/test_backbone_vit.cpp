@@ -6,12 +6,9 @@
 #include <ATen/ops/randn.h>
 #include <torch/utils.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <map>
 #include <string>
@@ -303,29 +300,4 @@ CATCH_TEST_CASE("Export fixed-weight vit models for insightface's code to load",
         {"side", net->input_size()},
         {"embeddings", rows}}.dump();
   }
-}
-
-// Not run by default: `test_backbone_vit "[.benchmark]"` prints vit-cpu's training throughput on
-// two threads (batch 32, masking and stochastic depth on, as in training).
-CATCH_TEST_CASE("vit-cpu training throughput on two threads", "[.benchmark]") {
-  at::set_num_threads(2);
-  auto net = make_backbone("vit-cpu");
-  net->train();
-  const auto images = at::randn({32, 3, 56, 56});
-  auto step = [&] {
-    net->zero_grad();
-    net->forward(images).square().mean().backward();
-  };
-  step();  // warm-up
-  const int steps = 10;
-  const auto start = std::chrono::steady_clock::now();
-  const std::clock_t cpu_start = std::clock();
-  for (int i = 0; i < steps; ++i) step();
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  const double cpu_seconds = double(std::clock() - cpu_start) / CLOCKS_PER_SEC;
-  // On a shared machine the wall clock lies; CPU time over two threads is the unloaded estimate.
-  std::printf(
-      "vit-cpu forward+backward, batch 32, 56x56, 2 threads: %.0f img/s wall, "
-      "%.0f img/s from CPU time\n",
-      steps * 32 / elapsed.count(), 2 * steps * 32 / cpu_seconds);
 }

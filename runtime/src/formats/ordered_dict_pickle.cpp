@@ -1,8 +1,8 @@
 #include "formats/ordered_dict_pickle.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <set>
 #include <vector>
 
 #include "formats/pickle_opcodes.hpp"
@@ -76,6 +76,54 @@ std::string bytes(std::initializer_list<unsigned char> codes) {
   return std::string(codes.begin(), codes.end());
 }
 
+// The stack of a pickle being rewritten, as far as the rewrites need it: where each item's
+// opcodes begin in the output (so that an opcode can go in front of an item), a tag per item,
+// and the open MARKs.
+class StackShape {
+ public:
+  struct Item {
+    std::size_t begin;
+    int tag = 0;
+  };
+
+  // Items above the innermost open MARK.
+  std::size_t above_mark() const { return items_.size() - (marks_.empty() ? 0 : marks_.back().depth); }
+  Item& top(std::size_t i = 0) { return items_[items_.size() - 1 - i]; }
+  void push(Item item) { items_.push_back(item); }
+  void pop(std::size_t n) { items_.resize(items_.size() - n); }
+
+  // What `op`, written at `at` in the output, does to the stack; false when it cannot (a
+  // malformed pickle): then the rewrite gives up.
+  bool apply(const Opcode& op, std::size_t at) {
+    if (op.mark) {
+      marks_.push_back({items_.size(), at});
+      return true;
+    }
+    std::size_t begin = at;
+    if (op.to_mark) {
+      if (marks_.empty()) return false;
+      items_.resize(marks_.back().depth);
+      begin = marks_.back().at;
+      marks_.pop_back();
+    }
+    const auto pops = static_cast<std::size_t>(op.pops);
+    if (pops > 0) {
+      if (above_mark() < pops) return false;
+      begin = top(pops - 1).begin;
+      pop(pops);
+    }
+    for (int i = 0; i < op.pushes; ++i) items_.push_back({begin});
+    return true;
+  }
+
+ private:
+  struct Mark {
+    std::size_t depth, at;
+  };
+  std::vector<Item> items_;
+  std::vector<Mark> marks_;
+};
+
 }  // namespace
 
 std::optional<std::string> ordered_dict_as_dict(const std::string& pickle) {
@@ -141,11 +189,7 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
   std::string out;
   out.reserve(pickle.size() + 64);
   bool changed = false;
-  std::vector<std::size_t> starts;  // where each item on the stack begins in `out`
-  struct Mark {
-    std::size_t depth, at;
-  };
-  std::vector<Mark> marks;
+  StackShape stack;
   for (std::size_t p = 0; p < pickle.size();) {
     const auto code = static_cast<unsigned char>(pickle[p]);
     const auto end = opcode_end(pickle, p);
@@ -156,11 +200,10 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
       // The dict or list with its key and value (or item) above it: a MARK goes in before the
       // key, so that the batch opcode takes the same one entry.
       const std::size_t taken = code == kSetitem ? 2 : 1;
-      const std::size_t base = marks.empty() ? 0 : marks.back().depth;
-      if (starts.size() < base + taken + 1) return std::nullopt;
-      out.insert(starts[starts.size() - taken], 1, static_cast<char>(kMark));
+      if (stack.above_mark() < taken + 1) return std::nullopt;
+      out.insert(stack.top(taken - 1).begin, 1, static_cast<char>(kMark));
       out += static_cast<char>(code == kSetitem ? kSetitems : kAppends);
-      starts.resize(starts.size() - taken);
+      stack.pop(taken);
       changed = true;
       p = *end;
       continue;
@@ -168,24 +211,7 @@ std::optional<std::string> single_items_as_batches(const std::string& pickle) {
     out.append(pickle, p, *end - p);
     p = *end;
     if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
-    if (op.mark) {
-      marks.push_back({starts.size(), at});
-      continue;
-    }
-    std::size_t begin = at;
-    if (op.to_mark) {
-      if (marks.empty()) return std::nullopt;
-      starts.resize(marks.back().depth);
-      begin = marks.back().at;
-      marks.pop_back();
-    }
-    const auto pops = static_cast<std::size_t>(op.pops);
-    if (pops > 0) {
-      if (starts.size() < pops + (marks.empty() ? 0 : marks.back().depth)) return std::nullopt;
-      begin = starts[starts.size() - pops];
-      starts.resize(starts.size() - pops);
-    }
-    for (int i = 0; i < op.pushes; ++i) starts.push_back(begin);
+    if (!stack.apply(op, at)) return std::nullopt;
   }
   return std::nullopt;
 }
@@ -212,30 +238,19 @@ std::optional<std::string> objects_as_dicts(const std::string& pickle) {
   constexpr unsigned char kGlobal = code_of("GLOBAL"), kEmptyDict = code_of("EMPTY_DICT");
   constexpr unsigned char kEmptyTuple = code_of("EMPTY_TUPLE"), kBuild = code_of("BUILD");
   constexpr unsigned char kReduce = code_of("REDUCE"), kNewobj = code_of("NEWOBJ");
-  // Each stack item: where its opcodes begin in `out`, and whether it stands for a foreign class
-  // (an empty dict that will become its instance) or is such an instance.
-  enum class Kind { value, foreign_class, foreign_object };
-  struct Item {
-    std::size_t begin;
-    Kind kind;
-  };
-  struct Mark {
-    std::size_t depth, at;
-  };
+  // Item tags beside StackShape's 0 (any other value): a foreign class (written as an empty dict
+  // that becomes its instance), or such an instance.
+  constexpr int kForeignClass = 1, kForeignObject = 2;
   std::string out;
   out.reserve(pickle.size() + 256);
-  std::vector<Item> stack;
-  std::vector<Mark> marks;
-  std::vector<std::uint32_t> class_memo;  // memo ids that hold a foreign class
+  StackShape stack;
+  std::set<std::uint32_t> class_memo;  // memo ids that hold a foreign class
   bool changed = false;
-  auto is_class_memo = [&](std::uint32_t id) {
-    return std::find(class_memo.begin(), class_memo.end(), id) != class_memo.end();
-  };
   // The dict below the top item takes the top item as its entry `key`.
   auto store_top_under = [&](const char* key) {
-    out.insert(stack.back().begin, static_cast<char>(kMark) + binunicode(key));
+    out.insert(stack.top().begin, static_cast<char>(kMark) + binunicode(key));
     out += static_cast<char>(kSetitems);
-    stack.pop_back();
+    stack.pop(1);
   };
   for (std::size_t p = 0; p < pickle.size();) {
     const auto code = static_cast<unsigned char>(pickle[p]);
@@ -243,67 +258,34 @@ std::optional<std::string> objects_as_dicts(const std::string& pickle) {
     if (!end) return std::nullopt;
     const Opcode& op = *describe(code);
     const std::size_t at = out.size();
-    const std::size_t base = marks.empty() ? 0 : marks.back().depth;
-    const auto top = [&](std::size_t i) -> Item& { return stack[stack.size() - 1 - i]; };
-    if (code == kGlobal && foreign_class(pickle.substr(p + 1, *end - p - 1))) {
+    const bool class_from_memo =
+        (code == kBinget || code == kLongBinget) && class_memo.count(memo_id(pickle, p)) > 0;
+    if (class_from_memo || (code == kGlobal && foreign_class(pickle.substr(p + 1, *end - p - 1)))) {
       out += static_cast<char>(kEmptyDict);  // every instance gets a fresh dict
-      stack.push_back({at, Kind::foreign_class});
+      stack.push({at, kForeignClass});
       changed = true;
-      p = *end;
-      continue;
-    }
-    if ((code == kBinget || code == kLongBinget) && is_class_memo(memo_id(pickle, p))) {
-      out += static_cast<char>(kEmptyDict);
-      stack.push_back({at, Kind::foreign_class});
-      p = *end;
-      continue;
-    }
-    if ((code == kBinput || code == kLongBinput) && stack.size() > base &&
-        top(0).kind == Kind::foreign_class && top(0).begin + 1 == at) {
-      class_memo.push_back(memo_id(pickle, p));  // the class itself, fetched again later
-      p = *end;
-      continue;
-    }
-    if ((code == kReduce || code == kNewobj) && stack.size() >= base + 2 &&
-        top(1).kind == Kind::foreign_class) {
+    } else if ((code == kBinput || code == kLongBinput) && stack.above_mark() > 0 &&
+               stack.top().tag == kForeignClass && stack.top().begin + 1 == at) {
+      class_memo.insert(memo_id(pickle, p));  // the class itself, fetched again later
+    } else if ((code == kReduce || code == kNewobj) && stack.above_mark() >= 2 &&
+               stack.top(1).tag == kForeignClass) {
       // cls(*args): the dict standing for cls becomes the instance; empty arguments go.
-      if (top(0).begin + 1 == at && static_cast<unsigned char>(out[top(0).begin]) == kEmptyTuple) {
+      if (stack.top().begin + 1 == at &&
+          static_cast<unsigned char>(out[stack.top().begin]) == kEmptyTuple) {
         out.pop_back();
-        stack.pop_back();
+        stack.pop(1);
       } else {
         store_top_under(kPickledArgs);
       }
-      stack.back().kind = Kind::foreign_object;
-      p = *end;
-      continue;
-    }
-    if (code == kBuild && stack.size() >= base + 2 && top(1).kind == Kind::foreign_object) {
+      stack.top().tag = kForeignObject;
+    } else if (code == kBuild && stack.above_mark() >= 2 && stack.top(1).tag == kForeignObject) {
       store_top_under(kPickledState);  // obj.__setstate__(state) kept as an entry
-      p = *end;
-      continue;
+    } else {
+      out.append(pickle, p, *end - p);
+      if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
+      if (!stack.apply(op, at)) return std::nullopt;
     }
-    out.append(pickle, p, *end - p);
     p = *end;
-    if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
-    if (op.mark) {
-      marks.push_back({stack.size(), at});
-      continue;
-    }
-    std::size_t begin = at;
-    if (op.to_mark) {
-      if (marks.empty() || stack.size() < marks.back().depth) return std::nullopt;
-      stack.resize(marks.back().depth);
-      begin = marks.back().at;
-      marks.pop_back();
-    }
-    const auto pops = static_cast<std::size_t>(op.pops);
-    const std::size_t floor = marks.empty() ? 0 : marks.back().depth;
-    if (pops > 0) {
-      if (stack.size() < pops + floor) return std::nullopt;
-      begin = top(pops - 1).begin;
-      stack.resize(stack.size() - pops);
-    }
-    for (int i = 0; i < op.pushes; ++i) stack.push_back({begin, Kind::value});
   }
   return std::nullopt;
 }
