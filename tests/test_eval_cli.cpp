@@ -245,7 +245,10 @@ CATCH_TEST_CASE("[model] init starts a run from the weights; a resumed run keeps
 
     // The run's backbone is the file's, tensor for tensor, and embeds as PyTorch does.
     const std::string exported = py.dir / "exported.pt";
-    CATCH_REQUIRE(run_toy_cli("export '" + ckpt.string() + "' --out '" + exported + "'").code == 0);
+    const Result exported_note = run_toy_cli("export '" + ckpt.string() + "' --out '" + exported + "'");
+    CATCH_REQUIRE(exported_note.code == 0);
+    // It says what the network expects: insightface's input unless the backbone table says more.
+    CATCH_CHECK(contains(exported_note.out, " images, RGB, (x/255 - 0.5) / 0.5\n"));
     const flatface::TensorDict file = flatface::load_tensor_dict(py.weights);
     const flatface::TensorDict run = flatface::load_tensor_dict(exported);
     CATCH_REQUIRE(run.size() == file.size());
