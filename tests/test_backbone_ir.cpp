@@ -127,11 +127,13 @@ CATCH_TEST_CASE("IR-18 and IR-SE-50 with fixed weights embed fixed images as Ada
     const double scale = theirs.abs().max().item<double>();
     const double diff = (ours - theirs).abs().max().item<double>();
     CATCH_CHECK(diff <= 1e-5 * scale);
-    // The images differ little after the fixed weights; their difference must agree as well.
+    // The images differ little after the fixed weights (their spread is ~5e-4 of the values); it
+    // must agree as well: 0 here, 1.9% on Debian 13's libtorch 2.6 (float noise of 1e-5 of the
+    // values), hence 5%.
     const auto their_spread = theirs[0] - theirs[1];
     const auto our_spread = ours[0] - ours[1];
     CATCH_CHECK((our_spread - their_spread).abs().max().item<double>() <=
-                0.01 * their_spread.abs().max().item<double>());
+                0.05 * their_spread.abs().max().item<double>());
   }
 }
 
