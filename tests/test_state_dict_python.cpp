@@ -1,6 +1,7 @@
 // State dicts: names, strict loading, and files that Python's torch.load / torch.save share with
 // us. tests/python/iresnet_reference.py is a second IResNet, written independently in PyTorch.
 #include <ATen/ops/allclose.h>
+#include <caffe2/serialize/inline_container.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/randn.h>
@@ -429,4 +430,26 @@ CATCH_TEST_CASE("Objects of other classes in a torch.save file read as dicts of 
   const auto counts = counter.elements().at(0).toGenericDict();
   CATCH_CHECK(counts.at(12).toInt() == 1);
   CATCH_CHECK(counts.at(20).toInt() == 2);
+}
+
+CATCH_TEST_CASE("A torch.save pickle whose only other class is the tensors' empty OrderedDict() "
+                "hooks is left to libtorch as it is") {
+  TempDir dir("hooks");
+  const std::string write =
+      "import sys, collections, torch; w = torch.arange(3.0); "
+      "torch.save({'w': w}, sys.argv[1]); "
+      "torch.save({'sd': collections.OrderedDict([('w', w)])}, sys.argv[2])";
+  CATCH_REQUIRE(run_python("-c \"" + write + "\" " + (dir / "plain.pt") + " " + (dir / "nested.pt")) == 0);
+  auto pickle_of = [](const std::string& path) {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    const auto [data, size] = reader.getRecord("data.pkl");
+    return std::string(static_cast<const char*>(data.get()), size);
+  };
+  const std::string plain = pickle_of(dir / "plain.pt");
+  CATCH_REQUIRE(plain.find("collections\nOrderedDict\n") != std::string::npos);  // the hooks
+  CATCH_CHECK_FALSE(flatface::objects_as_dicts(plain).has_value());
+  // An OrderedDict with items is a dict libtorch cannot build: rewritten.
+  CATCH_CHECK(flatface::objects_as_dicts(pickle_of(dir / "nested.pt")).has_value());
+  const auto nested = flatface::read_torch_file(dir / "nested.pt").toGenericDict();
+  CATCH_CHECK(at::equal(nested.at("sd").toGenericDict().at("w").toTensor(), at::arange(3.0)));
 }

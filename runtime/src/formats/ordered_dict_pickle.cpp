@@ -2,7 +2,7 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <set>
+#include <map>
 #include <vector>
 
 #include "formats/pickle_opcodes.hpp"
@@ -87,7 +87,9 @@ class StackShape {
   };
 
   // Items above the innermost open MARK.
-  std::size_t above_mark() const { return items_.size() - (marks_.empty() ? 0 : marks_.back().depth); }
+  std::size_t above_mark() const {
+    return items_.size() - (marks_.empty() ? 0 : marks_.back().depth);
+  }
   Item& top(std::size_t i = 0) { return items_[items_.size() - 1 - i]; }
   void push(Item item) { items_.push_back(item); }
   void pop(std::size_t n) { items_.resize(items_.size() - n); }
@@ -238,19 +240,32 @@ std::optional<std::string> objects_as_dicts(const std::string& pickle) {
   constexpr unsigned char kGlobal = code_of("GLOBAL"), kEmptyDict = code_of("EMPTY_DICT");
   constexpr unsigned char kEmptyTuple = code_of("EMPTY_TUPLE"), kBuild = code_of("BUILD");
   constexpr unsigned char kReduce = code_of("REDUCE"), kNewobj = code_of("NEWOBJ");
-  // Item tags beside StackShape's 0 (any other value): a foreign class (written as an empty dict
-  // that becomes its instance), or such an instance.
-  constexpr int kForeignClass = 1, kForeignObject = 2;
+  // Item tags beside StackShape's 0 (any other value): a foreign class, written as an empty dict
+  // that becomes its instance (OrderedDict apart from the others), and such an instance.
+  constexpr int kOrderedDictClass = 1, kOtherClass = 2, kForeignObject = 3;
   std::string out;
   out.reserve(pickle.size() + 256);
   StackShape stack;
-  std::set<std::uint32_t> class_memo;  // memo ids that hold a foreign class
-  bool changed = false;
+  std::map<std::uint32_t, int> class_memo;  // memo ids that hold a foreign class -> its tag
+  // Whether libtorch needs the rewrite. Its unpickler reads `OrderedDict()` as None, which is
+  // all that torch.save's empty per-tensor hooks need (every torch.save file, flatface's own
+  // checkpoints too, has them); an OrderedDict that gets items or a state, or any other class,
+  // needs the dict.
+  bool needed = false;
+  auto push_class = [&](std::size_t at, int tag) {
+    out += static_cast<char>(kEmptyDict);  // every instance gets a fresh dict
+    stack.push({at, tag});
+    needed = needed || tag == kOtherClass;
+  };
   // The dict below the top item takes the top item as its entry `key`.
   auto store_top_under = [&](const char* key) {
     out.insert(stack.top().begin, static_cast<char>(kMark) + binunicode(key));
     out += static_cast<char>(kSetitems);
     stack.pop(1);
+    needed = true;
+  };
+  auto is_class = [](const StackShape::Item& item) {
+    return item.tag == kOrderedDictClass || item.tag == kOtherClass;
   };
   for (std::size_t p = 0; p < pickle.size();) {
     const auto code = static_cast<unsigned char>(pickle[p]);
@@ -258,17 +273,19 @@ std::optional<std::string> objects_as_dicts(const std::string& pickle) {
     if (!end) return std::nullopt;
     const Opcode& op = *describe(code);
     const std::size_t at = out.size();
-    const bool class_from_memo =
-        (code == kBinget || code == kLongBinget) && class_memo.count(memo_id(pickle, p)) > 0;
-    if (class_from_memo || (code == kGlobal && foreign_class(pickle.substr(p + 1, *end - p - 1)))) {
-      out += static_cast<char>(kEmptyDict);  // every instance gets a fresh dict
-      stack.push({at, kForeignClass});
-      changed = true;
+    const auto memo = code == kBinget || code == kLongBinget ? class_memo.find(memo_id(pickle, p))
+                                                             : class_memo.end();
+    if (memo != class_memo.end()) {
+      push_class(at, memo->second);
+    } else if (code == kGlobal && foreign_class(pickle.substr(p + 1, *end - p - 1))) {
+      const bool ordered_dict =
+          pickle.compare(p + 1, *end - p - 1, "collections\nOrderedDict\n") == 0;
+      push_class(at, ordered_dict ? kOrderedDictClass : kOtherClass);
     } else if ((code == kBinput || code == kLongBinput) && stack.above_mark() > 0 &&
-               stack.top().tag == kForeignClass && stack.top().begin + 1 == at) {
-      class_memo.insert(memo_id(pickle, p));  // the class itself, fetched again later
+               is_class(stack.top()) && stack.top().begin + 1 == at) {
+      class_memo[memo_id(pickle, p)] = stack.top().tag;  // the class itself, fetched again later
     } else if ((code == kReduce || code == kNewobj) && stack.above_mark() >= 2 &&
-               stack.top(1).tag == kForeignClass) {
+               is_class(stack.top(1))) {
       // cls(*args): the dict standing for cls becomes the instance; empty arguments go.
       if (stack.top().begin + 1 == at &&
           static_cast<unsigned char>(out[stack.top().begin]) == kEmptyTuple) {
@@ -282,8 +299,18 @@ std::optional<std::string> objects_as_dicts(const std::string& pickle) {
       store_top_under(kPickledState);  // obj.__setstate__(state) kept as an entry
     } else {
       out.append(pickle, p, *end - p);
-      if (code == kStop) return changed ? std::optional<std::string>(out) : std::nullopt;
+      if (code == kStop) return needed ? std::optional<std::string>(out) : std::nullopt;
+      // SETITEM / APPEND take the instance off the stack and put it back with its new item.
+      const std::size_t filled = code == kSetitem ? 2 : 1;
+      const bool fills_instance = (code == kSetitem || code == kAppend) &&
+                                  stack.above_mark() > filled &&
+                                  stack.top(filled).tag == kForeignObject;
       if (!stack.apply(op, at)) return std::nullopt;
+      if (fills_instance) stack.top().tag = kForeignObject;
+      // An instance with items (SETITEM(S), APPEND(S)): a dict, which None cannot stand for.
+      if (fills_instance || (op.to_mark && op.pushes == 0 && stack.above_mark() > 0 &&
+                             stack.top().tag == kForeignObject))
+        needed = true;
     }
     p = *end;
   }

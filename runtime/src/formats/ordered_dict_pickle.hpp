@@ -37,7 +37,8 @@ inline constexpr const char* kPickledState = "__pickle_state__";
 // torch's own modules turned into a plain dict, without executing anything: the items a dict
 // subclass such as OrderedDict sets, plus its constructor's arguments under kPickledArgs (when
 // not empty) and the state BUILD gives it under kPickledState. Tensors and storages stay as they
-// are. nullopt when the pickle names no such class, or an opcode is not in the scanner's table.
+// are. nullopt when libtorch needs no rewrite (no such class, or only the empty OrderedDict()
+// of each tensor's hooks, which it reads as None), or an opcode is not in the scanner's table.
 std::optional<std::string> objects_as_dicts(const std::string& pickle);
 
 // The offset just past the STOP of the pickle that starts at `begin` in `data`, or nullopt when an

@@ -202,16 +202,13 @@ TensorDict load_weights_dict(const std::string& path, const WeightsSelection& se
   }
   TensorDict out = tensors_of(dict, where, selection.prefix);
   if (out.size() == 0 && !selection.prefix.empty()) {
-    std::string names;
-    int shown = 0;
+    std::vector<std::string> names;
     for (const auto& entry : dict) {
-      if (!entry.key().isString() || entry.key().toStringRef() == kPickledState) continue;
-      if (shown++ == 5) break;
-      names += (names.empty() ? "" : ", ") + entry.key().toStringRef();
+      if (entry.key().isString() && entry.key().toStringRef() != kPickledState)
+        names.push_back(entry.key().toStringRef());
     }
     throw ConfigError(where + ": no entry's name starts with the prefix '" + selection.prefix +
-                      "' (" + std::to_string(dict.size()) + " entries" +
-                      (names.empty() ? "" : ", e.g. " + names) + ")");
+                      "' (its entries: " + join_keys(names) + ")");
   }
   return out;
 }
